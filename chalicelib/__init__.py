@@ -1,0 +1,1 @@
+"""sparkgate: a serverless gateway to Spark (everything but the Chalice app object)."""

@@ -1,0 +1,1 @@
+"""HTTP and event handlers: one blueprint per surface, each route a few lines."""

@@ -1,0 +1,108 @@
+"""Route plumbing shared by every surface: authentication, body parsing, error mapping.
+
+A view is ``fn(call, **uri_params) -> Response``; whatever :class:`SparkgateError` it raises is
+rendered in its surface's envelope here, once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from chalice import Blueprint, Response
+from chalice.app import Request
+
+from chalicelib.dialects import Dialect
+from chalicelib.errors import BadRequest, InternalError, SparkgateError, Unauthorized
+from chalicelib.observability import logger
+from chalicelib.tokens import Principal, token_from_headers, verify_token
+
+#: Cookie set by the Linkis login; it carries the same JWT as ``Authorization``.
+SESSION_COOKIE = "linkis_user_session_ticket_id_v1"
+CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+MAX_BODY = 1024 * 1024
+
+
+@dataclass
+class Call:
+    """One request as a view sees it."""
+
+    request: Request
+    principal: Principal | None
+
+    @property
+    def user(self) -> Principal:
+        """The authenticated caller (every non-public route has one)."""
+        if self.principal is None:
+            raise Unauthorized("authentication required")
+        return self.principal
+
+    def body(self, *, optional: bool = False) -> dict[str, Any]:
+        """The JSON object body; 400 naming the problem for anything else."""
+        raw = self.request.raw_body or b""
+        if len(raw) > MAX_BODY:
+            raise BadRequest(f"request body exceeds {MAX_BODY} bytes")
+        if not raw.strip():
+            if optional:
+                return {}
+            raise BadRequest("a JSON body is required")
+        try:
+            parsed = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise BadRequest(f"invalid JSON: {err}") from err
+        if not isinstance(parsed, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return parsed
+
+    @property
+    def query(self) -> dict[str, str]:
+        """Query string parameters (last value wins)."""
+        return dict(self.request.query_params or {})
+
+    def header(self, name: str) -> str | None:
+        """A request header, case-insensitively."""
+        value: str | None = self.request.headers.get(name.lower())
+        return value
+
+
+def authenticate(headers: dict[str, str]) -> Principal:
+    """The principal behind the request's token (header or session cookie)."""
+    token = token_from_headers(headers, SESSION_COOKIE)
+    if not token:
+        raise Unauthorized("missing credentials: send Authorization: Token <jwt>")
+    return verify_token(token)
+
+
+class Surface:
+    """A blueprint plus the dialect its routes answer in."""
+
+    def __init__(self, import_name: str, dialect: Dialect) -> None:
+        self.blueprint = Blueprint(import_name)
+        self.dialect = dialect
+
+    def route(
+        self, path: str, methods: Sequence[str] = ("GET",), *, public: bool = False
+    ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+        """Register ``fn(call, **params)`` at ``path`` with authentication and error mapping."""
+
+        def register(fn: Callable[..., Response]) -> Callable[..., Response]:
+            @functools.wraps(fn)
+            def view(**params: str) -> Response:
+                request = self.blueprint.current_request
+                try:
+                    principal = None if public else authenticate(dict(request.headers))
+                    return fn(Call(request, principal), **params)
+                except SparkgateError as err:
+                    logger.info("request refused", extra={"error": type(err).__name__, "reason": err.message})
+                    return self.dialect.error(err, request.context.get("path", ""))
+                except Exception:
+                    logger.exception("unhandled error")
+                    return self.dialect.error(InternalError("internal error"), request.context.get("path", ""))
+
+            self.blueprint.route(path, methods=list(methods), content_types=CONTENT_TYPES)(view)
+            return fn
+
+        return register

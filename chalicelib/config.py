@@ -1,0 +1,41 @@
+"""Stage configuration, read from the environment (set by `.chalice/config.json` or the local stack)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a handler needs to know about the stage it runs in."""
+
+    stage: str = field(default_factory=lambda: _env("SPARKGATE_STAGE", "local"))
+    table_name: str = field(default_factory=lambda: _env("SPARKGATE_TABLE", "sparkgate"))
+    bucket_name: str = field(default_factory=lambda: _env("SPARKGATE_BUCKET", "sparkgate"))
+    state_dir: Path = field(default_factory=lambda: Path(_env("SPARKGATE_STATE_DIR", ".sparkgate")))
+    jwt_secret_arn: str = field(default_factory=lambda: _env("SPARKGATE_JWT_SECRET_ARN"))
+    token_ttl_seconds: int = field(default_factory=lambda: int(_env("SPARKGATE_TOKEN_TTL", "604800")))
+    runner: str = field(default_factory=lambda: _env("SPARKGATE_RUNNER", "local"))
+    spark_master: str = field(default_factory=lambda: _env("SPARKGATE_SPARK_MASTER", "local[*]"))
+    emr_cluster_id: str = field(default_factory=lambda: _env("SPARKGATE_EMR_CLUSTER_ID"))
+    engine_uri: str = field(default_factory=lambda: _env("SPARKGATE_ENGINE_URI"))
+    ws_endpoint: str = field(default_factory=lambda: _env("SPARKGATE_WS_ENDPOINT"))
+    data_roots: tuple[str, ...] = field(
+        default_factory=lambda: tuple(p for p in _env("SPARKGATE_DATA_ROOTS", "../shared/data").split(":") if p)
+    )
+
+    @property
+    def is_local(self) -> bool:
+        """True on the one-machine stage, where defaults for development are allowed."""
+        return self.stage == "local"
+
+
+def settings() -> Settings:
+    """The current settings (read fresh so tests and the local stack can change the environment)."""
+    return Settings()

@@ -1,0 +1,146 @@
+"""``make run``: the local stack on loopback.
+
+One process tree: the embedded AWS (moto) with the table and bucket restored from the state
+directory, the Chalice app's HTTP routes, and the background services later parts add (the
+WebSocket gateway, the stream pump, the schedule timer). Ctrl-C saves state and stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_ADMIN_USER = "admin"
+DEFAULT_ADMIN_PASSWORD = "sparkgate-admin"
+SNAPSHOT_SECONDS = 2.0
+
+
+class LocalStack:
+    """Starts and stops every part of the local stack."""
+
+    def __init__(self, host: str, http_port: int, ws_port: int, state_dir: Path) -> None:
+        self.host, self.http_port, self.ws_port = host, http_port, ws_port
+        self.state_dir = state_dir.resolve()
+        self._stop = threading.Event()
+        self._stoppers: list[Callable[[], None]] = []
+        self.http_url = ""
+
+    def start(self) -> None:
+        """Bring everything up; returns once the HTTP server listens."""
+        os.environ["SPARKGATE_STAGE"] = "local"
+        os.environ["SPARKGATE_STATE_DIR"] = str(self.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        from chalicelib.local.aws import start_embedded_aws
+
+        moto, endpoint = start_embedded_aws(int(os.environ.get("SPARKGATE_AWS_PORT", "0")))
+        self._stoppers.append(moto.stop)
+        (self.state_dir / "aws-endpoint").write_text(endpoint)
+
+        from chalicelib.config import settings
+        from chalicelib.store.provision import ensure_table_and_bucket
+        from chalicelib.store.snapshot import Snapshotter
+        from chalicelib.users import ensure_user
+
+        cfg = settings()
+        ensure_table_and_bucket(cfg)
+        self.snapshots = Snapshotter(cfg)
+        restored = self.snapshots.restore()
+        print(f"sparkgate: state in {self.state_dir} ({restored} items restored)", flush=True)
+        admin = os.environ.get("SPARKGATE_ADMIN_USER", DEFAULT_ADMIN_USER)
+        password = os.environ.get("SPARKGATE_ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD)
+        if ensure_user(admin, password, admin=True):
+            print(f"sparkgate: created admin user {admin!r}", flush=True)
+
+        self._start_http()
+        self._start_background()
+        threading.Thread(target=self._snapshot_loop, name="snapshot", daemon=True).start()
+
+    def _start_http(self) -> None:
+        from chalice.cli.factory import CLIFactory
+
+        factory = CLIFactory(str(PROJECT_DIR), environ=dict(os.environ))
+        config = factory.create_config_obj(chalice_stage_name="local")
+        for key, value in config.environment_variables.items():
+            os.environ.setdefault(key, value)
+        app = factory.load_chalice_app(config.environment_variables)
+        server = factory.create_local_server(app, config, self.host, self.http_port)
+        self.http_port = server.server.server_address[1]
+        self.http_url = f"http://{self.host}:{self.http_port}"
+        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+        self._stoppers.insert(0, server.shutdown)
+        self.app = app
+
+    def _start_background(self) -> None:
+        """Hook for the WebSocket gateway, stream pump and schedule timer."""
+
+    def banner_lines(self) -> list[str]:
+        """Extra lines describing what the background services listen on."""
+        return []
+
+    def _snapshot_loop(self) -> None:
+        while not self._stop.wait(SNAPSHOT_SECONDS):
+            try:
+                self.snapshots.save()
+            except Exception as err:  # keep serving; the next tick retries
+                print(f"sparkgate: snapshot failed: {err}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        """Save state and stop every part, newest first."""
+        self._stop.set()
+        try:
+            self.snapshots.save()
+        finally:
+            for stopper in self._stoppers:
+                try:
+                    stopper()
+                except Exception as err:
+                    print(f"sparkgate: while stopping: {err}", file=sys.stderr, flush=True)
+
+    def wait(self) -> None:
+        """Block until SIGINT/SIGTERM."""
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            self._stop.set()
+
+        signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGTERM, handle)
+        while not self._stop.wait(0.5):
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``make run`` (``python -m chalicelib.local.stack``)."""
+    parser = argparse.ArgumentParser(description="Run the sparkgate local stack on loopback.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--http-port", type=int, default=int(os.environ.get("SPARKGATE_HTTP_PORT", "8000")))
+    parser.add_argument("--ws-port", type=int, default=int(os.environ.get("SPARKGATE_WS_PORT", "8001")))
+    parser.add_argument("--state-dir", default=os.environ.get("SPARKGATE_STATE_DIR", ".sparkgate"))
+    args = parser.parse_args(argv)
+    stack = LocalStack(args.host, args.http_port, args.ws_port, Path(args.state_dir))
+    stack.start()
+    user = os.environ.get("SPARKGATE_ADMIN_USER", DEFAULT_ADMIN_USER)
+    print(f"sparkgate: HTTP on {stack.http_url}", flush=True)
+    for line in stack.banner_lines():
+        print(line, flush=True)
+    print(
+        "sparkgate: try\n"
+        f"  curl -s -X POST {stack.http_url}/token -H 'Content-Type: application/json' "
+        f'-d \'{{"username":"{user}","password":"<SPARKGATE_ADMIN_PASSWORD>"}}\'\n'
+        "sparkgate: ready (Ctrl-C to stop)",
+        flush=True,
+    )
+    stack.wait()
+    print("sparkgate: stopping, state saved", flush=True)
+    stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

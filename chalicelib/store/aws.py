@@ -1,0 +1,55 @@
+"""Shared boto3 handles, created once per process (and per endpoint, so tests can switch)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+import boto3
+import boto3.dynamodb.types
+from botocore.config import Config
+
+from chalicelib.config import settings
+
+_CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+
+
+@lru_cache(maxsize=8)
+def _resource(service: str, endpoint: str | None) -> Any:
+    return boto3.resource(service, config=_CONFIG, endpoint_url=endpoint)  # type: ignore[call-overload]
+
+
+@lru_cache(maxsize=16)
+def _client(service: str, endpoint: str | None) -> Any:
+    return boto3.client(service, config=_CONFIG, endpoint_url=endpoint)  # type: ignore[call-overload]
+
+
+def client(service: str) -> Any:
+    """A boto3 client for ``service`` (honours ``AWS_ENDPOINT_URL`` for the local stack)."""
+    return _client(service, os.environ.get("AWS_ENDPOINT_URL"))
+
+
+def table() -> Any:
+    """The sparkgate DynamoDB table (boto3 ``Table`` resource)."""
+    return _resource("dynamodb", os.environ.get("AWS_ENDPOINT_URL")).Table(settings().table_name)
+
+
+def reset() -> None:
+    """Forget cached handles (tests that start a fresh moto backend call this)."""
+    _resource.cache_clear()
+    _client.cache_clear()
+
+
+_SERIALIZER = boto3.dynamodb.types.TypeSerializer()
+_DESERIALIZER = boto3.dynamodb.types.TypeDeserializer()
+
+
+def to_dynamo(item: dict[str, Any]) -> dict[str, Any]:
+    """A plain item in DynamoDB's typed JSON (for the low-level client and transactions)."""
+    return {k: _SERIALIZER.serialize(v) for k, v in item.items()}
+
+
+def from_dynamo(item: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`to_dynamo`."""
+    return {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}

@@ -1,0 +1,131 @@
+"""Work records and the per-user name claims that keep names unique.
+
+- work:  ``pk = WORK#<work_id>``, ``sk = WORK``; ``gsi1`` = (``USERWORKS#<user_id>``, creation order)
+- claim: ``pk = WORKNAME#<user_id>#<name>``, ``sk = WORKNAME`` (exists while a live work has that name)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from chalicelib.errors import Conflict, NotFound, StateConflict, VersionConflict
+from chalicelib.store.aws import client, table, to_dynamo
+from chalicelib.store.errors import cancelled_indexes, is_condition_failure
+
+_INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk")
+
+
+def _work_key(work_id: str) -> dict[str, str]:
+    return {"pk": f"WORK#{work_id}", "sk": "WORK"}
+
+
+def _claim_key(user_id: str, name: str) -> dict[str, str]:
+    return {"pk": f"WORKNAME#{user_id}#{name}", "sk": "WORKNAME"}
+
+
+def _strip(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in _INTERNAL}
+
+
+def _transact(items: list[dict[str, Any]], name: str, version_index: int | None) -> None:
+    try:
+        client("dynamodb").transact_write_items(TransactItems=items)
+    except ClientError as err:
+        if not is_condition_failure(err):
+            raise
+        failed = cancelled_indexes(err)
+        if version_index is not None and version_index in failed:
+            raise VersionConflict("the work was changed by someone else; reload it and retry") from err
+        raise Conflict(f"a work named {name!r} already exists", field="name") from err
+
+
+def insert_work(work: dict[str, Any], order_key: str) -> None:
+    """Store a new work and claim its name; :class:`Conflict` when the name is taken."""
+    tname = table().name
+    item = {
+        **_work_key(work["work_id"]),
+        "gsi1pk": f"USERWORKS#{work['user_id']}",
+        "gsi1sk": order_key,
+        **work,
+    }
+    claim = {**_claim_key(work["user_id"], work["name"]), "work_id": work["work_id"]}
+    _transact(
+        [
+            {"Put": {"TableName": tname, "Item": to_dynamo(claim), "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Put": {"TableName": tname, "Item": to_dynamo(item), "ConditionExpression": "attribute_not_exists(pk)"}},
+        ],
+        work["name"],
+        None,
+    )
+
+
+def get_work(work_id: str) -> dict[str, Any] | None:
+    """The stored work (deleted ones included), or None."""
+    item = table().get_item(Key=_work_key(work_id), ConsistentRead=True).get("Item")
+    return _strip(item) if item else None
+
+
+def replace_work(
+    work: dict[str, Any],
+    expected_version: int,
+    old_name: str,
+    *,
+    release_name: bool = False,
+    forbid_active: bool = False,
+) -> None:
+    """Write ``work`` over the stored one only if the stored version is ``expected_version``.
+
+    A renamed work moves its name claim in the same transaction; ``release_name`` frees the
+    name (soft delete); ``forbid_active`` refuses the write while a task of the work is active.
+    """
+    tname = table().name
+    current = table().get_item(Key=_work_key(work["work_id"]), ConsistentRead=True).get("Item")
+    if current is None:
+        raise NotFound("work not found")
+    item = {**current, **work}
+    ops: list[dict[str, Any]] = [
+        {
+            "Put": {
+                "TableName": tname,
+                "Item": to_dynamo(item),
+                "ConditionExpression": "#v = :v"
+                + (" AND attribute_not_exists(active_task_id)" if forbid_active else ""),
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": to_dynamo({":v": expected_version}),
+            }
+        }
+    ]
+    renamed = work["name"] != old_name
+    if renamed or release_name:
+        ops.append({"Delete": {"TableName": tname, "Key": to_dynamo(_claim_key(work["user_id"], old_name))}})
+    if renamed and not release_name:
+        claim = {**_claim_key(work["user_id"], work["name"]), "work_id": work["work_id"]}
+        ops.append(
+            {"Put": {"TableName": tname, "Item": to_dynamo(claim), "ConditionExpression": "attribute_not_exists(pk)"}}
+        )
+    try:
+        _transact(ops, work["name"], 0)
+    except VersionConflict:
+        latest = get_work(work["work_id"]) or {}
+        if forbid_active and latest.get("active_task_id") and latest.get("version") == expected_version:
+            raise StateConflict("the work has an active task; cancel it first") from None
+        raise
+
+
+def list_user_works(user_id: str) -> list[dict[str, Any]]:
+    """Every work of ``user_id`` (deleted ones included), newest first."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "IndexName": "gsi1",
+        "KeyConditionExpression": Key("gsi1pk").eq(f"USERWORKS#{user_id}"),
+        "ScanIndexForward": False,
+    }
+    while True:
+        page = table().query(**kwargs)
+        items.extend(_strip(i) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

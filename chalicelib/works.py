@@ -1,0 +1,314 @@
+"""Works: job definitions owned by a user (spec 003), validated here, stored by ``store.works``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from chalicelib.errors import BadRequest, NotFound
+from chalicelib.store import works as work_store
+from chalicelib.timeutil import now_iso
+from chalicelib.tokens import Principal
+
+TYPES = ("STREAMING", "BATCH")
+CATEGORIES = ("FLINK_SQL", "FLINK_JAR", "SPARK_SQL", "SPARK_JAR", "PYSPARK")
+CATEGORY_ALIASES = {"FLNK_JAR": "FLINK_JAR"}
+FREQUENCIES = ("once", "hourly", "daily", "weekly")
+JAVA_VERSIONS = ("8", "11", "17", "21")
+#: Work lifecycle status (its own, apart from task status): 0 draft, 1 online, 2 offline, 3 archived, 4-7 reserved.
+STATUS_RANGE = range(0, 8)
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 10
+
+#: Every field of a work as answered, in the spec's order (then sparkgate's additions).
+FIELDS = (
+    "work_id",
+    "lambda_id",
+    "user_id",
+    "name",
+    "description",
+    "type",
+    "category",
+    "status",
+    "work_directory",
+    "main_class_name",
+    "extra_params",
+    "java_version",
+    "run_frequency",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+    "version",
+    "paused",
+    "timezone",
+    "active_task_id",
+)
+SERVER_FIELDS = ("work_id", "lambda_id", "created_at", "updated_at", "deleted_at", "version", "active_task_id")
+
+
+def _string(max_len: int, *, allow_empty: bool = True) -> Callable[[str, Any], Any]:
+    def check(field: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise BadRequest(f"{field} must be a string", field=field)
+        if len(value) > max_len:
+            raise BadRequest(f"{field} must be at most {max_len} characters", field=field)
+        if not allow_empty and not value.strip():
+            raise BadRequest(f"{field} must not be empty", field=field)
+        return value
+
+    return check
+
+
+def _enum(options: tuple[str, ...], aliases: dict[str, str] | None = None) -> Callable[[str, Any], Any]:
+    def check(field: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise BadRequest(f"{field} must be a string", field=field)
+        value = (aliases or {}).get(value, value)
+        if value not in options:
+            raise BadRequest(f"{field} must be one of {', '.join(options)}", field=field)
+        return value
+
+    return check
+
+
+def _status(field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value not in STATUS_RANGE:
+        raise BadRequest(f"{field} must be an integer from 0 to 7", field=field)
+    return value
+
+
+def _extra_params(field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest(f"{field} must be a list of strings", field=field)
+    if len(value) > 64 or any(len(v) > 1024 for v in value):
+        raise BadRequest(f"{field} allows at most 64 strings of 1024 characters", field=field)
+    return value
+
+
+def _paused(field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise BadRequest(f"{field} must be true or false", field=field)
+    return value
+
+
+def _timezone(field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise BadRequest(f"{field} must be an IANA time zone name", field=field)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise BadRequest(f"{field} {value!r} is not a known time zone", field=field) from err
+    return value
+
+
+_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
+    "user_id": _string(64),
+    "name": _string(128, allow_empty=False),
+    "description": _string(2048),
+    "type": _enum(TYPES),
+    "category": _enum(CATEGORIES, CATEGORY_ALIASES),
+    "status": _status,
+    "work_directory": _string(1024),
+    "main_class_name": _string(256),
+    "extra_params": _extra_params,
+    "java_version": _enum(JAVA_VERSIONS),
+    "run_frequency": _enum(FREQUENCIES),
+    "paused": _paused,
+    "timezone": _timezone,
+}
+REQUIRED_ON_CREATE = ("name", "description", "type", "category")
+IMMUTABLE = ("type",)
+
+
+def _validate(body: Any, principal: Principal, *, creating: bool) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    clean: dict[str, Any] = {}
+    for field, value in body.items():
+        if field in SERVER_FIELDS:
+            continue  # server-managed; documented as ignored on input
+        check = _VALIDATORS.get(field)
+        if check is None:
+            raise BadRequest(f"unknown field {field}", field=field)
+        clean[field] = check(field, value)
+    if clean.get("user_id") not in (None, principal.user_id):
+        raise BadRequest("user_id must be your own user id (or omitted)", field="user_id")
+    clean.pop("user_id", None)
+    if creating:
+        for field in REQUIRED_ON_CREATE:
+            if clean.get(field) is None:
+                raise BadRequest(f"{field} is required", field=field)
+    else:
+        for field in ("name", "type", "category"):
+            if field in clean and clean[field] is None:
+                raise BadRequest(f"{field} cannot be null", field=field)
+    return clean
+
+
+def present(work: dict[str, Any]) -> dict[str, Any]:
+    """A work as answered: every field present, empty ones as ``null``."""
+    out = {field: work.get(field) for field in FIELDS}
+    out["version"] = int(out["version"] or 0)
+    if out["status"] is not None:
+        out["status"] = int(out["status"])
+    out["paused"] = bool(out["paused"])
+    out["timezone"] = out["timezone"] or "UTC"
+    return out
+
+
+def create_work(principal: Principal, body: Any) -> dict[str, Any]:
+    """Create a work owned by ``principal``."""
+    clean = _validate(body, principal, creating=True)
+    stamp = now_iso()
+    work: dict[str, Any] = {field: None for field in FIELDS if field != "active_task_id"}
+    work.update(
+        {
+            "status": 0,
+            "extra_params": [],
+            "run_frequency": "once",
+            "paused": False,
+            "timezone": "UTC",
+        }
+    )
+    work.update({k: v for k, v in clean.items() if v is not None})
+    work.update(
+        {
+            "work_id": uuid.uuid4().hex,
+            "user_id": principal.user_id,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "version": 1,
+        }
+    )
+    work_store.insert_work(work, order_key=f"{time.time_ns():020d}#{work['work_id']}")
+    return present(work)
+
+
+def get_owned_work(principal: Principal, work_id: str, *, include_deleted: bool = False) -> dict[str, Any]:
+    """The caller's work; :class:`NotFound` for unknown, deleted or other users' works."""
+    work = work_store.get_work(work_id) if len(work_id) <= 64 else None
+    if not work or work["user_id"] != principal.user_id or (work.get("deleted_at") and not include_deleted):
+        raise NotFound(f"work {work_id} not found")
+    return work
+
+
+def _expected_version(work: dict[str, Any], if_match: str | None) -> int:
+    current = int(work["version"])
+    if if_match is None:
+        return current
+    raw = if_match.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit():
+        raise BadRequest("If-Match must be the work's version number", field="If-Match")
+    return int(raw)
+
+
+def update_work(principal: Principal, work_id: str, body: Any, if_match: str | None) -> dict[str, Any]:
+    """Apply a partial update; 409 when ``If-Match`` is stale or another writer won."""
+    work = get_owned_work(principal, work_id)
+    clean = _validate(body, principal, creating=False)
+    for field in IMMUTABLE:
+        if field in clean and clean[field] != work[field]:
+            raise BadRequest(f"{field} cannot be changed after creation", field=field)
+    expected = _expected_version(work, if_match)
+    old_name = work["name"]
+    work.update(clean)
+    if work.get("extra_params") is None:
+        work["extra_params"] = []
+    work["version"] = expected + 1
+    work["updated_at"] = now_iso()
+    work_store.replace_work(work, expected, old_name)
+    return present(work)
+
+
+def delete_work(principal: Principal, work_id: str, if_match: str | None) -> None:
+    """Soft delete: ``deleted_at`` set, hidden from list and search, tasks kept, name freed."""
+    work = get_owned_work(principal, work_id)
+    expected = _expected_version(work, if_match)
+    stamp = now_iso()
+    work.update({"deleted_at": stamp, "updated_at": stamp, "version": expected + 1})
+    work_store.replace_work(work, expected, work["name"], release_name=True, forbid_active=True)
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of works and the total count before paging."""
+
+    items: list[dict[str, Any]]
+    total: int
+
+
+def _int_param(params: dict[str, str], name: str, default: int, low: int, high: int | None) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as err:
+        raise BadRequest(f"{name} must be an integer", field=name) from err
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise BadRequest(f"{name} must be {bound}", field=name)
+    return value
+
+
+def paging(params: dict[str, str]) -> tuple[int, int]:
+    """``limit`` (1..100, default 10) and ``offset`` (a page number from 0) from query parameters."""
+    return _int_param(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT), _int_param(params, "offset", 0, 0, None)
+
+
+def list_works(principal: Principal, params: dict[str, str], *, search: bool) -> Page:
+    """List (exact filters) or search (case-insensitive substrings of name/description).
+
+    ``offset`` counts pages, as the spec's 页数 says: page ``offset`` holds rows
+    ``offset*limit .. offset*limit+limit-1``. Order is newest first.
+    """
+    limit, offset = paging(params)
+    known = {"limit", "offset", "user_id", "name", "description", "status", "run_frequency", "q"}
+    for key in params:
+        if key not in known:
+            raise BadRequest(f"unknown query parameter {key}", field=key)
+    if params.get("user_id") not in (None, "", principal.user_id):
+        return Page([], 0)
+    status = _int_param(params, "status", -1, 0, 7) if params.get("status") else None
+    freq = params.get("run_frequency") or None
+    if freq is not None:
+        _enum(FREQUENCIES)("run_frequency", freq)
+    name, desc, q = params.get("name") or None, params.get("description") or None, params.get("q") or None
+
+    def matches(work: dict[str, Any]) -> bool:
+        if work.get("deleted_at"):
+            return False
+        if status is not None and int(work["status"]) != status:
+            return False
+        if freq is not None and work.get("run_frequency") != freq:
+            return False
+        wname, wdesc = work.get("name") or "", work.get("description") or ""
+        if search:
+            if name and name.lower() not in wname.lower():
+                return False
+            if desc and desc.lower() not in wdesc.lower():
+                return False
+            return not q or q.lower() in wname.lower() or q.lower() in wdesc.lower()
+        return (name is None or wname == name) and (desc is None or wdesc == desc) and q is None
+
+    found = [w for w in work_store.list_user_works(principal.user_id) if matches(w)]
+    start = offset * limit
+    return Page([present(w) for w in found[start : start + limit]], len(found))
