@@ -1,0 +1,164 @@
+"""The Job: one life cycle for every piece of Spark work (entrance, geo, scheduled task).
+
+``Inited -> Scheduled -> Running -> Succeed | Failed | Cancelled | Timeout``
+(``Scheduled -> WaitForRetry -> Scheduled`` when a driver has to be replaced).
+
+This module decides; ``store.jobs`` persists with conditional writes; runners and the engine
+carry the work out. No boto3, no pyspark here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.errors import BadRequest, Forbidden, NotFound
+from chalicelib.store import jobs as job_store
+from chalicelib.timeutil import now_iso
+from chalicelib.tokens import Principal
+
+INITED, WAIT_FOR_RETRY, SCHEDULED, RUNNING = "Inited", "WaitForRetry", "Scheduled", "Running"
+SUCCEED, FAILED, CANCELLED, TIMEOUT = "Succeed", "Failed", "Cancelled", "Timeout"
+FINAL = job_store.FINAL_STATUSES
+ACTIVE = (INITED, WAIT_FOR_RETRY, SCHEDULED, RUNNING)
+QUEUED = (INITED, WAIT_FOR_RETRY, SCHEDULED)
+
+#: Run types the engine executes; aliases map to the canonical name.
+RUN_TYPES = {"sql": "sql", "spark_sql": "sql", "python": "python", "py": "python", "pyspark": "python"}
+MAX_CODE_BYTES = 256 * 1024
+DEFAULT_RUNTIME_SECONDS = 3600
+MAX_RUNTIME_SECONDS = 7 * 24 * 3600
+
+
+@dataclass
+class JobRequest:
+    """What a surface asks to run."""
+
+    owner: Principal
+    code: str
+    run_type: str
+    kind: str = "entrance"  # entrance | geo | task
+    session_id: str | None = None  # None: batch mode (a driver of its own)
+    params: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    runtime_seconds: int | None = None
+    submitter_connection: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def normalise_run_type(run_type: Any) -> str:
+    """The canonical run type, or a clear 400 for anything the engine cannot run."""
+    if not isinstance(run_type, str) or run_type.lower() not in RUN_TYPES:
+        raise BadRequest(
+            f"runType {run_type!r} is not supported; use one of: sql, python (py, pyspark)", field="runType"
+        )
+    return RUN_TYPES[run_type.lower()]
+
+
+def runtime_limit(params: dict[str, Any], default: int = DEFAULT_RUNTIME_SECONDS) -> int:
+    """Run-time limit in seconds from ``params.configuration.runtime`` (documented key)."""
+    configuration = params.get("configuration") if isinstance(params, dict) else None
+    runtime = configuration.get("runtime") if isinstance(configuration, dict) else None
+    raw = runtime.get("sparkgate.job.timeout") if isinstance(runtime, dict) else None
+    if raw is None:
+        return default
+    try:
+        value = int(str(raw).rstrip("s"))
+    except ValueError as err:
+        raise BadRequest("params.configuration.runtime['sparkgate.job.timeout'] must be seconds") from err
+    if not 1 <= value <= MAX_RUNTIME_SECONDS:
+        raise BadRequest(f"job timeout must be 1..{MAX_RUNTIME_SECONDS} seconds")
+    return value
+
+
+def new_job(request: JobRequest) -> dict[str, Any]:
+    """Build and store a Job in status Scheduled (queued for its session, or for its own driver)."""
+    if not isinstance(request.code, str) or not request.code.strip():
+        raise BadRequest("executionCode must be non-empty code", field="executionCode")
+    if len(request.code.encode()) > MAX_CODE_BYTES:
+        raise BadRequest(f"code exceeds {MAX_CODE_BYTES} bytes", field="executionCode")
+    stamp = now_iso()
+    job: dict[str, Any] = {
+        "exec_id": uuid.uuid4().hex,
+        "task_id": job_store.next_counter("job"),
+        "owner": request.owner.user_id,
+        "username": request.owner.username,
+        "kind": request.kind,
+        "code": request.code,
+        "run_type": normalise_run_type(request.run_type),
+        "params": request.params,
+        "source": request.source,
+        "session_id": request.session_id,
+        "mode": "session" if request.session_id else "batch",
+        "status": SCHEDULED,
+        "progress": 0,
+        "progress_info": [],
+        "log_lines": 0,
+        "result_sets": 0,
+        "result_location": None,
+        "error_code": None,
+        "error": None,
+        "runtime_seconds": request.runtime_seconds or runtime_limit(request.params),
+        "cancel_requested": False,
+        "submitter_connection": request.submitter_connection,
+        "runner_handle": None,
+        "created_at": stamp,
+        "updated_at": stamp,
+        "started_at": None,
+        "ended_at": None,
+        **request.extra,
+    }
+    job_store.insert_job(job)
+    return job
+
+
+def owned_job(principal: Principal, exec_id: str) -> dict[str, Any]:
+    """The job by exec id: NotFound when unknown, Forbidden when it is another user's."""
+    job = job_store.get_job(exec_id) if 0 < len(exec_id) <= 64 else None
+    if job is None:
+        raise NotFound(f"no job with execID {exec_id}")
+    if job["owner"] != principal.user_id:
+        raise Forbidden(f"job {exec_id} belongs to another user")
+    return job
+
+
+def owned_job_by_task(principal: Principal, task_id: Any) -> dict[str, Any]:
+    """The job by numeric task id (same rules as :func:`owned_job`)."""
+    try:
+        number = int(task_id)
+    except (TypeError, ValueError) as err:
+        raise BadRequest(f"taskID must be a number, got {task_id!r}", field="taskID") from err
+    exec_id = job_store.exec_id_for_task(number)
+    if exec_id is None:
+        raise NotFound(f"no job with taskID {number}")
+    return owned_job(principal, exec_id)
+
+
+def request_cancel(job: dict[str, Any]) -> dict[str, Any]:
+    """Cancel a job: a queued one ends Cancelled at once; a running one is flagged for its driver.
+
+    Answers the job after the change; finished jobs are answered unchanged (kill is idempotent).
+    """
+    exec_id = job["exec_id"]
+    for _ in range(3):
+        if job["status"] in FINAL:
+            return job
+        if job["status"] in QUEUED:
+            moved = job_store.transition(
+                exec_id, QUEUED, CANCELLED, {"ended_at": now_iso(), "error": "cancelled by user"}, dequeue=True
+            )
+            if moved:
+                return moved
+        else:
+            job_store.update_job_fields(exec_id, {"cancel_requested": True})
+            fresh = job_store.get_job(exec_id)
+            return fresh or job
+        job = job_store.get_job(exec_id) or job
+    return job
+
+
+def log_view(job: dict[str, Any], from_line: int, size: int | None) -> tuple[list[tuple[str, str]], int]:
+    """Log lines from ``from_line`` and the cursor to resume from."""
+    lines = job_store.read_log(job["exec_id"], from_line, size)
+    return lines, from_line + len(lines)

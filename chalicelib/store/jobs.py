@@ -1,0 +1,362 @@
+"""Jobs, their logs and results, and Spark sessions: the records every surface shares.
+
+Items (single table):
+
+- job:      ``pk = JOB#<exec_id>``, ``sk = JOB``; while queued for a session also
+            ``gsi1 = (SESSIONQ#<session_id>, <task_id:012d>)``; always ``gsi2 = (USERJOBS#<owner>, <task_id:012d>)``
+- log:      ``pk = JOB#<exec_id>``, ``sk = LOG#<first_line:09d>``; ``lines = [{"l": level, "t": text}, ...]``
+- task id:  ``pk = TASKID#<task_id>``, ``sk = TASKID``, ``exec_id``
+- counter:  ``pk = COUNTER#<name>``, ``sk = COUNTER``, ``value``
+- session:  ``pk = SESSION#<session_id>``, ``sk = SESSION``
+
+Every status change is a conditional write on the current status, so two writers can never both
+move a Job and a finished Job never moves again. Result sets live in S3 as JSON documents.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from chalicelib.config import settings
+from chalicelib.store.aws import client, table, to_dynamo
+from chalicelib.store.errors import is_condition_failure
+
+FINAL_STATUSES = ("Succeed", "Failed", "Cancelled", "Timeout")
+_INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dynamo_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _dynamo_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dynamo_value(v) for v in value]
+    return value
+
+
+def _strip(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(v) for k, v in item.items() if k not in _INTERNAL}
+
+
+def job_key(exec_id: str) -> dict[str, str]:
+    """The primary key of a job item."""
+    return {"pk": f"JOB#{exec_id}", "sk": "JOB"}
+
+
+def next_counter(name: str) -> int:
+    """Atomically increment and return counter ``name`` (starts at 1)."""
+    got = table().update_item(
+        Key={"pk": f"COUNTER#{name}", "sk": "COUNTER"},
+        UpdateExpression="ADD #v :one",
+        ExpressionAttributeNames={"#v": "value"},
+        ExpressionAttributeValues={":one": 1},
+        ReturnValues="UPDATED_NEW",
+    )
+    return int(got["Attributes"]["value"])
+
+
+def insert_job(job: dict[str, Any]) -> None:
+    """Store a new job and its task-id pointer in one transaction."""
+    item = {
+        **job_key(job["exec_id"]),
+        "gsi2pk": f"USERJOBS#{job['owner']}",
+        "gsi2sk": f"{job['task_id']:012d}",
+        **_dynamo_value(job),
+    }
+    if job.get("session_id") and job["status"] not in FINAL_STATUSES:
+        item["gsi1pk"] = f"SESSIONQ#{job['session_id']}"
+        item["gsi1sk"] = f"{job['task_id']:012d}"
+    pointer = {"pk": f"TASKID#{job['task_id']}", "sk": "TASKID", "exec_id": job["exec_id"]}
+    client("dynamodb").transact_write_items(
+        TransactItems=[
+            {
+                "Put": {
+                    "TableName": table().name,
+                    "Item": to_dynamo(item),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": table().name,
+                    "Item": to_dynamo(pointer),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ]
+    )
+
+
+def get_job(exec_id: str) -> dict[str, Any] | None:
+    """The job, or None."""
+    item = table().get_item(Key=job_key(exec_id), ConsistentRead=True).get("Item")
+    return _strip(item) if item else None
+
+
+def exec_id_for_task(task_id: int) -> str | None:
+    """The exec id of numeric task id ``task_id``, or None."""
+    item = table().get_item(Key={"pk": f"TASKID#{task_id}", "sk": "TASKID"}).get("Item")
+    return str(item["exec_id"]) if item else None
+
+
+def transition(
+    exec_id: str,
+    from_statuses: tuple[str, ...],
+    to_status: str,
+    fields: dict[str, Any] | None = None,
+    *,
+    dequeue: bool = False,
+) -> dict[str, Any] | None:
+    """Move a job to ``to_status`` only if its status is one of ``from_statuses``.
+
+    ``fields`` are set in the same write; ``dequeue`` removes it from its session queue.
+    Answers the job after the write, or None when the condition failed (someone else moved it).
+    """
+    fields = {**(fields or {}), "status": to_status, "updated_at": _now_iso()}
+    names = {f"#f{i}": k for i, k in enumerate(fields)}
+    values = {f":v{i}": _dynamo_value(v) for i, v in enumerate(fields.values())}
+    sets = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+    expr = f"SET {sets}"
+    if dequeue or to_status in FINAL_STATUSES:
+        expr += " REMOVE gsi1pk, gsi1sk"
+    conds = [f":from{i}" for i in range(len(from_statuses))]
+    values.update({f":from{i}": s for i, s in enumerate(from_statuses)})
+    names["#status"] = "status"
+    try:
+        got = table().update_item(
+            Key=job_key(exec_id),
+            UpdateExpression=expr,
+            ConditionExpression=f"attribute_exists(pk) AND #status IN ({', '.join(conds)})",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as err:
+        if is_condition_failure(err):
+            return None
+        raise
+    return _strip(got["Attributes"])
+
+
+def update_job_fields(exec_id: str, fields: dict[str, Any], *, unless_final: bool = True) -> bool:
+    """Set ``fields`` (progress, handles, flags) without moving the status; False if the job is final."""
+    names = {f"#f{i}": k for i, k in enumerate(fields)}
+    values = {f":v{i}": _dynamo_value(v) for i, v in enumerate(fields.values())}
+    kwargs: dict[str, Any] = {
+        "Key": job_key(exec_id),
+        "UpdateExpression": "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ConditionExpression": "attribute_exists(pk)",
+    }
+    if unless_final:
+        names["#status"] = "status"
+        finals = {f":fin{i}": s for i, s in enumerate(FINAL_STATUSES)}
+        values.update(finals)
+        kwargs["ConditionExpression"] += f" AND NOT #status IN ({', '.join(finals)})"
+    try:
+        table().update_item(**kwargs)
+    except ClientError as err:
+        if is_condition_failure(err):
+            return False
+        raise
+    return True
+
+
+def queued_jobs(session_id: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Jobs waiting in ``session_id``'s queue, oldest first."""
+    page = table().query(
+        IndexName="gsi1",
+        KeyConditionExpression=Key("gsi1pk").eq(f"SESSIONQ#{session_id}"),
+        ScanIndexForward=True,
+        Limit=limit,
+    )
+    return [_strip(i) for i in page.get("Items", [])]
+
+
+def user_jobs(owner: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The owner's most recent jobs, newest first."""
+    page = table().query(
+        IndexName="gsi2",
+        KeyConditionExpression=Key("gsi2pk").eq(f"USERJOBS#{owner}"),
+        ScanIndexForward=False,
+        Limit=limit,
+    )
+    return [_strip(i) for i in page.get("Items", [])]
+
+
+# ---- logs ---------------------------------------------------------------------------------------
+
+
+def append_log(exec_id: str, first_line: int, lines: list[tuple[str, str]]) -> bool:
+    """Store log lines ``first_line ..`` as one chunk; False if that chunk already exists."""
+    try:
+        table().put_item(
+            Item={
+                "pk": f"JOB#{exec_id}",
+                "sk": f"LOG#{first_line:09d}",
+                "exec_id": exec_id,
+                "first": first_line,
+                "lines": [{"l": level, "t": text} for level, text in lines],
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as err:
+        if is_condition_failure(err):
+            return False
+        raise
+    return True
+
+
+def read_log(exec_id: str, from_line: int = 0, size: int | None = None) -> list[tuple[str, str]]:
+    """Log lines from line ``from_line`` (0-based), at most ``size`` of them, in order."""
+    out: list[tuple[str, str]] = []
+    kwargs: dict[str, Any] = {
+        "KeyConditionExpression": Key("pk").eq(f"JOB#{exec_id}") & Key("sk").begins_with("LOG#"),
+        "ConsistentRead": True,
+    }
+    while True:
+        page = table().query(**kwargs)
+        for chunk in page.get("Items", []):
+            first = int(chunk["first"])
+            for offset, line in enumerate(chunk["lines"]):
+                if first + offset >= from_line:
+                    out.append((str(line["l"]), str(line["t"])))
+        if "LastEvaluatedKey" not in page or (size is not None and len(out) >= size):
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return out if size is None else out[:size]
+
+
+# ---- sessions -----------------------------------------------------------------------------------
+
+
+def session_key(session_id: str) -> dict[str, str]:
+    """The primary key of a session item."""
+    return {"pk": f"SESSION#{session_id}", "sk": "SESSION"}
+
+
+def get_session(session_id: str) -> dict[str, Any] | None:
+    """The session record, or None."""
+    item = table().get_item(Key=session_key(session_id), ConsistentRead=True).get("Item")
+    return _strip(item) if item else None
+
+
+def put_session(session: dict[str, Any], *, expected_generation: int | None) -> bool:
+    """Write a session record if its ``generation`` is still ``expected_generation`` (None: must not exist)."""
+    item = {**session_key(session["session_id"]), **_dynamo_value(session)}
+    kwargs: dict[str, Any] = {"Item": item}
+    if expected_generation is None:
+        kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
+    else:
+        kwargs["ConditionExpression"] = "generation = :g"
+        kwargs["ExpressionAttributeValues"] = {":g": expected_generation}
+    try:
+        table().put_item(**kwargs)
+    except ClientError as err:
+        if is_condition_failure(err):
+            return False
+        raise
+    return True
+
+
+def update_session_fields(session_id: str, generation: int, fields: dict[str, Any]) -> bool:
+    """Set ``fields`` on the session while it is still at ``generation`` (heartbeats, state)."""
+    names = {f"#f{i}": k for i, k in enumerate(fields)}
+    values = {f":v{i}": _dynamo_value(v) for i, v in enumerate(fields.values())}
+    values[":g"] = generation
+    try:
+        table().update_item(
+            Key=session_key(session_id),
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+            ConditionExpression="generation = :g",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except ClientError as err:
+        if is_condition_failure(err):
+            return False
+        raise
+    return True
+
+
+def delete_session(session_id: str) -> None:
+    """Forget a session record."""
+    table().delete_item(Key=session_key(session_id))
+
+
+def live_sessions() -> list[dict[str, Any]]:
+    """Every session whose driver is starting or running (for the heartbeat monitor)."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "IndexName": "gsi1",
+        "KeyConditionExpression": Key("gsi1pk").eq("LIVESESSIONS"),
+    }
+    while True:
+        page = table().query(**kwargs)
+        items.extend(_strip(i) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+# ---- results ------------------------------------------------------------------------------------
+
+
+def result_prefix(owner: str, exec_id: str) -> str:
+    """The S3 key prefix of a job's result sets."""
+    return f"results/{owner}/{exec_id}/"
+
+
+def put_result_set(owner: str, exec_id: str, index: int, document: dict[str, Any]) -> str:
+    """Store result set ``index`` (``{"metadata": [...], "rows": [[...]]}``); answers its key."""
+    key = f"{result_prefix(owner, exec_id)}_{index}.json"
+    client("s3").put_object(
+        Bucket=settings().bucket_name,
+        Key=key,
+        Body=json.dumps(document, default=str).encode(),
+        ContentType="application/json",
+    )
+    return key
+
+
+def put_result_blob(owner: str, exec_id: str, name: str, data: bytes, content_type: str) -> str:
+    """Store a binary result (a rendered PNG) next to the result sets; answers its key."""
+    key = f"{result_prefix(owner, exec_id)}{name}"
+    client("s3").put_object(Bucket=settings().bucket_name, Key=key, Body=data, ContentType=content_type)
+    return key
+
+
+def get_object(key: str) -> bytes:
+    """An object's bytes from the bucket."""
+    body: bytes = client("s3").get_object(Bucket=settings().bucket_name, Key=key)["Body"].read()
+    return body
+
+
+def list_result_keys(owner: str, exec_id: str) -> list[str]:
+    """A job's result-set keys, in result order."""
+    prefix = result_prefix(owner, exec_id)
+    got = client("s3").list_objects_v2(Bucket=settings().bucket_name, Prefix=prefix)
+    keys = [o["Key"] for o in got.get("Contents", []) if o["Key"].endswith(".json")]
+    return sorted(keys, key=lambda k: int(k.rsplit("_", 1)[-1].split(".")[0]))
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
