@@ -1,0 +1,63 @@
+"""The engine bundle: what the stack uploads to ``s3://<bucket>/engine/``.
+
+The engine runs inside the Spark driver as ``chalicelib.engine`` with the bundle zip on
+``--py-files``. The zip is built reproducibly (sorted entries, fixed timestamps and modes), so
+an unchanged ``chalicelib/`` gives an unchanged asset hash and no redeploy of the bundle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+#: Files of the bundle, as named under the ``engine/`` prefix of the bucket.
+ENGINE_ZIP = "sparkgate-engine.zip"
+ENGINE_MAIN = "main.py"
+BOOTSTRAP_SCRIPT = "bootstrap.sh"
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+_SKIPPED_DIRS = {"__pycache__", ".mypy_cache", ".pytest_cache"}
+_SKIPPED_SUFFIXES = {".pyc", ".pyo"}
+
+
+def _package_files(package_dir: Path) -> list[Path]:
+    """Every file of the package that belongs in the bundle, in a stable order."""
+    files = []
+    for path in package_dir.rglob("*"):
+        relative = path.relative_to(package_dir)
+        if any(part in _SKIPPED_DIRS for part in relative.parts):
+            continue
+        if path.is_file() and path.suffix not in _SKIPPED_SUFFIXES:
+            files.append(path)
+    return sorted(files, key=lambda p: p.relative_to(package_dir).as_posix())
+
+
+def build_engine_zip(source_dir: Path, target: Path) -> Path:
+    """Zip ``source_dir/chalicelib`` into ``target`` with ``chalicelib/`` at the zip's root.
+
+    The result is byte-for-byte the same for the same sources.
+    """
+    package_dir = source_dir / "chalicelib"
+    if not (package_dir / "__init__.py").is_file():
+        raise FileNotFoundError(f"{package_dir} is not a Python package")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for path in _package_files(package_dir):
+            name = "chalicelib/" + path.relative_to(package_dir).as_posix()
+            info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            bundle.writestr(info, path.read_bytes())
+    return target
+
+
+def stage_engine_assets(source_dir: Path, staging_dir: Path) -> Path:
+    """Lay out the ``engine/`` prefix (bundle zip, entry point, EMR bootstrap) in ``staging_dir``."""
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    build_engine_zip(source_dir, staging_dir / ENGINE_ZIP)
+    shutil.copyfile(ASSETS_DIR / "engine_main.py", staging_dir / ENGINE_MAIN)
+    shutil.copyfile(ASSETS_DIR / "bootstrap.sh", staging_dir / BOOTSTRAP_SCRIPT)
+    return staging_dir
