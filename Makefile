@@ -28,7 +28,7 @@ test: install lint
 	$(BIN)/pytest
 
 user: $(STAMP)
-	$(BIN)/python -m chalicelib.cli create-user $(if $(ADMIN),--admin,) --username "$(USERNAME)"
+	$(BIN)/python -m chalicelib.cli create-user $(if $(ADMIN),--admin,) --username "$(NAME)"
 
 bench: install
 	$(BIN)/python -m bench.run

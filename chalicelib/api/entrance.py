@@ -1,0 +1,102 @@
+"""Linkis-compatible entrance API: ``/api/rest_j/v1/...`` (envelope ``{method, status, message, data}``)."""
+
+from __future__ import annotations
+
+from chalice import Response
+
+from chalicelib import entrance, jobs
+from chalicelib.api.routing import SESSION_COOKIE, Call, Surface
+from chalicelib.api.token import credentials
+from chalicelib.config import settings
+from chalicelib.dialects import LinkisDialect
+from chalicelib.tokens import issue_token
+from chalicelib.users import login as check_login
+
+BASE = "/api/rest_j/v1"
+linkis = LinkisDialect()
+surface = Surface(__name__, linkis)
+blueprint = surface.blueprint
+
+
+def _ok(call: Call, data: object, message: str = "OK") -> Response:
+    return linkis.ok(call.request.context.get("path", ""), data, message)
+
+
+@surface.route(f"{BASE}/user/login", methods=["POST"], public=True)
+def user_login(call: Call) -> Response:
+    """Log in with ``{userName, password}``; sets the session cookie later calls may rely on."""
+    principal = check_login(*credentials(call.body(), "userName", "password"))
+    token, ttl = issue_token(principal)
+    secure = "" if settings().is_local else "; Secure"
+    cookie = f"{SESSION_COOKIE}={token}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax{secure}"
+    data = {"userName": principal.username, "userId": principal.user_id, "isAdmin": False, "token": token}
+    return linkis.ok(call.request.context.get("path", ""), data, "login successful", headers={"Set-Cookie": cookie})
+
+
+@surface.route(f"{BASE}/user/logout", methods=["GET", "POST"], public=True)
+def user_logout(call: Call) -> Response:
+    """Clear the session cookie."""
+    cookie = f"{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+    return linkis.ok(call.request.context.get("path", ""), {}, "logout successful", headers={"Set-Cookie": cookie})
+
+
+@surface.route(f"{BASE}/entrance/execute", methods=["POST"])
+def execute(call: Call) -> Response:
+    """Submit code (spec 000 body)."""
+    return _ok(call, entrance.execute(call.user, call.body()), "execute succeeded")
+
+
+@surface.route(f"{BASE}/entrance/submit", methods=["POST"])
+def submit(call: Call) -> Response:
+    """Submit code (Linkis 1.x body with labels)."""
+    return _ok(call, entrance.submit(call.user, call.body()), "submit succeeded")
+
+
+@surface.route(f"{BASE}/entrance/{{exec_id}}/status", methods=["GET"])
+def status(call: Call, exec_id: str) -> Response:
+    """``{execID, taskID, status}``."""
+    return _ok(call, entrance.status(jobs.owned_job(call.user, exec_id)))
+
+
+@surface.route(f"{BASE}/entrance/{{exec_id}}/progress", methods=["GET"])
+def progress(call: Call, exec_id: str) -> Response:
+    """``{execID, progress, progressInfo}``."""
+    return _ok(call, entrance.progress(jobs.owned_job(call.user, exec_id)))
+
+
+@surface.route(f"{BASE}/entrance/{{exec_id}}/log", methods=["GET"])
+def log(call: Call, exec_id: str) -> Response:
+    """Log lines from ``fromLine``; answers the cursor to resume from."""
+    job = jobs.owned_job(call.user, exec_id)
+    return _ok(call, entrance.log(job, call.query.get("fromLine"), call.query.get("size")))
+
+
+@surface.route(f"{BASE}/entrance/{{exec_id}}/kill", methods=["GET", "POST"])
+def kill(call: Call, exec_id: str) -> Response:
+    """Cancel one Job (GET as Linkis serves it, POST as its docs say)."""
+    return _ok(call, entrance.kill(jobs.owned_job(call.user, exec_id)), "kill requested")
+
+
+@surface.route(f"{BASE}/entrance/{{exec_id}}/killJobs", methods=["POST"])
+def kill_jobs(call: Call, exec_id: str) -> Response:
+    """Cancel several Jobs ``{idList, taskIDList}``."""
+    return _ok(call, {"messages": entrance.kill_jobs(call.user, call.body())}, "kill requested")
+
+
+@surface.route(f"{BASE}/jobhistory/{{task_id}}/get", methods=["GET"])
+def job_history(call: Call, task_id: str) -> Response:
+    """A Job by numeric taskID, also after it finished."""
+    return _ok(call, {"task": entrance.history(jobs.owned_job_by_task(call.user, task_id))})
+
+
+@surface.route(f"{BASE}/filesystem/getDirFileTrees", methods=["GET"])
+def dir_file_trees(call: Call) -> Response:
+    """The result sets under a Job's ``resultLocation``."""
+    return _ok(call, entrance.dir_file_trees(call.user, call.query.get("path")))
+
+
+@surface.route(f"{BASE}/filesystem/openFile", methods=["GET"])
+def open_file(call: Call) -> Response:
+    """A page of one result set."""
+    query = call.query
+    return _ok(call, entrance.open_file(call.user, query.get("path"), query.get("page"), query.get("pageSize")))
