@@ -1,0 +1,1 @@
+"""Spark engine: code that runs inside the Spark driver."""

@@ -1,0 +1,57 @@
+"""Shared Spark fixtures for the engine tests: one local[2] session for the whole run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("SPARKGATE_SHARED", REPO.parent / "shared"))
+NYC_CSV = SHARED / "data" / "nyc_taxi" / "0_10000_nyc_taxi_and_building.csv"
+BASELINES = SHARED / "data" / "arctern_baselines"
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """A session-wide SparkSession: local[2], 4 shuffle partitions, no UI, Arrow on."""
+    # Python workers must run this interpreter and import chalicelib from the repo.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("sparkgate-engine-tests")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def geo_spark(spark: SparkSession) -> SparkSession:
+    """The session with the ST_ functions registered."""
+    from chalicelib.engine.geo import register_st_functions
+
+    register_st_functions(spark)
+    return spark
+
+
+@pytest.fixture(scope="session")
+def nyc_taxi(geo_spark: SparkSession) -> DataFrame:
+    """The 9,999-row NYC taxi CSV as table ``nyc_taxi`` (header, inferSchema), cached."""
+    if not NYC_CSV.exists():
+        pytest.skip(f"shared data not found: {NYC_CSV}")
+    df = geo_spark.read.option("header", True).option("inferSchema", True).csv(str(NYC_CSV)).cache()
+    df.createOrReplaceTempView("nyc_taxi")
+    df.count()
+    return df
