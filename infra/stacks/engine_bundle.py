@@ -13,7 +13,8 @@ from pathlib import Path
 
 #: Files of the bundle, as named under the ``engine/`` prefix of the bucket.
 ENGINE_ZIP = "sparkgate-engine.zip"
-ENGINE_MAIN = "main.py"
+#: The spark-submit entry script, next to the zip (the EmrRunner derives its URI from the zip's).
+ENGINE_MAIN = "engine_main.py"
 BOOTSTRAP_SCRIPT = "bootstrap.sh"
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -54,10 +55,16 @@ def build_engine_zip(source_dir: Path, target: Path) -> Path:
     return target
 
 
+def entry_script(source_dir: Path) -> Path:
+    """The engine's own EMR entry script if it has one, else the equivalent one in ``infra/assets``."""
+    own = source_dir / "chalicelib" / "engine" / "emr_entry.py"
+    return own if own.is_file() else ASSETS_DIR / "engine_main.py"
+
+
 def stage_engine_assets(source_dir: Path, staging_dir: Path) -> Path:
     """Lay out the ``engine/`` prefix (bundle zip, entry point, EMR bootstrap) in ``staging_dir``."""
     staging_dir.mkdir(parents=True, exist_ok=True)
     build_engine_zip(source_dir, staging_dir / ENGINE_ZIP)
-    shutil.copyfile(ASSETS_DIR / "engine_main.py", staging_dir / ENGINE_MAIN)
+    shutil.copyfile(entry_script(source_dir), staging_dir / ENGINE_MAIN)
     shutil.copyfile(ASSETS_DIR / "bootstrap.sh", staging_dir / BOOTSTRAP_SCRIPT)
     return staging_dir

@@ -38,6 +38,14 @@ SCHEDULE_FUNCTION = "OnSchedule"
 REST_API = "RestAPI"
 WEBSOCKET_API = "WebsocketAPI"
 
+#: What ``app.py`` must define for the stack to wire it (logical id -> where it comes from).
+REQUIRED_APP_RESOURCES = {
+    REST_API: "any @app.route",
+    WEBSOCKET_API: "@app.on_ws_connect/on_ws_message/on_ws_disconnect and the WEBSOCKETS feature flag",
+    STREAM_FUNCTION: "@app.lambda_function(name='on_dynamodb_record')",
+    SCHEDULE_FUNCTION: "@app.schedule(Rate(1, unit=Rate.MINUTES)) def on_schedule",
+}
+
 #: The first key id of the generated JWT signing secret.
 INITIAL_KID = "k1"
 
@@ -372,7 +380,9 @@ class SparkgateStack(cdk.Stack):
 
         app = Chalice(self, "App", source_dir=str(self.settings.source_dir), stage_config=self._stage_config())
         # The Chalice construct names its stage after its scope's path, i.e. this stack's id.
-        assert app.stage_name == self.settings.stage, "the stack's construct id must be the stage name"
+        if app.stage_name != self.settings.stage:
+            raise ValueError(f"the stack's construct id must be the stage name {self.settings.stage!r}")
+        self._require_handlers(app)
 
         ws_api_id = app.get_resource(WEBSOCKET_API).ref
         self.ws_endpoint = f"https://{ws_api_id}.execute-api.{self.region}.{self.url_suffix}/{self.settings.stage}"
@@ -408,6 +418,19 @@ class SparkgateStack(cdk.Stack):
             function_response_types=["ReportBatchItemFailures"],
         )
         return app
+
+    @staticmethod
+    def _require_handlers(app: Any) -> None:
+        """Fail with a clear message when ``app.py`` lacks a handler the stack wires up."""
+        generated = {child.node.id for child in app.sam_template.node.children}
+        missing = [
+            f"{resource} ({what})" for resource, what in REQUIRED_APP_RESOURCES.items() if resource not in generated
+        ]
+        if missing:
+            raise ValueError(
+                f"`chalice package` of {app.source_dir} generated no {', '.join(missing)}: "
+                "see docs/deploy.md, 'What the app must define'"
+            )
 
     @staticmethod
     def app_functions(app: Any) -> list[str]:

@@ -299,20 +299,23 @@ def test_engine_access_policy_is_the_table_and_the_bucket(dev_t: dict[str, Any])
     assert policy == [app_statements["Table"], app_statements["BucketObjects"], app_statements["BucketList"]]
 
 
-def test_engine_bundle_is_uploaded_to_the_bucket(dev: Synth, dev_t: dict[str, Any]) -> None:
+def test_engine_bundle_is_uploaded_to_the_bucket(dev: Synth, dev_t: dict[str, Any], project_copy: Path) -> None:
+    from stacks.engine_bundle import entry_script
+
     props = only(dev_t, "Custom::CDKBucketDeployment")[1]["Properties"]
     assert props["DestinationBucketName"] == {"Ref": logical_id(dev_t, "AWS::S3::Bucket")}
     assert props["DestinationBucketKeyPrefix"] == "engine/"
     # The staged asset holds the bundle zip (chalicelib at its root), its entry point and the script.
     staged = [p for p in dev.assembly_dir.glob("asset.*") if (p / "sparkgate-engine.zip").is_file()]
     assert len(staged) == 1
-    assert sorted(p.name for p in staged[0].iterdir()) == ["bootstrap.sh", "main.py", "sparkgate-engine.zip"]
+    assert sorted(p.name for p in staged[0].iterdir()) == ["bootstrap.sh", "engine_main.py", "sparkgate-engine.zip"]
     with zipfile.ZipFile(staged[0] / "sparkgate-engine.zip") as bundle:
         names = bundle.namelist()
     assert "chalicelib/__init__.py" in names
     assert "chalicelib/store/definition.py" in names
     assert not [n for n in names if n.endswith(".pyc") or "__pycache__" in n]
-    assert "chalicelib.engine" in (staged[0] / "main.py").read_text()
+    assert (staged[0] / "engine_main.py").read_bytes() == entry_script(project_copy).read_bytes()
+    assert "chalicelib.engine" in (INFRA_DIR / "assets" / "engine_main.py").read_text()
 
 
 def test_engine_zip_is_reproducible(tmp_path: Path) -> None:
