@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chalice import Response
 
-from chalicelib import tasks, works
+from chalicelib import works
 from chalicelib.api.routing import Call, Surface
 from chalicelib.dialects import WorksDialect
 from chalicelib.idempotency import once_per_key
@@ -58,9 +58,3 @@ def delete(call: Call, work_id: str) -> Response:
     """Soft delete honouring ``If-Match``."""
     works.delete_work(call.user, work_id, call.header("If-Match"))
     return WorksDialect.ok()
-
-
-@surface.route("/api/v1/works/{work_id}/tasks", methods=["GET"])
-def work_tasks(call: Call, work_id: str) -> Response:
-    """The work's tasks, newest first."""
-    return _page(tasks.list_tasks(call.user, work_id, call.query))

@@ -1,27 +1,181 @@
-"""Task records (runs of a work): ``pk = TASK#<task_id>``; ``gsi1`` = (``WORKTASKS#<work_id>``, start order)."""
+"""Task records (runs of a work) and the schedule's slot claims.
+
+- task:  ``pk = TASK#<task_id>``, ``sk = TASK``; ``gsi1`` = (``WORKTASKS#<work_id>``, start order);
+         while the task holds its work's ``active_task_id`` also ``gsi2`` = (``ACTIVETASKS``, ``<task_id>``)
+- slot:  ``pk = SLOT#<work_id>#<slot iso>``, ``sk = SLOT`` (one per scheduled run; expires after 35 days)
+
+Starting a task and claiming the work's ``active_task_id`` is one transaction whose condition is
+``attribute_not_exists(active_task_id)`` on a live work: two concurrent starts cannot both win.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 
-from chalicelib.store.aws import table
+from chalicelib.store.aws import client, table, to_dynamo
+from chalicelib.store.errors import cancelled_indexes, is_condition_failure
 
 _INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
+ACTIVE_PK = "ACTIVETASKS"
+SLOT_TTL_SECONDS = 35 * 24 * 3600
+
+
+class WorkBusy(Exception):
+    """The work already has an active task (or was deleted meanwhile)."""
+
+
+def _task_key(task_id: str) -> dict[str, str]:
+    return {"pk": f"TASK#{task_id}", "sk": "TASK"}
+
+
+def _work_key(work_id: str) -> dict[str, str]:
+    return {"pk": f"WORK#{work_id}", "sk": "WORK"}
+
+
+def _strip(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = (
+        {"active": item.get("gsi2pk") == ACTIVE_PK} if str(item.get("pk", "")).startswith("TASK#") else {}
+    )
+    for k, v in item.items():
+        if k in _INTERNAL:
+            continue
+        out[k] = int(v) if hasattr(v, "to_integral_value") else v
+    return out
+
+
+def insert_task_claiming_work(task: dict[str, Any], order_key: str) -> None:
+    """Store ``task`` and set its work's ``active_task_id`` in one transaction.
+
+    The work must exist, not be deleted and have no active task; otherwise :class:`WorkBusy`.
+    """
+    tname = table().name
+    item = {
+        **_task_key(task["task_id"]),
+        "gsi1pk": f"WORKTASKS#{task['work_id']}",
+        "gsi1sk": order_key,
+        "gsi2pk": ACTIVE_PK,
+        "gsi2sk": task["task_id"],
+        **task,
+    }
+    ops = [
+        {
+            "Update": {
+                "TableName": tname,
+                "Key": to_dynamo(_work_key(task["work_id"])),
+                "UpdateExpression": "SET active_task_id = :t",
+                "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(active_task_id)"
+                " AND NOT attribute_type(deleted_at, :str)",
+                "ExpressionAttributeValues": to_dynamo({":t": task["task_id"], ":str": "S"}),
+            }
+        },
+        {"Put": {"TableName": tname, "Item": to_dynamo(item), "ConditionExpression": "attribute_not_exists(pk)"}},
+    ]
+    try:
+        client("dynamodb").transact_write_items(TransactItems=ops)
+    except ClientError as err:
+        if is_condition_failure(err) and 0 in cancelled_indexes(err):
+            raise WorkBusy(task["work_id"]) from err
+        raise
+
+
+def release_work(work_id: str, task_id: str) -> bool:
+    """Clear the work's ``active_task_id`` if it is still ``task_id``, and drop the task from the active index.
+
+    Answers True when this call cleared the work's pointer.
+    """
+    cleared = True
+    try:
+        table().update_item(
+            Key=_work_key(work_id),
+            UpdateExpression="REMOVE active_task_id",
+            ConditionExpression="active_task_id = :t",
+            ExpressionAttributeValues={":t": task_id},
+        )
+    except ClientError as err:
+        if not is_condition_failure(err):
+            raise
+        cleared = False
+    try:
+        table().update_item(
+            Key=_task_key(task_id),
+            UpdateExpression="REMOVE gsi2pk, gsi2sk",
+            ConditionExpression="attribute_exists(pk)",
+        )
+    except ClientError as err:
+        if not is_condition_failure(err):
+            raise
+    return cleared
+
+
+def get_task(task_id: str) -> dict[str, Any] | None:
+    """The task, or None."""
+    item = table().get_item(Key=_task_key(task_id), ConsistentRead=True).get("Item")
+    return _strip(item) if item else None
+
+
+def update_task_fields(task_id: str, fields: dict[str, Any]) -> None:
+    """Set ``fields`` on an existing task (its job's ids, a start error)."""
+    names = {f"#f{i}": k for i, k in enumerate(fields)}
+    values = {f":v{i}": v for i, v in enumerate(fields.values())}
+    table().update_item(
+        Key=_task_key(task_id),
+        UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+        ConditionExpression="attribute_exists(pk)",
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+
+
+def active_tasks() -> list[dict[str, Any]]:
+    """Every task that still holds its work's ``active_task_id`` (for the reconciling sweep)."""
+    return _query({"IndexName": "gsi2", "KeyConditionExpression": Key("gsi2pk").eq(ACTIVE_PK)})
 
 
 def list_work_tasks(work_id: str) -> list[dict[str, Any]]:
     """Every task of ``work_id``, newest first."""
+    return _query(
+        {
+            "IndexName": "gsi1",
+            "KeyConditionExpression": Key("gsi1pk").eq(f"WORKTASKS#{work_id}"),
+            "ScanIndexForward": False,
+        }
+    )
+
+
+def _query(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {
-        "IndexName": "gsi1",
-        "KeyConditionExpression": Key("gsi1pk").eq(f"WORKTASKS#{work_id}"),
-        "ScanIndexForward": False,
-    }
     while True:
         page = table().query(**kwargs)
-        items.extend({k: v for k, v in i.items() if k not in _INTERNAL} for i in page.get("Items", []))
+        items.extend(_strip(i) for i in page.get("Items", []))
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def claim_slot(work_id: str, slot: str) -> bool:
+    """Claim scheduled run ``slot`` of ``work_id``; False when another tick already claimed it."""
+    try:
+        table().put_item(
+            Item={
+                "pk": f"SLOT#{work_id}#{slot}",
+                "sk": "SLOT",
+                "work_id": work_id,
+                "slot": slot,
+                "expiration": int(time.time()) + SLOT_TTL_SECONDS,
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as err:
+        if is_condition_failure(err):
+            return False
+        raise
+    return True
+
+
+def scheduled_works(frequency: str) -> list[dict[str, Any]]:
+    """Live works whose ``run_frequency`` is ``frequency`` (from the works' ``gsi2`` projection)."""
+    return _query({"IndexName": "gsi2", "KeyConditionExpression": Key("gsi2pk").eq(f"SCHEDULED#{frequency}")})

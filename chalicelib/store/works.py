@@ -2,6 +2,8 @@
 
 - work:  ``pk = WORK#<work_id>``, ``sk = WORK``; ``gsi1`` = (``USERWORKS#<user_id>``, creation order)
 - claim: ``pk = WORKNAME#<user_id>#<name>``, ``sk = WORKNAME`` (exists while a live work has that name)
+- a live work with a ``run_frequency`` also carries ``gsi2`` = (``SCHEDULED#<run_frequency>``, ``<work_id>``),
+  so the schedule tick queries due works per frequency instead of scanning (see ``work_schedule``)
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from chalicelib.errors import Conflict, NotFound, StateConflict, VersionConflict
 from chalicelib.store.aws import client, table, to_dynamo
 from chalicelib.store.errors import cancelled_indexes, is_condition_failure
 
-_INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk")
+_INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
+
+
+def _schedule_index(item: dict[str, Any]) -> dict[str, Any]:
+    """``item`` with its ``gsi2`` schedule projection set (live, has a frequency) or removed."""
+    out = {k: v for k, v in item.items() if k not in ("gsi2pk", "gsi2sk")}
+    if out.get("run_frequency") and not out.get("deleted_at"):
+        out["gsi2pk"] = f"SCHEDULED#{out['run_frequency']}"
+        out["gsi2sk"] = str(out["work_id"])
+    return out
 
 
 def _work_key(work_id: str) -> dict[str, str]:
@@ -45,12 +56,14 @@ def _transact(items: list[dict[str, Any]], name: str, version_index: int | None)
 def insert_work(work: dict[str, Any], order_key: str) -> None:
     """Store a new work and claim its name; :class:`Conflict` when the name is taken."""
     tname = table().name
-    item = {
-        **_work_key(work["work_id"]),
-        "gsi1pk": f"USERWORKS#{work['user_id']}",
-        "gsi1sk": order_key,
-        **work,
-    }
+    item = _schedule_index(
+        {
+            **_work_key(work["work_id"]),
+            "gsi1pk": f"USERWORKS#{work['user_id']}",
+            "gsi1sk": order_key,
+            **work,
+        }
+    )
     claim = {**_claim_key(work["user_id"], work["name"]), "work_id": work["work_id"]}
     _transact(
         [
@@ -85,16 +98,27 @@ def replace_work(
     current = table().get_item(Key=_work_key(work["work_id"]), ConsistentRead=True).get("Item")
     if current is None:
         raise NotFound("work not found")
-    item = {**current, **work}
+    item = _schedule_index({**current, **work})
+    # active_task_id is owned by the task writers (store.tasks): keep the stored value and make the
+    # Put conditional on it, so a task claimed or released meanwhile is never overwritten.
+    item.pop("active_task_id", None)
+    values: dict[str, Any] = {":v": expected_version}
+    if current.get("active_task_id"):
+        item["active_task_id"] = current["active_task_id"]
+        active_cond = " AND attribute_not_exists(active_task_id)" if forbid_active else " AND active_task_id = :a"
+        values[":a"] = current["active_task_id"]
+        if forbid_active:
+            values.pop(":a")
+    else:
+        active_cond = " AND attribute_not_exists(active_task_id)"
     ops: list[dict[str, Any]] = [
         {
             "Put": {
                 "TableName": tname,
                 "Item": to_dynamo(item),
-                "ConditionExpression": "#v = :v"
-                + (" AND attribute_not_exists(active_task_id)" if forbid_active else ""),
+                "ConditionExpression": "#v = :v" + active_cond,
                 "ExpressionAttributeNames": {"#v": "version"},
-                "ExpressionAttributeValues": to_dynamo({":v": expected_version}),
+                "ExpressionAttributeValues": to_dynamo(values),
             }
         }
     ]

@@ -1,0 +1,242 @@
+"""Artefact runs (SPARK_JAR, FLINK_JAR, FLINK_SQL): ``spark-submit`` / ``flink`` instead of the engine.
+
+Kept apart from the engine on purpose: a jar is not Python, so there is no engine code to run.
+
+- Locally, :func:`start_artefact_run` starts ``python -m chalicelib.runners.jar --exec-id ID``, a tiny
+  supervisor that moves the Job to Running, runs ``spark-submit --class <main> <jar> <args>`` (or
+  ``flink run`` / ``sql-client.sh -f`` under ``SPARKGATE_FLINK_HOME``), copies its output into the Job
+  log, honours ``cancel_requested`` and ends the Job Succeed / Failed / Cancelled. Its handle is a
+  LocalRunner handle, so the LocalRunner probes and cancels it.
+- On EMR, :func:`emr_step` builds the ``command-runner.jar`` step (spark-submit, or flink for Flink
+  works) and :func:`start_artefact_run` adds it to the cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from chalicelib.config import settings
+from chalicelib.runners.base import RunnerError
+
+TAIL_LINES = 20
+
+
+def local_java_major() -> int | None:
+    """The major version of ``java`` on this machine (``JAVA_HOME`` first), or None."""
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java:
+        return None
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def spark_submit_path() -> str:
+    """``$SPARK_HOME/bin/spark-submit``, else the one shipped in the pyspark package (found, not imported)."""
+    home = os.environ.get("SPARK_HOME")
+    if home and (Path(home) / "bin" / "spark-submit").exists():
+        return str(Path(home) / "bin" / "spark-submit")
+    spec = importlib.util.find_spec("pyspark")
+    if spec and spec.origin:
+        candidate = Path(spec.origin).parent / "bin" / "spark-submit"
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("spark-submit")
+    if found:
+        return found
+    raise RunnerError("spark-submit not found: set SPARK_HOME or install pyspark")
+
+
+def local_command(run: dict[str, Any], master: str) -> list[str]:
+    """The local command line of an artefact run."""
+    args = [str(a) for a in run.get("args") or []]
+    if run.get("engine") == "flink":
+        home = os.environ.get("SPARKGATE_FLINK_HOME")
+        if not home:
+            raise RunnerError("SPARKGATE_FLINK_HOME is not set")
+        if run.get("sql"):
+            return [str(Path(home) / "bin" / "sql-client.sh"), "-f", str(run["path"]), *args]
+        return [str(Path(home) / "bin" / "flink"), "run", "-c", str(run["main_class"]), str(run["path"]), *args]
+    return [
+        spark_submit_path(),
+        "--master",
+        master,
+        "--conf",
+        "spark.ui.enabled=false",
+        "--class",
+        str(run["main_class"]),
+        str(run["path"]),
+        *args,
+    ]
+
+
+def emr_step(job: dict[str, Any]) -> dict[str, Any]:
+    """The EMR step (``command-runner.jar``) that runs ``job``'s artefact on the cluster."""
+    run: dict[str, Any] = job["artefact_run"]
+    args = [str(a) for a in run.get("args") or []]
+    if run.get("engine") == "flink":
+        if run.get("sql"):
+            command = [
+                "bash",
+                "-c",
+                f"aws s3 cp {run['artefact']} /tmp/{job['exec_id']}.sql && "
+                f"/usr/lib/flink/bin/sql-client.sh -f /tmp/{job['exec_id']}.sql",
+            ]
+        else:
+            command = ["flink", "run", "-m", "yarn-cluster", "-c", str(run["main_class"]), str(run["artefact"]), *args]
+    else:
+        command = [
+            "spark-submit",
+            "--deploy-mode",
+            "cluster",
+            "--class",
+            str(run["main_class"]),
+            str(run["artefact"]),
+            *args,
+        ]
+    return {
+        "Name": f"sparkgate-task-{job['exec_id']}",
+        "ActionOnFailure": "CONTINUE",
+        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": command},
+    }
+
+
+def start_artefact_run(job: dict[str, Any]) -> dict[str, Any]:
+    """Start ``job``'s artefact run on the configured runner; stores and answers its handle."""
+    from chalicelib.store import jobs as job_store
+
+    cfg = settings()
+    if cfg.runner == "emr":
+        from chalicelib.store.aws import client
+
+        got = client("emr").add_job_flow_steps(JobFlowId=cfg.emr_cluster_id, Steps=[emr_step(job)])
+        handle: dict[str, Any] = {"runner": "emr", "cluster_id": cfg.emr_cluster_id, "step_id": got["StepIds"][0]}
+    else:
+        from chalicelib.runners.local import _CHILDREN, _LOCK, PROJECT_DIR, _proc_start_time
+
+        drivers = cfg.state_dir.resolve() / "drivers"
+        drivers.mkdir(parents=True, exist_ok=True)
+        log_path = drivers / f"artefact-{job['exec_id']}.log"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([str(PROJECT_DIR), *env.get("PYTHONPATH", "").split(":")]))
+        env["SPARKGATE_STATE_DIR"] = str(cfg.state_dir.resolve())
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "chalicelib.runners.jar", "--exec-id", str(job["exec_id"])],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        with _LOCK:
+            _CHILDREN[proc.pid] = proc
+        handle = {
+            "runner": "local",
+            "pid": proc.pid,
+            "start_time": _proc_start_time(proc.pid),
+            "log_path": str(log_path),
+            "started_at": time.time(),
+        }
+    job_store.update_job_fields(str(job["exec_id"]), {"runner_handle": handle})
+    return handle
+
+
+# ---- the local supervisor (runs as its own process) ------------------------------------------------
+
+
+def _supervise(exec_id: str) -> int:
+    from chalicelib.store import jobs as job_store
+    from chalicelib.timeutil import now_iso
+
+    job = job_store.get_job(exec_id)
+    if job is None:
+        return 2
+    running = job_store.transition(
+        exec_id, ("Inited", "Scheduled", "WaitForRetry"), "Running", {"started_at": now_iso()}
+    )
+    if running is None:
+        return 0  # cancelled (or taken) before it started
+    master = str((job.get("session_config") or {}).get("master") or settings().spark_master)
+    lines: list[str] = []
+    written = 0
+    try:
+        command = local_command(job["artefact_run"], master)
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+    except (OSError, RunnerError) as err:
+        job_store.append_log(exec_id, 0, [("ERROR", str(err))])
+        job_store.transition(
+            exec_id, ("Running",), "Failed", {"error": str(err), "ended_at": now_iso(), "log_lines": 1}
+        )
+        return 1
+
+    def stop(*_: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    cancelled = False
+    while proc.poll() is None:
+        time.sleep(0.5)
+        if len(lines) > written:
+            chunk = [("INFO", line.rstrip("\n")) for line in lines[written:]]
+            if job_store.append_log(exec_id, written, chunk):
+                written += len(chunk)
+                job_store.update_job_fields(exec_id, {"log_lines": written})
+        fresh = job_store.get_job(exec_id) or {}
+        if fresh.get("cancel_requested") or fresh.get("status") != "Running":
+            cancelled = True
+            stop()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    reader.join(timeout=5)
+    if len(lines) > written:
+        chunk = [("INFO", line.rstrip("\n")) for line in lines[written:]]
+        if job_store.append_log(exec_id, written, chunk):
+            written += len(chunk)
+    end = {"ended_at": now_iso(), "log_lines": written, "progress": 1}
+    if cancelled:
+        job_store.transition(exec_id, ("Running",), "Cancelled", {**end, "error": "cancelled by user"})
+    elif proc.returncode == 0:
+        job_store.transition(exec_id, ("Running",), "Succeed", end)
+    else:
+        tail = "\n".join(line.rstrip("\n") for line in lines[-TAIL_LINES:])
+        error = f"{Path(command[0]).name} exited with code {proc.returncode}\n{tail}"
+        job_store.transition(exec_id, ("Running",), "Failed", {**end, "error": error, "error_code": 21304})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m chalicelib.runners.jar --exec-id ID``."""
+    parser = argparse.ArgumentParser(prog="chalicelib.runners.jar")
+    parser.add_argument("--exec-id", required=True)
+    return _supervise(parser.parse_args(argv).exec_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""What a work runs: resolve its artefact, build the batch Job, start it.
+
+A work names its artefact in ``work_directory`` (see docs/tasks.md):
+
+- ``s3://<stage bucket>/<key>``: an object in the stage's bucket (other buckets are refused);
+- a path under one of the local work roots (``SPARKGATE_WORK_ROOTS``, colon-separated; when unset,
+  ``SPARKGATE_DATA_ROOTS``): absolute, or relative to a root. ``..`` and anything resolving outside
+  the roots (symlinks included) are refused.
+
+The file's extension must fit the work's category: ``.sql`` for SPARK_SQL / FLINK_SQL, ``.py`` for
+PYSPARK, ``.jar`` (with ``main_class_name``) for SPARK_JAR / FLINK_JAR. Problems found here do not
+answer 400: the task is created and fails at once with the reason kept in its ``error``, so a
+scheduled run that cannot start is as visible as a manual one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from chalicelib import jobs
+from chalicelib.config import settings
+from chalicelib.store import jobs as job_store
+from chalicelib.timeutil import now_iso
+from chalicelib.tokens import Principal
+
+EXTENSIONS = {"SPARK_SQL": ".sql", "FLINK_SQL": ".sql", "PYSPARK": ".py", "SPARK_JAR": ".jar", "FLINK_JAR": ".jar"}
+FLINK_HELP = (
+    "Flink is not configured on this runner: set SPARKGATE_FLINK_HOME to a Flink installation "
+    "(the directory holding bin/flink and bin/sql-client.sh) and restart, or run the work on the EMR runner"
+)
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*|[0-9]+)\}")
+
+
+class RunError(Exception):
+    """The work cannot run as configured; the message is kept as the task's error."""
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """A resolved artefact: a local file path, or an object key in the stage bucket."""
+
+    location: str  # "local" | "s3"
+    path: str  # absolute local path, or the S3 key
+    uri: str  # what the work named, normalised (file path or s3://bucket/key)
+    suffix: str
+
+
+def work_roots() -> tuple[Path, ...]:
+    """The local folders work artefacts may live in (``SPARKGATE_WORK_ROOTS`` or the data roots)."""
+    raw = os.environ.get("SPARKGATE_WORK_ROOTS")
+    roots = tuple(p for p in raw.split(":") if p) if raw else settings().data_roots
+    return tuple(Path(r).resolve() for r in roots)
+
+
+def flink_home() -> str | None:
+    """The configured local Flink installation (``SPARKGATE_FLINK_HOME``), or None."""
+    return os.environ.get("SPARKGATE_FLINK_HOME") or None
+
+
+def resolve_artefact(work_directory: str | None) -> Artefact:
+    """Where ``work_directory`` points, checked against the bucket / roots; :class:`RunError` otherwise."""
+    if not work_directory:
+        raise RunError("the work has no work_directory: set it to the .sql, .py or .jar to run")
+    if ".." in PurePosixPath(work_directory.removeprefix("s3://")).parts:
+        raise RunError("work_directory must not contain '..'")
+    if work_directory.startswith("s3://"):
+        bucket, _, key = work_directory[5:].partition("/")
+        if bucket != settings().bucket_name or not key:
+            raise RunError(f"work_directory must be s3://{settings().bucket_name}/<key> (the stage bucket)")
+        return Artefact("s3", key, work_directory, PurePosixPath(key).suffix.lower())
+    roots = work_roots()
+    given = Path(work_directory)
+    candidates = [given] if given.is_absolute() else [root / given for root in roots]
+    for candidate in candidates:
+        real = candidate.resolve()
+        if not any(real == root or root in real.parents for root in roots):
+            continue
+        if real.is_file():
+            return Artefact("local", str(real), str(real), real.suffix.lower())
+    raise RunError(
+        f"work_directory {work_directory!r} is not a file under the work roots "
+        f"({', '.join(str(r) for r in roots) or 'none configured'}; set SPARKGATE_WORK_ROOTS)"
+    )
+
+
+def read_text(artefact: Artefact) -> str:
+    """The artefact's text (a .sql or .py file)."""
+    try:
+        raw = Path(artefact.path).read_bytes() if artefact.location == "local" else job_store.get_object(artefact.path)
+        return raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise RunError(f"cannot read {artefact.uri}: {err}") from err
+    except Exception as err:  # S3 errors surface as botocore exceptions; keep the domain boto-free
+        raise RunError(f"cannot read {artefact.uri}: {err}") from err
+
+
+def sql_variables(extra_params: list[str]) -> dict[str, str]:
+    """SQL substitution variables: ``-Dname=value`` gives ``${name}``; other params ``${1}``, ``${2}``..."""
+    named: dict[str, str] = {}
+    position = 0
+    for param in extra_params:
+        if param.startswith("-D") and "=" in param:
+            name, _, value = param[2:].partition("=")
+            named[name.strip()] = value
+        else:
+            position += 1
+            named[str(position)] = param
+    return named
+
+
+def substitute_sql(text: str, extra_params: list[str]) -> str:
+    """``text`` with every ``${name}`` replaced; an undefined variable is a :class:`RunError`."""
+    variables = sql_variables(extra_params)
+    missing = sorted({m.group(1) for m in _VAR.finditer(text) if m.group(1) not in variables})
+    if missing:
+        raise RunError(f"SQL variables not defined by extra_params: {', '.join(missing)} (pass -Dname=value)")
+    return _VAR.sub(lambda m: variables[m.group(1)], text)
+
+
+def python_code(text: str, artefact: Artefact, extra_params: list[str]) -> str:
+    """The script with ``sys.argv`` set to ``[<artefact>, *extra_params]`` first."""
+    argv = [artefact.uri, *extra_params]
+    return f"import sys as _sg_sys\n_sg_sys.argv = {argv!r}\ndel _sg_sys\n{text}"
+
+
+def check_java(requested: str | None) -> None:
+    """Locally the runner cannot choose a JVM: ``java_version`` must equal the local Java major."""
+    if not requested or settings().runner != "local":
+        return
+    from chalicelib.runners.jar import local_java_major
+
+    local = local_java_major()
+    if local is None:
+        raise RunError("java_version is set but no local Java was found (install a JDK or unset java_version)")
+    if str(local) != str(requested):
+        raise RunError(
+            f"java_version {requested} was requested but the local runner has Java {local}; "
+            f"set java_version to {local} (or leave it empty) to run locally"
+        )
+
+
+def build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any]) -> jobs.JobRequest:
+    """The batch :class:`JobRequest` for one run of ``work``; :class:`RunError` when it cannot run."""
+    category = work.get("category") or ""
+    params = [str(p) for p in (work.get("extra_params") or [])]
+    source = {"work_id": work["work_id"], "task_id": task["task_id"], "category": category}
+    if category.startswith("FLINK") and settings().runner == "local" and not flink_home():
+        raise RunError(FLINK_HELP)
+    artefact = resolve_artefact(work.get("work_directory"))
+    expected = EXTENSIONS.get(category)
+    if expected is None:
+        raise RunError(f"category {category!r} cannot run")
+    if artefact.suffix != expected:
+        raise RunError(f"a {category} work runs a {expected} file; work_directory names {artefact.uri}")
+    extra: dict[str, Any] = {"work_id": work["work_id"], "work_task_id": task["task_id"]}
+    if category in ("SPARK_JAR", "FLINK_JAR", "FLINK_SQL"):
+        main_class = work.get("main_class_name")
+        if category != "FLINK_SQL" and not main_class:
+            raise RunError(f"a {category} work needs main_class_name")
+        if category == "SPARK_JAR":
+            check_java(work.get("java_version"))
+        run = {
+            "engine": "flink" if category.startswith("FLINK") else "spark",
+            "artefact": artefact.uri,
+            "location": artefact.location,
+            "path": artefact.path,
+            "main_class": main_class,
+            "args": params,
+            "sql": category == "FLINK_SQL",
+        }
+        extra.update({"run_type": "jar" if category == "SPARK_JAR" else "flink", "artefact_run": run})
+        code = f"-- {category} {artefact.uri} {main_class or ''} {' '.join(params)}".strip()
+        return jobs.JobRequest(owner, code, "sql", kind="task", source=source, extra=extra)
+    text = read_text(artefact)
+    if category == "SPARK_SQL":
+        return jobs.JobRequest(owner, substitute_sql(text, params), "sql", kind="task", source=source, extra=extra)
+    return jobs.JobRequest(
+        owner, python_code(text, artefact, params), "python", kind="task", source=source, extra=extra
+    )
+
+
+def failed_job(owner: Principal, task: dict[str, Any], work: dict[str, Any], error: str) -> dict[str, Any]:
+    """A Job that records a run which could not start: created, then moved to Failed with ``error``."""
+    request = jobs.JobRequest(
+        owner,
+        f"-- {work.get('category')} {work.get('work_directory') or ''}",
+        "sql",
+        kind="task",
+        source={"work_id": work["work_id"], "task_id": task["task_id"]},
+        extra={"work_id": work["work_id"], "work_task_id": task["task_id"]},
+    )
+    job = jobs.new_job(request)
+    stamp = now_iso()
+    moved = job_store.transition(
+        job["exec_id"], jobs.ACTIVE, jobs.FAILED, {"error": error, "error_code": 21304, "ended_at": stamp}
+    )
+    return moved or job
+
+
+def dispatch(job: dict[str, Any]) -> None:
+    """Start the compute for ``job``: jar and Flink runs through ``runners.jar``, the rest via sessions."""
+    if job.get("run_type") in ("jar", "flink"):
+        from chalicelib.runners.jar import start_artefact_run
+
+        start_artefact_run(job)
+        return
+    import importlib
+
+    sessions: Any = importlib.import_module("chalicelib.sessions")
+    sessions.dispatch(job)
+
+
+def cancel_compute(job: dict[str, Any]) -> None:
+    """Stop the driver behind ``job`` (batch drivers only; queued jobs never started one)."""
+    handle = job.get("runner_handle")
+    if not handle:
+        return
+    from chalicelib.runners import runner_for_handle
+
+    runner_for_handle(handle).cancel(handle)
