@@ -360,3 +360,32 @@ def list_result_keys(owner: str, exec_id: str) -> list[str]:
 
 def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ---- session drivers (appended by the engine/runners work) -----------------------------------------
+
+
+LIVE_SESSIONS_PK = "LIVESESSIONS"
+
+
+def retire_session(session_id: str, generation: int, fields: dict[str, Any]) -> bool:
+    """Set ``fields`` and drop the session from the live index, while it is still at ``generation``."""
+    names = {f"#f{i}": k for i, k in enumerate(fields)}
+    values = {f":v{i}": _dynamo_value(v) for i, v in enumerate(fields.values())}
+    values[":g"] = generation
+    sets = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+    kwargs: dict[str, Any] = {
+        "Key": session_key(session_id),
+        "UpdateExpression": (f"SET {sets} " if fields else "") + "REMOVE gsi1pk, gsi1sk",
+        "ConditionExpression": "generation = :g",
+        "ExpressionAttributeValues": values,
+    }
+    if names:
+        kwargs["ExpressionAttributeNames"] = names
+    try:
+        table().update_item(**kwargs)
+    except ClientError as err:
+        if is_condition_failure(err):
+            return False
+        raise
+    return True

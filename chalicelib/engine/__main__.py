@@ -1,0 +1,49 @@
+"""``python -m chalicelib.engine session --session-id ID --generation N`` | ``batch --exec-id ID``.
+
+Options: ``--master URL`` (Spark master; default: the session's config, then ``SPARKGATE_SPARK_MASTER``),
+``--env KEY=VALUE`` (repeatable; set before anything reads the environment, used by EmrRunner).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The engine's command line."""
+    parser = argparse.ArgumentParser(prog="python -m chalicelib.engine")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    for mode in ("session", "batch"):
+        cmd = sub.add_parser(mode)
+        if mode == "session":
+            cmd.add_argument("--session-id", required=True)
+            cmd.add_argument("--generation", type=int, required=True)
+        else:
+            cmd.add_argument("--exec-id", required=True)
+        cmd.add_argument("--master", default=None)
+        cmd.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the engine in the requested mode; the exit code is 0 unless the driver itself failed."""
+    args = parse(argv)
+    for pair in args.env:
+        key, _, value = pair.partition("=")
+        os.environ[key] = value
+    from chalicelib.engine import driver
+
+    driver.install_signal_handlers()
+    if args.mode == "session":
+        reason = driver.SessionDriver(args.session_id, args.generation, master=args.master).serve()
+        print(f"sparkgate engine: session {args.session_id} g{args.generation} stopped ({reason})", flush=True)
+        return 0 if reason != "error" else 1
+    status = driver.run_batch(args.exec_id, master=args.master)
+    print(f"sparkgate engine: batch {args.exec_id} ended {status}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""What a job's code does inside the driver: SQL statements and Python cells, turned into result sets."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import datetime as dt
+import math
+import traceback
+from decimal import Decimal
+from types import TracebackType
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+ResultSet = dict[str, Any]  # {"metadata": [{columnName, dataType, comment}], "rows": [[...]], "truncated": bool}
+
+
+def split_sql(code: str) -> list[str]:
+    """Statements of ``code`` separated by ``;`` (outside quotes, backticks and comments); blanks dropped."""
+    statements: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
+    i, n = 0, len(code)
+    while i < n:
+        ch = code[i]
+        if quote:
+            current.append(ch)
+            if ch == "\\" and quote != "`" and i + 1 < n:
+                current.append(code[i + 1])
+                i += 1
+            elif ch == quote:
+                quote = None
+        elif ch in ("'", '"', "`"):
+            quote = ch
+            current.append(ch)
+        elif code.startswith("--", i):
+            end = code.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif code.startswith("/*", i):
+            end = code.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            current.append(" ")
+            continue
+        elif ch == ";":
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    statements.append("".join(current))
+    return [s.strip() for s in statements if s.strip()]
+
+
+def json_value(value: Any) -> Any:
+    """A Spark row value as JSON: dates ISO, decimals as strings, binary base64, NaN/inf as strings."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if hasattr(value, "asDict"):
+        return {k: json_value(v) for k, v in value.asDict().items()}
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    return str(value)
+
+
+def result_set(df: DataFrame, max_rows: int) -> ResultSet:
+    """Collect at most ``max_rows`` rows of ``df`` with Spark type names (``int``, ``double``, ``string``...)."""
+    metadata = [
+        {"columnName": f.name, "dataType": f.dataType.simpleString(), "comment": (f.metadata or {}).get("comment", "")}
+        for f in df.schema.fields
+    ]
+    rows = df.take(max_rows + 1)
+    truncated = len(rows) > max_rows
+    return {
+        "metadata": metadata,
+        "rows": [[json_value(v) for v in row] for row in rows[:max_rows]],
+        "truncated": truncated,
+    }
+
+
+def run_sql(spark: SparkSession, code: str, max_rows: int, say: Any) -> list[ResultSet]:
+    """Run each statement; every statement with output columns gives one result set."""
+    sets: list[ResultSet] = []
+    statements = split_sql(code)
+    if not statements:
+        raise ValueError("no SQL statement in the code")
+    for number, statement in enumerate(statements, 1):
+        if len(statements) > 1:
+            say(f"statement {number}/{len(statements)}: {statement[:200]}")
+        df = spark.sql(statement)
+        if df.columns:
+            sets.append(result_set(df, max_rows))
+    return sets
+
+
+def run_python(namespace: dict[str, Any], code: str, max_rows: int) -> list[ResultSet]:
+    """Exec ``code`` in ``namespace``; a final expression's value is printed (a DataFrame becomes a result set)."""
+    tree = ast.parse(code, filename="<code>", mode="exec")
+    last: ast.Expression | None = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        final = tree.body.pop()
+        assert isinstance(final, ast.Expr)
+        last = ast.Expression(final.value)
+    exec(compile(tree, "<code>", "exec"), namespace)
+    if last is None:
+        return []
+    value = eval(compile(last, "<code>", "eval"), namespace)
+    if isinstance(value, DataFrame):
+        return [result_set(value, max_rows)]
+    if value is not None:
+        print(repr(value))
+    return []
+
+
+def user_traceback(err: BaseException) -> str:
+    """The traceback text of ``err`` without the engine's own frames."""
+    tb: TracebackType | None = err.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(err), err, tb)).rstrip()

@@ -1,0 +1,51 @@
+"""The Runner interface: how an engine driver process is started, probed and cancelled.
+
+A handle is a small JSON-able dict the runner understands (stored on the session and job items),
+so any process (a Lambda handler, the schedule tick, the local stack) can probe or cancel a
+driver that another process started.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Literal
+
+Probe = Literal["running", "finished", "failed", "unknown"]
+PROBES: tuple[Probe, ...] = ("running", "finished", "failed", "unknown")
+
+
+class RunnerError(RuntimeError):
+    """A driver could not be started (bad configuration, the cluster refused the step...)."""
+
+
+class Runner(ABC):
+    """Starts engine drivers somewhere (this machine, an EMR cluster)."""
+
+    #: Name stored in every handle (``handle["runner"]``).
+    name: str = "base"
+
+    @abstractmethod
+    def start_session(self, session: dict[str, Any]) -> dict[str, Any]:
+        """Start a session-mode driver for ``session`` (a session item); answers its handle."""
+
+    @abstractmethod
+    def start_batch(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Start a batch-mode driver that runs ``job`` and exits; answers its handle."""
+
+    @abstractmethod
+    def probe(self, handle: dict[str, Any]) -> Probe:
+        """Where the driver behind ``handle`` is: running, finished, failed, or unknown."""
+
+    @abstractmethod
+    def cancel(self, handle: dict[str, Any]) -> None:
+        """Stop the driver behind ``handle`` (idempotent; a finished driver is left alone)."""
+
+
+def session_args(session: dict[str, Any]) -> list[str]:
+    """The engine's command-line arguments for a session driver."""
+    return ["session", "--session-id", str(session["session_id"]), "--generation", str(int(session["generation"]))]
+
+
+def batch_args(job: dict[str, Any]) -> list[str]:
+    """The engine's command-line arguments for a batch driver."""
+    return ["batch", "--exec-id", str(job["exec_id"])]

@@ -1,0 +1,258 @@
+"""Warm sessions: one engine driver per session, started on demand, watched by heartbeats.
+
+A session item (``store.jobs`` ``SESSION#<id>``) carries a ``generation``; starting a driver is a
+conditional write of generation ``g+1`` over ``g``, so two submitters never start two drivers.
+While starting or running, the item is in the live index (``gsi1pk = LIVESESSIONS``) the
+schedule tick scans; a driver whose heartbeat is stale (or whose runner says it is gone) is
+retired as ``dead``, its Running job Failed with the reason, and a new driver started when jobs
+are still queued. Batch jobs get a driver record too (``batch-<exec_id>``), so one monitor watches all.
+
+Domain code: no boto3, no pyspark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Any
+
+from chalicelib import jobs
+from chalicelib.engine.config import ERR_DRIVER_DIED, batch_driver_id, session_config
+from chalicelib.errors import Forbidden
+from chalicelib.runners import Runner, get_runner, runner_for_handle
+from chalicelib.store import jobs as job_store
+from chalicelib.timeutil import now_iso
+
+LIVE_STATES = ("starting", "running", "stopping")
+#: A running driver whose heartbeat is older than this is dead.
+STALE_HEARTBEAT_SECONDS = float(os.environ.get("SPARKGATE_HEARTBEAT_STALE_SECONDS", "30"))
+#: A driver that has not reported running this long after its start is dead (EMR steps may queue).
+START_TIMEOUT_SECONDS = float(os.environ.get("SPARKGATE_DRIVER_START_TIMEOUT", "300"))
+
+_runner_override: Runner | None = None
+
+
+def use_runner(runner: Runner | None) -> None:
+    """Use ``runner`` instead of the configured one (tests, the bench); None restores the default."""
+    global _runner_override
+    _runner_override = runner
+
+
+def _runner(handle: dict[str, Any] | None = None) -> Runner:
+    if _runner_override is not None:
+        return _runner_override
+    return runner_for_handle(handle) if handle else get_runner()
+
+
+def entrance_session_id(user_id: str, engine_type: str = "spark") -> str:
+    """The warm session entrance jobs of ``user_id`` and ``engine_type`` share (Linkis engine reuse)."""
+    return f"entrance-{user_id}-{engine_type}"
+
+
+def _alive(session: dict[str, Any], now: float) -> bool:
+    state = session.get("state")
+    if state == "starting":
+        return now - float(session.get("started_epoch") or 0) < START_TIMEOUT_SECONDS
+    if state in ("running", "stopping"):
+        return now - float(session.get("heartbeat_at") or 0) < STALE_HEARTBEAT_SECONDS
+    return False
+
+
+def ensure_session_driver(
+    session_id: str, owner_user_id: str, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The session with a live driver: the current one, or a new generation started through the runner.
+
+    ``config`` (master, app_name, configs, envs, idle_timeout_seconds, max_result_rows) applies to a
+    newly started driver; None keeps the stored one. Raises Forbidden for another owner's session.
+    """
+    for _ in range(8):
+        current = job_store.get_session(session_id)
+        if current and current.get("owner") not in (None, owner_user_id):
+            raise Forbidden(f"session {session_id} belongs to another user")
+        now = time.time()
+        if current and current.get("state") in LIVE_STATES:
+            if _alive(current, now):
+                return current
+            _reap(current, "no heartbeat from the driver", restart=False)
+            continue
+        generation = int(current["generation"]) + 1 if current else 1
+        stored = current.get("config") if current else None
+        record: dict[str, Any] = {
+            "session_id": session_id,
+            "owner": owner_user_id,
+            "kind": "session",
+            "generation": generation,
+            "state": "starting",
+            "config": session_config(config if config is not None else stored),
+            "created_at": (current or {}).get("created_at") or now_iso(),
+            "started_at": now_iso(),
+            "started_epoch": now,
+            "heartbeat_at": None,
+            "runner_handle": None,
+            "current_exec_id": None,
+            "stop_requested": False,
+            "gsi1pk": job_store.LIVE_SESSIONS_PK,
+            "gsi1sk": session_id,
+        }
+        if not job_store.put_session(record, expected_generation=int(current["generation"]) if current else None):
+            continue  # another submitter started it first: re-read and use theirs
+        return _start(record)
+    raise RuntimeError(f"could not settle a driver for session {session_id}")
+
+
+def _start(record: dict[str, Any]) -> dict[str, Any]:
+    session_id, generation = record["session_id"], int(record["generation"])
+    try:
+        handle = _runner().start_session(record)
+    except Exception as err:
+        job_store.retire_session(
+            session_id, generation, {"state": "dead", "stop_reason": f"driver could not start: {err}"}
+        )
+        raise
+    job_store.update_session_fields(session_id, generation, {"runner_handle": handle})
+    return {**record, "runner_handle": handle}
+
+
+def dispatch(job: dict[str, Any]) -> dict[str, Any]:
+    """Get ``job`` (just made by ``jobs.new_job``) running: its session's driver, or a batch driver of its own.
+
+    Answers the driver record (a session item). A batch driver that cannot start fails the job.
+    """
+    if job.get("session_id"):
+        existing = job_store.get_session(job["session_id"])
+        config = existing.get("config") if existing else job.get("session_config")
+        return ensure_session_driver(job["session_id"], job["owner"], config)
+    exec_id = job["exec_id"]
+    record: dict[str, Any] = {
+        "session_id": batch_driver_id(exec_id),
+        "owner": job["owner"],
+        "kind": "batch",
+        "generation": 1,
+        "state": "starting",
+        "config": session_config(job.get("session_config")),
+        "created_at": now_iso(),
+        "started_at": now_iso(),
+        "started_epoch": time.time(),
+        "heartbeat_at": None,
+        "runner_handle": None,
+        "current_exec_id": exec_id,
+        "stop_requested": False,
+        "gsi1pk": job_store.LIVE_SESSIONS_PK,
+        "gsi1sk": batch_driver_id(exec_id),
+    }
+    if not job_store.put_session(record, expected_generation=None):
+        return job_store.get_session(record["session_id"]) or record
+    try:
+        handle = _runner().start_batch(job)
+    except Exception as err:
+        reason = f"driver could not start: {err}"
+        job_store.retire_session(record["session_id"], 1, {"state": "dead", "stop_reason": reason})
+        job_store.transition(
+            exec_id, jobs.QUEUED, jobs.FAILED, {"error": reason, "error_code": ERR_DRIVER_DIED, "ended_at": now_iso()}
+        )
+        raise
+    job_store.update_session_fields(record["session_id"], 1, {"runner_handle": handle})
+    job_store.update_job_fields(exec_id, {"runner_handle": handle})
+    return {**record, "runner_handle": handle}
+
+
+def stop_session(session_id: str) -> dict[str, Any] | None:
+    """Stop a session: its queued jobs end Cancelled, its running job is killed, its driver exits.
+
+    Answers the session item after the request (None when unknown). Idempotent.
+    """
+    session = job_store.get_session(session_id)
+    if session is None:
+        return None
+    for queued in job_store.queued_jobs(session_id, limit=100):
+        jobs.request_cancel(queued)
+    if session.get("state") in LIVE_STATES:
+        generation = int(session["generation"])
+        job_store.update_session_fields(session_id, generation, {"stop_requested": True})
+        current = session.get("current_exec_id")
+        running = job_store.get_job(current) if current else None
+        if running and running["status"] == jobs.RUNNING:
+            jobs.request_cancel(running)
+        handle = session.get("runner_handle")
+        gone = session.get("state") == "starting" or (
+            handle and _runner(handle).probe(handle) in ("finished", "failed")
+        )
+        # no driver to hear the request: retire the record and make sure no process lingers
+        retired = bool(gone) and job_store.retire_session(
+            session_id, generation, {"state": "stopped", "stop_reason": "stopped"}
+        )
+        if retired and handle:
+            _runner(handle).cancel(handle)
+    return job_store.get_session(session_id)
+
+
+def _death_reason(session: dict[str, Any], now: float) -> str | None:
+    handle = session.get("runner_handle")
+    probe = _runner(handle).probe(handle) if handle else "unknown"
+    if probe in ("finished", "failed"):
+        return f"driver process {'exited' if probe == 'finished' else 'failed'} without finishing its work"
+    state = session.get("state")
+    if state == "starting":
+        started = float(session.get("started_epoch") or 0)
+        if now - started > START_TIMEOUT_SECONDS:
+            return f"driver did not start within {START_TIMEOUT_SECONDS:.0f} s"
+        return None
+    beat = float(session.get("heartbeat_at") or 0)
+    if now - beat > STALE_HEARTBEAT_SECONDS:
+        return f"no heartbeat from the driver for {now - beat:.0f} s"
+    return None
+
+
+def _reap(session: dict[str, Any], reason: str, *, restart: bool) -> dict[str, Any] | None:
+    """Retire a dead driver: session dead, its job Failed, the process stopped, a successor if work waits."""
+    session_id, generation = session["session_id"], int(session["generation"])
+    fresh = job_store.get_session(session_id)
+    if not fresh or int(fresh["generation"]) != generation or fresh.get("state") not in LIVE_STATES:
+        return None
+    fields = {"state": "dead", "stop_reason": reason, "stopped_at": now_iso(), "current_exec_id": None}
+    if not job_store.retire_session(session_id, generation, fields):
+        return None
+    failed: str | None = None
+    current = fresh.get("current_exec_id")
+    if current:
+        from_statuses = (jobs.RUNNING, *jobs.QUEUED) if fresh.get("kind") == "batch" else (jobs.RUNNING,)
+        moved = job_store.transition(
+            current,
+            from_statuses,
+            jobs.FAILED,
+            {"error": f"driver died: {reason}", "error_code": ERR_DRIVER_DIED, "ended_at": now_iso()},
+        )
+        failed = current if moved else None
+    handle = fresh.get("runner_handle")
+    if handle:
+        with contextlib.suppress(Exception):  # a gone driver cannot be cancelled; the record is retired anyway
+            _runner(handle).cancel(handle)
+    restarted: int | None = None
+    waiting = fresh.get("kind") == "session" and job_store.queued_jobs(session_id, limit=1)
+    if restart and waiting and not fresh.get("stop_requested"):
+        restarted = int(ensure_session_driver(session_id, fresh["owner"], fresh.get("config"))["generation"])
+    return {
+        "session_id": session_id,
+        "generation": generation,
+        "reason": reason,
+        "failed_exec_id": failed,
+        "restarted_generation": restarted,
+    }
+
+
+def check_heartbeats(now: float | None = None) -> list[dict[str, Any]]:
+    """The schedule handler's sweep: retire dead drivers (see the module docstring); answers what it did."""
+    now = time.time() if now is None else now
+    done: list[dict[str, Any]] = []
+    for session in job_store.live_sessions():
+        try:
+            reason = _death_reason(session, now)
+            outcome = _reap(session, reason, restart=True) if reason else None
+        except Exception as err:  # one bad record must not stop the sweep
+            done.append({"session_id": session.get("session_id"), "error": str(err)})
+            continue
+        if outcome:
+            done.append(outcome)
+    return done
