@@ -57,6 +57,8 @@ def _start(
 ) -> dict[str, Any]:
     from chalicelib import sessions
 
+    if isinstance(run_type, str) and run_type.lower() in jobs.INTERNAL_RUN_TYPES:
+        raise BadRequest(f"runType {run_type!r} is internal; use one of: sql, python (py, pyspark)", field="runType")
     session_id = entrance_session_id(principal, engine)
     job = jobs.new_job(
         jobs.JobRequest(

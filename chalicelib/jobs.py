@@ -26,6 +26,8 @@ QUEUED = (INITED, WAIT_FOR_RETRY, SCHEDULED)
 
 #: Run types the engine executes; aliases map to the canonical name.
 RUN_TYPES = {"sql": "sql", "spark_sql": "sql", "python": "python", "py": "python", "pyspark": "python"}
+#: Internal run types, accepted only for the Job kind named here (never from a user's runType).
+INTERNAL_RUN_TYPES = {"geo": "geo"}
 MAX_CODE_BYTES = 256 * 1024
 DEFAULT_RUNTIME_SECONDS = 3600
 MAX_RUNTIME_SECONDS = 7 * 24 * 3600
@@ -86,7 +88,11 @@ def new_job(request: JobRequest) -> dict[str, Any]:
         "username": request.owner.username,
         "kind": request.kind,
         "code": request.code,
-        "run_type": normalise_run_type(request.run_type),
+        "run_type": (
+            request.run_type
+            if INTERNAL_RUN_TYPES.get(str(request.run_type)) == request.kind
+            else normalise_run_type(request.run_type)
+        ),
         "params": request.params,
         "source": request.source,
         "session_id": request.session_id,

@@ -1,0 +1,160 @@
+"""The operations a session driver runs for geo Jobs (``run_type='geo'``, field ``geo_op``).
+
+``run_geo_op(spark, namespace, op)`` answers a JSON-able dict (a render answers ``png`` bytes,
+which :func:`geo_result_sets` stores in S3 and replaces by its key). Tables are session temp views,
+so a replacement driver gets them back by replaying the scope's catalog (``replay_catalog``).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import json
+import re
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from chalicelib.engine.statements import json_value
+from chalicelib.store import jobs as job_store
+
+MAX_QUERY_ROWS = 50_000
+MAX_OUTPUT_CHARS = 256_000
+#: ``CREATE TABLE t AS select`` becomes a session view (no warehouse files; replayable from the catalog).
+CTAS_RE = re.compile(
+    r"^\s*create\s+(?:or\s+replace\s+)?table\s+(?:if\s+not\s+exists\s+)?`?([A-Za-z_][A-Za-z0-9_]*)`?"
+    r"\s+(?:using\s+\w+\s+)?as\s+(.+?)\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+class _Tee(io.TextIOBase):
+    """Collects what the command prints and still passes it on (to the job's log)."""
+
+    def __init__(self, other: Any) -> None:
+        self.other = other
+        self.buffer_text = io.StringIO()
+
+    def write(self, s: str) -> int:
+        if self.buffer_text.tell() < MAX_OUTPUT_CHARS:
+            self.buffer_text.write(s)
+        with contextlib.suppress(Exception):
+            self.other.write(s)
+        return len(s)
+
+
+def load_table(spark: SparkSession, table: dict[str, Any]) -> None:
+    """One catalog definition into a temp view: a file (``kind='file'``) or SQL (``kind='sql'``)."""
+    if table.get("kind") == "sql":
+        spark.sql(str(table["sql"])).createOrReplaceTempView(str(table["name"]))
+        return
+    reader = spark.read.format(str(table.get("format") or "csv"))
+    for key, value in (table.get("options") or {}).items():
+        reader = reader.option(str(key), str(value))
+    if table.get("schema"):
+        reader = reader.schema(str(table["schema"]))
+    reader.load(str(table["path"])).createOrReplaceTempView(str(table["name"]))
+
+
+def table_info(spark: SparkSession, name: str) -> dict[str, Any]:
+    """``{"schema": [{"col": "type"}], "num_rows": N}`` of a table or view."""
+    df = spark.table(name)
+    schema = [{f.name: f.dataType.simpleString()} for f in df.schema.fields]
+    return {"schema": schema, "num_rows": int(df.count())}
+
+
+def _rows(df: DataFrame) -> list[Any]:
+    rows = df.take(MAX_QUERY_ROWS)
+    if len(df.columns) == 1:
+        return [json_value(row[0]) for row in rows]
+    return [[json_value(v) for v in row] for row in rows]
+
+
+def query(spark: SparkSession, sql: str) -> dict[str, Any]:
+    """Rows of ``sql`` (a single column gives a list of values); CTAS creates a view and reports it."""
+    ctas = CTAS_RE.match(sql)
+    if ctas:
+        name, select = ctas.group(1), ctas.group(2)
+        if select.startswith("(") and select.endswith(")"):
+            select = select[1:-1]
+        spark.sql(select).createOrReplaceTempView(name)
+        return {"result": [], "created_table": {"kind": "sql", "name": name, "sql": select}}
+    df = spark.sql(sql)
+    return {"result": _rows(df) if df.columns else []}
+
+
+def command(namespace: dict[str, Any], code: str) -> dict[str, Any]:
+    """Exec ``code`` in ``namespace``: printed output and the repr of a final expression's value."""
+    tree = ast.parse(code, filename="<command>", mode="exec")
+    last: ast.Expression | None = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        final = tree.body.pop()
+        assert isinstance(final, ast.Expr)
+        last = ast.Expression(final.value)
+    import sys
+
+    tee = _Tee(sys.stdout)
+    value: Any = None
+    with contextlib.redirect_stdout(tee):
+        exec(compile(tree, "<command>", "exec"), namespace)
+        if last is not None:
+            value = eval(compile(last, "<command>", "eval"), namespace)
+    output = tee.buffer_text.getvalue()
+    shown = None if value is None else (value if isinstance(value, (bool, int, str)) else repr(value))
+    if isinstance(value, float):
+        shown = json_value(value)
+    return {"output": output, "result": shown}
+
+
+def render(spark: SparkSession, kind: str, sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A map PNG: ``render.<kind>(spark.sql(sql), params)``."""
+    from chalicelib.engine.geo import render as renderer
+
+    draw = getattr(renderer, kind, None)
+    if draw is None:
+        raise ValueError(f"map type {kind!r} is not available")
+    png = draw(spark.sql(sql), params)
+    return {"png": bytes(png)}
+
+
+def run_geo_op(spark: SparkSession, namespace: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
+    """Run one geo operation (see the module docstring); exceptions are the user's error text."""
+    kind = op.get("op")
+    if kind in ("loadfile", "createtable"):
+        for table in op.get("tables") or []:
+            load_table(spark, table)
+        return {"tables": [t["name"] for t in op.get("tables") or []]}
+    if kind == "replay_catalog":
+        replayed, failed = [], []
+        for table in op.get("tables") or []:
+            try:
+                load_table(spark, table)
+                replayed.append(table["name"])
+            except Exception as err:  # one bad definition must not hide the others
+                failed.append({"name": table.get("name"), "error": f"{type(err).__name__}: {err}"[:500]})
+                print(f"replay of table {table.get('name')} failed: {err}")
+        return {"tables": replayed, "failed": failed}
+    if kind == "table_info":
+        return table_info(spark, str(op["table"]))
+    if kind == "query":
+        return query(spark, str(op["sql"]))
+    if kind == "render":
+        return render(spark, str(op["map"]), str(op["sql"]), dict(op.get("params") or {}))
+    if kind == "command":
+        return command(namespace, str(op["code"]))
+    raise ValueError(f"unknown geo operation {kind!r}")
+
+
+def geo_result_sets(spark: SparkSession, namespace: dict[str, Any], job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run a geo Job's ``geo_op``; answers its one result set (the result as a JSON string cell).
+
+    A PNG goes to S3 next to the result sets (``map.png``) and the result names its key.
+    """
+    result = run_geo_op(spark, namespace, dict(job.get("geo_op") or {}))
+    png = result.pop("png", None)
+    if isinstance(png, bytes):
+        result["png_key"] = job_store.put_result_blob(job["owner"], job["exec_id"], "map.png", png, "image/png")
+    text = json.dumps(result, default=str)
+    metadata = [{"columnName": "geo_result", "dataType": "string", "comment": "geo answer (JSON)"}]
+    return [{"metadata": metadata, "rows": [[text]], "truncated": False}]

@@ -1,0 +1,486 @@
+"""The geo domain (spec 004, Arctern-compatible): scopes, sessions, the table catalog, geo Jobs.
+
+Every call that touches Spark becomes a Job of kind ``geo`` and run type ``geo`` queued for the
+scope's session driver (one warm driver per scope session); the handler only validates, queues
+and waits. The wait is bounded by ``SPARKGATE_SYNC_WAIT_SECONDS`` (default 25, below API Gateway's
+29 s): a Job that has not finished by then is answered as pending, with its ``execID``/``taskID``,
+so the client follows it through the entrance routes or the WebSocket.
+
+No boto3 and no pyspark here: persistence goes through ``chalicelib.store``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chalicelib import jobs
+from chalicelib.config import settings
+from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.store import geo as geo_store
+from chalicelib.store import jobs as job_store
+from chalicelib.timeutil import now_iso
+from chalicelib.tokens import Principal
+
+DEFAULT_SESSION = "spark"
+DEFAULT_MASTER = "local[*]"
+DEFAULT_SYNC_WAIT_SECONDS = 25.0
+MAX_SYNC_WAIT_SECONDS = 28.0
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+FORMATS = ("csv", "json", "parquet")
+MASTER_RE = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|yarn|spark://[A-Za-z0-9_.:,\-]+|k8s://[A-Za-z0-9_.:/\-]+)$")
+#: Column types accepted in a /loadfile schema (Spark SQL DDL names; aliases mapped).
+SCHEMA_TYPES = {
+    "string": "string",
+    "str": "string",
+    "varchar": "string",
+    "text": "string",
+    "double": "double",
+    "float64": "double",
+    "float": "float",
+    "float32": "float",
+    "int": "int",
+    "integer": "int",
+    "int32": "int",
+    "bigint": "bigint",
+    "long": "bigint",
+    "int64": "bigint",
+    "smallint": "smallint",
+    "short": "smallint",
+    "int16": "smallint",
+    "tinyint": "tinyint",
+    "byte": "tinyint",
+    "int8": "tinyint",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "date": "date",
+    "timestamp": "timestamp",
+    "binary": "binary",
+}
+DECIMAL_RE = re.compile(r"^decimal\(\s*(\d{1,2})\s*,\s*(\d{1,2})\s*\)$")
+#: Map routes -> the render function the engine calls (Arctern's shipped names included).
+MAPS = {
+    "pointmap": "pointmap",
+    "heatmap": "heatmap",
+    "choropleth": "choropleth",
+    "choroplethmap": "choropleth",
+    "weighted": "weighted",
+    "weighted_pointmap": "weighted",
+    "icon_viz": "icon_viz",
+    "fishnetmap": "fishnetmap",
+}
+MAX_TABLES = 50
+MAX_SQL_BYTES = 64 * 1024
+MAX_COMMAND_BYTES = 128 * 1024
+
+
+@dataclass
+class Outcome:
+    """What a geo call answers: the finished result, or the ids of a Job still running."""
+
+    result: dict[str, Any] | None = None
+    pending: dict[str, Any] | None = None
+
+
+# ---- validation ---------------------------------------------------------------------------------
+
+
+def _name(value: Any, field: str, *, default: str | None = None) -> str:
+    if value is None or value == "":
+        if default is not None:
+            return default
+        raise BadRequest(f"{field} is required", field=field)
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise BadRequest(f"{field} must be 1-64 letters, digits, '_', '.' or '-'", field=field)
+    return value
+
+
+def _table_name(value: Any, field: str = "name") -> str:
+    if not isinstance(value, str) or not TABLE_RE.match(value):
+        raise BadRequest(f"table {field} must be an SQL identifier (letters, digits, '_')", field=field)
+    return value
+
+
+def _sql(value: Any, field: str = "sql") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{field} must be a non-empty SQL string", field=field)
+    if len(value.encode()) > MAX_SQL_BYTES:
+        raise BadRequest(f"{field} exceeds {MAX_SQL_BYTES} bytes", field=field)
+    return value
+
+
+def _str_map(value: Any, field: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{field} must be an object", field=field)
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(item, (str, int, float, bool)):
+            raise BadRequest(f"{field}.{key} must be a string, number or boolean", field=field)
+        out[str(key)] = str(item).lower() if isinstance(item, bool) else str(item)
+    return out
+
+
+def schema_ddl(schema: Any) -> str | None:
+    """A Spark DDL string from a spec schema ``[{"col": "type"}, ...]`` (None when absent)."""
+    if schema is None:
+        return None
+    if not isinstance(schema, list) or not schema:
+        raise BadRequest("schema must be a non-empty list of {column: type}", field="schema")
+    columns: list[str] = []
+    for entry in schema:
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise BadRequest("each schema entry must be one {column: type}", field="schema")
+        ((col, kind),) = entry.items()
+        if not isinstance(col, str) or not col or "`" in col or len(col) > 128:
+            raise BadRequest(f"invalid column name {col!r}", field="schema")
+        if not isinstance(kind, str):
+            raise BadRequest(f"type of column {col!r} must be a string", field="schema")
+        lowered = kind.strip().lower()
+        spark_type = SCHEMA_TYPES.get(lowered)
+        if spark_type is None and DECIMAL_RE.match(lowered):
+            spark_type = lowered.replace(" ", "")
+        if spark_type is None:
+            allowed = ", ".join(sorted(set(SCHEMA_TYPES.values()))) + ", decimal(p,s)"
+            raise BadRequest(f"unsupported type {kind!r} for column {col!r}; use one of {allowed}", field="schema")
+        columns.append(f"`{col}` {spark_type}")
+    return ", ".join(columns)
+
+
+def data_roots() -> list[Path]:
+    """The local folders /loadfile may read, as absolute real paths (``SPARKGATE_DATA_ROOTS``)."""
+    return [Path(os.path.realpath(root)) for root in settings().data_roots]
+
+
+def allowed_path(principal: Principal, raw: Any) -> str:
+    """The path to hand to Spark, if ``raw`` lies under an allowed root; BadRequest otherwise.
+
+    Allowed: ``s3://<stage bucket>/uploads/<your user id>/...`` and files under the data roots.
+    ``..`` anywhere, other schemes, and symlinks that lead out of a root are refused.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        raise BadRequest("path is required", field="path")
+    path = raw.strip()
+    if "\x00" in path or ".." in path.replace("\\", "/").split("/"):
+        raise BadRequest("path must not contain '..'", field="path")
+    if path.startswith("s3://") or path.startswith("s3a://"):
+        rest = path.split("://", 1)[1]
+        prefix = f"{settings().bucket_name}/uploads/{principal.user_id}/"
+        if not rest.startswith(prefix) or len(rest) == len(prefix) or "//" in rest:
+            raise BadRequest(f"path must be under s3://{prefix}", field="path")
+        return f"s3a://{rest}"
+    if "://" in path or path.startswith("file:"):
+        raise BadRequest("path must be an s3:// upload or a local file under the data roots", field="path")
+    real = Path(os.path.realpath(path))
+    for root in data_roots():
+        if real == root or root in real.parents:
+            return str(real)
+    raise BadRequest("path is outside the allowed data roots", field="path")
+
+
+def sync_wait_seconds() -> float:
+    """How long a handler waits for its Job (env ``SPARKGATE_SYNC_WAIT_SECONDS``, default 25, max 28)."""
+    raw = os.environ.get("SPARKGATE_SYNC_WAIT_SECONDS", "")
+    try:
+        value = float(raw) if raw else DEFAULT_SYNC_WAIT_SECONDS
+    except ValueError:
+        value = DEFAULT_SYNC_WAIT_SECONDS
+    return max(0.0, min(value, MAX_SYNC_WAIT_SECONDS))
+
+
+# ---- scopes and sessions ------------------------------------------------------------------------
+
+
+def session_config(body: dict[str, Any]) -> dict[str, Any]:
+    """The SparkSession config of a /session body: master, app name, Spark configs, environment."""
+    master = body.get("master-addr", body.get("master_addr")) or DEFAULT_MASTER
+    if not isinstance(master, str) or not MASTER_RE.match(master):
+        raise BadRequest(
+            "master-addr must be local[*], local[N], yarn, spark://host:port or k8s://...", field="master-addr"
+        )
+    app_name = body.get("app_name")
+    if app_name is not None and (not isinstance(app_name, str) or not 0 < len(app_name) <= 128):
+        raise BadRequest("app_name must be a string of at most 128 characters", field="app_name")
+    configs = _str_map(body.get("configs"), "configs")
+    if any(not key.startswith("spark.") for key in configs):
+        raise BadRequest("configs keys must be Spark settings (spark.*)", field="configs")
+    envs = _str_map(body.get("envs"), "envs")
+    if any(not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) for key in envs):
+        raise BadRequest("envs keys must be environment variable names", field="envs")
+    return {
+        "master": master,
+        "app_name": app_name or f"sparkgate-geo-{uuid.uuid4().hex[:8]}",
+        "configs": configs,
+        "envs": envs,
+    }
+
+
+def _new_session_record(scope: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "session": name,
+        "session_id": f"geo-{uuid.uuid4().hex}",
+        "config": config,
+        "created_at": now_iso(),
+        "scope": scope,
+    }
+
+
+def create_scope(principal: Principal, body: dict[str, Any]) -> str:
+    """Create a scope (a uuid hex name when none is given) with its default session ``spark``."""
+    name = _name(body.get("scope"), "scope", default=uuid.uuid4().hex)
+    if not geo_store.create_scope(principal.user_id, name, now_iso()):
+        raise Conflict(f"scope {name} already exists", field="scope")
+    config = {
+        "master": settings().spark_master or DEFAULT_MASTER,
+        "app_name": f"sparkgate-geo-{name}",
+        "configs": {},
+        "envs": {},
+    }
+    geo_store.create_session(principal.user_id, name, _new_session_record(name, DEFAULT_SESSION, config))
+    return name
+
+
+def _scope(principal: Principal, name: Any) -> str:
+    scope = _name(name, "scope")
+    if geo_store.get_scope(principal.user_id, scope) is None:
+        raise NotFound("scope not found", field="scope")
+    return scope
+
+
+def _session(principal: Principal, scope: str, name: Any) -> dict[str, Any]:
+    session = _name(name, "session", default=DEFAULT_SESSION)
+    record = geo_store.get_session(principal.user_id, scope, session)
+    if record is None:
+        raise NotFound(f"session {session} not found in scope {scope}", field="session")
+    return record
+
+
+def delete_scope(principal: Principal, name: str) -> None:
+    """Stop the scope's drivers and remove its scope, sessions and catalog."""
+    scope = _scope(principal, name)
+    from chalicelib import sessions
+
+    for record in geo_store.list_sessions(principal.user_id, scope):
+        sessions.stop_session(record["session_id"])
+    geo_store.delete_scope(principal.user_id, scope)
+
+
+def create_session(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """Add a named SparkSession to a scope; its driver starts now with the given settings."""
+    scope = _scope(principal, body.get("scope"))
+    name = _name(body.get("session"), "session", default=DEFAULT_SESSION)
+    config = session_config(body)
+    record = _new_session_record(scope, name, config)
+    if not geo_store.create_session(principal.user_id, scope, record):
+        raise Conflict(f"session {name} already exists in scope {scope}", field="session")
+    _ensure_driver(principal, scope, record)
+    return {"scope": scope, "session": name, "app_name": config["app_name"], "master": config["master"]}
+
+
+# ---- geo Jobs -----------------------------------------------------------------------------------
+
+
+def _ensure_driver(principal: Principal, scope: str, record: dict[str, Any]) -> None:
+    """Start (or restart) the session's driver; queue a catalog replay when it is a new driver."""
+    from chalicelib import sessions
+
+    live = sessions.ensure_session_driver(record["session_id"], principal.user_id, record["config"])
+    generation = live.get("generation")
+    if generation is None or generation == record.get("replayed_generation"):
+        return
+    tables = geo_store.catalog(principal.user_id, scope, record["session"])
+    if tables:
+        _queue(principal, record, {"op": "replay_catalog", "tables": tables}, "replay catalog")
+    geo_store.set_session_fields(principal.user_id, scope, record["session"], {"replayed_generation": generation})
+    record["replayed_generation"] = generation
+
+
+def _queue(principal: Principal, record: dict[str, Any], op: dict[str, Any], code: str) -> dict[str, Any]:
+    return jobs.new_job(
+        jobs.JobRequest(
+            owner=principal,
+            code=code or op["op"],
+            run_type="geo",
+            kind="geo",
+            session_id=record["session_id"],
+            extra={"geo_op": op, "scope": record.get("scope"), "geo_session": record["session"]},
+        )
+    )
+
+
+def job_result(job: dict[str, Any]) -> dict[str, Any]:
+    """The geo result document of a finished Job: its one result set's JSON cell (preview or S3), PNG inlined."""
+    preview = job.get("result_preview") or {}
+    rows = preview.get("rows") if isinstance(preview, dict) else None
+    if rows and not preview.get("truncated"):
+        text = rows[0][0]
+    elif int(job.get("result_sets") or 0) > 0:
+        key = f"{job_store.result_prefix(job['owner'], job['exec_id'])}_0.json"
+        text = json.loads(job_store.get_object(key))["rows"][0][0]
+    else:
+        return {}
+    loaded: dict[str, Any] = json.loads(text)
+    if loaded.get("png_key"):
+        loaded["png"] = base64.b64encode(job_store.get_object(str(loaded.pop("png_key")))).decode()
+    return loaded
+
+
+def _wait(job: dict[str, Any]) -> Outcome:
+    deadline = time.monotonic() + sync_wait_seconds()
+    delay = 0.05
+    current = job
+    while True:
+        if current["status"] in jobs.FINAL:
+            break
+        if time.monotonic() >= deadline:
+            return Outcome(pending={"execID": job["exec_id"], "taskID": job["task_id"], "status": current["status"]})
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+        current = job_store.get_job(job["exec_id"]) or current
+    if current["status"] != jobs.SUCCEED:
+        message = current.get("error") or f"job {current['status'].lower()}"
+        raise BadRequest(str(message))
+    return Outcome(result=job_result(current))
+
+
+def run(principal: Principal, scope_name: Any, session_name: Any, op: dict[str, Any], code: str) -> Outcome:
+    """Queue ``op`` in the scope session's driver (starting it if needed) and wait for the answer."""
+    scope = _scope(principal, scope_name)
+    record = _session(principal, scope, session_name)
+    _ensure_driver(principal, scope, record)
+    job = _queue(principal, record, op, code)
+    return _wait(job)
+
+
+def command(principal: Principal, body: dict[str, Any]) -> Outcome:
+    """``/command``: Python in the scope's namespace, run by its default session's driver."""
+    code = body.get("command")
+    if not isinstance(code, str) or not code.strip():
+        raise BadRequest("command must be non-empty Python code", field="command")
+    if len(code.encode()) > MAX_COMMAND_BYTES:
+        raise BadRequest(f"command exceeds {MAX_COMMAND_BYTES} bytes", field="command")
+    scope = _scope(principal, body.get("scope"))
+    return run(principal, scope, body.get("session"), {"op": "command", "code": code, "scope": scope}, code)
+
+
+def _tables(body: dict[str, Any]) -> list[Any]:
+    tables = body.get("tables")
+    if not isinstance(tables, list) or not tables:
+        raise BadRequest("tables must be a non-empty list", field="tables")
+    if len(tables) > MAX_TABLES:
+        raise BadRequest(f"at most {MAX_TABLES} tables per call", field="tables")
+    if not all(isinstance(t, dict) for t in tables):
+        raise BadRequest("each table must be an object", field="tables")
+    return tables
+
+
+def loadfile_tables(principal: Principal, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Validated /loadfile table definitions (paths resolved, schema as DDL)."""
+    out = []
+    for table in _tables(body):
+        fmt = table.get("format", "csv")
+        if fmt not in FORMATS:
+            raise BadRequest(f"format must be one of {', '.join(FORMATS)}", field="format")
+        out.append(
+            {
+                "kind": "file",
+                "name": _table_name(table.get("name")),
+                "format": fmt,
+                "path": allowed_path(principal, table.get("path")),
+                "options": _str_map(table.get("options"), "options"),
+                "schema": schema_ddl(table.get("schema")),
+            }
+        )
+    return out
+
+
+def createtable_tables(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Validated /createtable definitions."""
+    return [{"kind": "sql", "name": _table_name(t.get("name")), "sql": _sql(t.get("sql"))} for t in _tables(body)]
+
+
+def define_tables(principal: Principal, body: dict[str, Any], definitions: list[dict[str, Any]], op: str) -> Outcome:
+    """Run /loadfile or /createtable and record each definition in the catalog once it succeeded."""
+    scope = _scope(principal, body.get("scope"))
+    record = _session(principal, scope, body.get("session"))
+    _ensure_driver(principal, scope, record)
+    job = _queue(
+        principal, record, {"op": op, "tables": definitions}, f"{op} " + ", ".join(d["name"] for d in definitions)
+    )
+    outcome = _wait(job)
+    if outcome.result is not None:
+        for definition in definitions:
+            geo_store.append_catalog(principal.user_id, scope, record["session"], definition)
+    return outcome
+
+
+def loadfile(principal: Principal, body: dict[str, Any]) -> Outcome:
+    """``/loadfile``."""
+    return define_tables(principal, body, loadfile_tables(principal, body), "loadfile")
+
+
+def createtable(principal: Principal, body: dict[str, Any]) -> Outcome:
+    """``/createtable``."""
+    return define_tables(principal, body, createtable_tables(body), "createtable")
+
+
+def table_info(principal: Principal, scope: Any, session: Any, table: Any) -> Outcome:
+    """``/table/<scope>/<session>/<table>``: schema and row count."""
+    name = _table_name(table, "table")
+    return run(principal, scope, session, {"op": "table_info", "table": name}, f"describe {name}")
+
+
+def query(principal: Principal, body: dict[str, Any]) -> Outcome:
+    """``/query``: rows of a SELECT, or the effect of DDL."""
+    sql = _sql(body.get("sql"))
+    outcome = run(principal, body.get("scope"), body.get("session"), {"op": "query", "sql": sql}, sql)
+    created = (outcome.result or {}).get("created_table")
+    if isinstance(created, dict):
+        session = _name(body.get("session"), "session", default=DEFAULT_SESSION)
+        geo_store.append_catalog(principal.user_id, str(body.get("scope")), session, created)
+    return outcome
+
+
+def render_params(params: Any) -> dict[str, Any]:
+    """Structural checks of map ``params`` (the renderer checks the rest and answers ValueError text)."""
+    if not isinstance(params, dict):
+        raise BadRequest("params must be an object", field="params")
+    for key in ("width", "height"):
+        value = params.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 8192:
+            raise BadRequest(f"params.{key} must be an integer from 1 to 8192", field="params")
+    box = params.get("bounding_box")
+    if (
+        not isinstance(box, list)
+        or len(box) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+    ):
+        raise BadRequest("params.bounding_box must be [min_x, min_y, max_x, max_y]", field="params")
+    if not (box[0] < box[2] and box[1] < box[3]):
+        raise BadRequest("params.bounding_box must have min < max", field="params")
+    return params
+
+
+def render(principal: Principal, route: str, body: dict[str, Any]) -> Outcome:
+    """``/pointmap`` and the other maps: base64 PNG of ``sql``'s rows drawn with ``params``."""
+    kind = MAPS.get(route)
+    if kind is None:
+        raise NotFound(f"unknown map {route}")
+    sql = _sql(body.get("sql"))
+    params = render_params(body.get("params"))
+    return run(
+        principal,
+        body.get("scope"),
+        body.get("session"),
+        {"op": "render", "map": kind, "sql": sql, "params": params},
+        sql,
+    )

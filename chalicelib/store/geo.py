@@ -1,0 +1,137 @@
+"""Geo scopes, their Spark sessions and their table catalog (spec 004), in the single table.
+
+Items, all under one partition per scope so a scope is read and deleted with one query:
+
+- scope:    ``pk = SCOPE#<user_id>#<scope>``, ``sk = SCOPE``  (``catalog_seq`` counts catalog entries)
+- session:  ``pk = SCOPE#<user_id>#<scope>``, ``sk = SESSION#<session>``  (name, engine ``session_id``, config)
+- catalog:  ``pk = SCOPE#<user_id>#<scope>``, ``sk = TABLE#<seq:09d>``  (one /loadfile or /createtable
+  definition, in the order they were made, so a new driver can replay them)
+
+Scope and session creation are conditional puts: a scope name exists once per user, a session name
+once per scope.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from chalicelib.store.aws import table
+from chalicelib.store.errors import is_condition_failure
+from chalicelib.store.jobs import _dynamo_value, _strip
+
+
+def scope_pk(user_id: str, scope: str) -> str:
+    """The partition key holding one user's scope."""
+    return f"SCOPE#{user_id}#{scope}"
+
+
+def _put_new(item: dict[str, Any]) -> bool:
+    try:
+        table().put_item(Item=_dynamo_value(item), ConditionExpression="attribute_not_exists(pk)")
+    except ClientError as err:
+        if is_condition_failure(err):
+            return False
+        raise
+    return True
+
+
+def create_scope(user_id: str, scope: str, created_at: str) -> bool:
+    """Store a new scope; False when the user already has one by that name."""
+    item = {"pk": scope_pk(user_id, scope), "sk": "SCOPE", "user_id": user_id, "scope": scope}
+    return _put_new({**item, "created_at": created_at, "catalog_seq": 0})
+
+
+def get_scope(user_id: str, scope: str) -> dict[str, Any] | None:
+    """The scope record, or None."""
+    item = table().get_item(Key={"pk": scope_pk(user_id, scope), "sk": "SCOPE"}, ConsistentRead=True).get("Item")
+    return _strip(item) if item else None
+
+
+def create_session(user_id: str, scope: str, record: dict[str, Any]) -> bool:
+    """Store a session record (``record["session"]`` is its name); False when the name is taken."""
+    item = {"pk": scope_pk(user_id, scope), "sk": f"SESSION#{record['session']}", **record}
+    return _put_new(item)
+
+
+def get_session(user_id: str, scope: str, session: str) -> dict[str, Any] | None:
+    """One session record of a scope, or None."""
+    key = {"pk": scope_pk(user_id, scope), "sk": f"SESSION#{session}"}
+    item = table().get_item(Key=key, ConsistentRead=True).get("Item")
+    return _strip(item) if item else None
+
+
+def set_session_fields(user_id: str, scope: str, session: str, fields: dict[str, Any]) -> None:
+    """Update fields of an existing session record (e.g. the driver generation its catalog was replayed into)."""
+    names = {f"#f{i}": k for i, k in enumerate(fields)}
+    values = {f":v{i}": _dynamo_value(v) for i, v in enumerate(fields.values())}
+    try:
+        table().update_item(
+            Key={"pk": scope_pk(user_id, scope), "sk": f"SESSION#{session}"},
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except ClientError as err:
+        if not is_condition_failure(err):
+            raise
+
+
+def _items(user_id: str, scope: str, prefix: str | None = None) -> list[dict[str, Any]]:
+    condition: Any = Key("pk").eq(scope_pk(user_id, scope))
+    if prefix:
+        condition = condition & Key("sk").begins_with(prefix)
+    kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ConsistentRead": True}
+    items: list[dict[str, Any]] = []
+    while True:
+        page = table().query(**kwargs)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def list_sessions(user_id: str, scope: str) -> list[dict[str, Any]]:
+    """Every session record of a scope."""
+    return [_strip(i) for i in _items(user_id, scope, "SESSION#")]
+
+
+def append_catalog(user_id: str, scope: str, session: str, definition: dict[str, Any]) -> int:
+    """Record one table definition at the end of the scope's catalog; answers its sequence number."""
+    got = table().update_item(
+        Key={"pk": scope_pk(user_id, scope), "sk": "SCOPE"},
+        UpdateExpression="ADD catalog_seq :one",
+        ConditionExpression="attribute_exists(pk)",
+        ExpressionAttributeValues={":one": 1},
+        ReturnValues="UPDATED_NEW",
+    )
+    seq = int(got["Attributes"]["catalog_seq"])
+    table().put_item(
+        Item={
+            "pk": scope_pk(user_id, scope),
+            "sk": f"TABLE#{seq:09d}",
+            "session": session,
+            "seq": seq,
+            "definition": json.dumps(definition),  # kept verbatim (floats, nested options)
+        }
+    )
+    return seq
+
+
+def catalog(user_id: str, scope: str, session: str) -> list[dict[str, Any]]:
+    """The session's table definitions, oldest first."""
+    items = _items(user_id, scope, "TABLE#")
+    return [json.loads(str(i["definition"])) for i in items if i.get("session") == session]
+
+
+def delete_scope(user_id: str, scope: str) -> int:
+    """Delete the scope with its sessions and catalog; answers how many items went."""
+    items = _items(user_id, scope)
+    with table().batch_writer() as batch:
+        for item in items:
+            batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+    return len(items)
