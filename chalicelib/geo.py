@@ -342,7 +342,7 @@ def _wait(job: dict[str, Any]) -> Outcome:
         if current["status"] in jobs.FINAL:
             break
         if time.monotonic() >= deadline:
-            return Outcome(pending={"execID": job["exec_id"], "taskID": job["task_id"], "status": current["status"]})
+            return Outcome(pending={"execID": job["exec_id"], "taskID": job["task_id"], "jobStatus": current["status"]})
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
         current = job_store.get_job(job["exec_id"]) or current
