@@ -115,6 +115,11 @@ class JobExecutor:
                 elif job["run_type"] == "python":
                     scope = str(job.get("scope") or DEFAULT_SCOPE)
                     outcome.result_sets = run_python(self.namespace(scope), job["code"], self.max_rows)
+                elif job["run_type"] == "geo":  # internal: the geo surface's ops (chalicelib.geo)
+                    from chalicelib.engine.geo.ops import geo_result_sets
+
+                    scope = str(job.get("scope") or DEFAULT_SCOPE)
+                    outcome.result_sets = geo_result_sets(self.spark, self.namespace(scope), job)
                 else:
                     raise ValueError(f"run type {job['run_type']!r} is not supported by the engine")
         except JobInterrupted as err:

@@ -147,7 +147,7 @@ def test_sessions_conflicts_and_master(geo_api: Api, fake_sessions: FakeSessions
     }
     status, answer, _ = geo_api.call("POST", "/session", body, token)
     assert status == 200 and answer["session"] == "arctern" and answer["master"] == "spark://10.0.0.5:7077"
-    (session_id, owner, config) = fake_sessions.ensured[-1]
+    (session_id, _owner, config) = fake_sessions.ensured[-1]
     assert session_id.startswith("geo-") and config["master"] == "spark://10.0.0.5:7077"
     assert config["configs"] == {"spark.executor.memory": "2g"} and config["envs"] == {"PROJ_LIB": "/usr/share/proj"}
     _error(geo_api.call("POST", "/session", body, token), "already exists")
@@ -193,10 +193,9 @@ def test_loadfile_path_allow_list(geo_api: Api, data_root: Path, tmp_path: Path)
     user_id = job["owner"]
     status, body, _ = _load(geo_api, token, f"s3://sparkgate/uploads/{user_id}/taxi.csv")
     assert status == 202
-    assert (
-        job_store.get_job(body["execID"])["geo_op"]["tables"][0]["path"]
-        == f"s3a://sparkgate/uploads/{user_id}/taxi.csv"
-    )
+    s3_job = job_store.get_job(body["execID"])
+    assert s3_job is not None
+    assert s3_job["geo_op"]["tables"][0]["path"] == f"s3a://sparkgate/uploads/{user_id}/taxi.csv"
     ok = str(data_root / "nyc" / "taxi.csv")
     _error(_load(geo_api, token, ok, format="xls"), "format")
     _error(_load(geo_api, token, ok, schema=[{"a": "geometry"}]), "unsupported type")
