@@ -1,0 +1,177 @@
+"""The spec 004 flow against the real local stack over HTTP, with the 9,999-row NYC taxi CSV,
+and a session driver SIGKILLed in the middle (the next /query restarts it and replays the catalog).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.e2e.stack import StackProcess
+
+DATA = Path("/work/shared/data/nyc_taxi/0_10000_nyc_taxi_and_building.csv")
+BOX = [-73.998427, 40.730309, -73.954348, 40.780816]
+WITHIN = (
+    "ST_Within(ST_Point(pickup_longitude, pickup_latitude), ST_GeomFromText('POLYGON ((-73.998427 40.730309, "
+    "-73.954348 40.730309, -73.954348 40.780816, -73.998427 40.780816, -73.998427 40.730309))'))"
+)
+SCHEMA = [
+    {"VendorID": "string"},
+    {"tpep_pickup_datetime": "string"},
+    {"tpep_dropoff_datetime": "string"},
+    {"passenger_count": "bigint"},
+    {"trip_distance": "double"},
+    {"pickup_longitude": "double"},
+    {"pickup_latitude": "double"},
+    {"dropoff_longitude": "double"},
+    {"dropoff_latitude": "double"},
+    {"fare_amount": "double"},
+    {"tip_amount": "double"},
+    {"total_amount": "double"},
+    {"buildingid_pickup": "bigint"},
+    {"buildingid_dropoff": "bigint"},
+    {"buildingtext_pickup": "string"},
+    {"buildingtext_dropoff": "string"},
+]
+
+pytestmark = pytest.mark.skipif(not DATA.exists(), reason="the shared NYC taxi CSV is not available")
+
+
+def _ok(answer: tuple[int, Any, Any]) -> Any:
+    status, body, _ = answer
+    assert status == 200, body
+    assert body["status"] == "success", body
+    return body
+
+
+def _png(body: Any, size: tuple[int, int]) -> None:
+    image = Image.open(io.BytesIO(base64.b64decode(body["result"])))
+    assert image.size == size and image.mode == "RGBA"
+    alpha = image.getchannel("A")
+    assert alpha.getextrema()[1] > 0, "the map is blank"
+
+
+def _session_pid(stack: StackProcess) -> int:
+    """The pid of the scope's live session driver, from the session record (via the stack's AWS)."""
+    from chalicelib.store import aws
+    from chalicelib.store import jobs as job_store
+
+    os.environ["AWS_ENDPOINT_URL"] = (stack.state_dir / "aws-endpoint").read_text().strip()
+    try:
+        aws.reset()
+        live = [s for s in job_store.live_sessions() if str(s["session_id"]).startswith("geo-")]
+        assert live, "no live geo session"
+        return int(live[0]["runner_handle"]["pid"])
+    finally:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        aws.reset()
+
+
+def test_geo_flow_with_driver_crash(tmp_path: Path) -> None:
+    stack = StackProcess(
+        tmp_path / "state",
+        {"SPARKGATE_DATA_ROOTS": str(DATA.parent), "SPARKGATE_SYNC_WAIT_SECONDS": "25"},
+    )
+    stack.start()
+    try:
+        token = stack.login()
+        call = stack.call
+        if call("POST", "/scope", {"scope": "probe"}, token)[0] in (403, 404):
+            pytest.skip("geo blueprint not registered in app.py")
+        scope = _ok(call("POST", "/scope", {"scope": "e2e"}, token))["scope"]
+        _ok(call("POST", "/session", {"scope": scope, "session": "arctern", "master-addr": "local[2]"}, token))
+        assert call("POST", "/session", {"scope": scope, "session": "arctern"}, token)[0] == 400
+
+        table: dict[str, Any] = {"name": "old_nyc_taxi", "format": "csv", "path": str(DATA), "schema": SCHEMA}
+        table["options"] = {"header": "True", "delimiter": ","}
+        body = {"scope": scope, "session": "arctern", "tables": [table]}
+        _ok(call("POST", "/loadfile", body, token))
+        info = _ok(call("GET", f"/table/{scope}/arctern/old_nyc_taxi", None, token))
+        assert len(info["schema"]) == 16 and info["num_rows"] == 9999
+        assert info["schema"][5] == {"pickup_longitude": "double"}
+
+        sql = (
+            "select VendorID, passenger_count, pickup_longitude, pickup_latitude, fare_amount, tip_amount, "
+            "buildingtext_dropoff from old_nyc_taxi where pickup_longitude between -180 and 180"
+        )
+        _ok(
+            call(
+                "POST",
+                "/createtable",
+                {"scope": scope, "session": "arctern", "tables": [{"name": "nyc_taxi", "sql": sql}]},
+                token,
+            )
+        )
+        got = _ok(
+            call(
+                "POST",
+                "/query",
+                {"scope": scope, "session": "arctern", "sql": "select fare_amount from nyc_taxi limit 1"},
+                token,
+            )
+        )
+        assert len(got["result"]) == 1 and isinstance(got["result"][0], float)
+
+        params = {"width": 256, "height": 224, "bounding_box": BOX, "coordinate_system": "EPSG:4326"}
+        maps: dict[str, tuple[str, dict[str, Any]]] = {
+            "pointmap": (
+                f"select ST_Point(pickup_longitude, pickup_latitude) as point from nyc_taxi where {WITHIN}",
+                {"point_color": "#2DEF4A", "point_size": 3, "opacity": 0.5},
+            ),
+            "heatmap": (
+                "select ST_Point(pickup_longitude, pickup_latitude) as point, passenger_count as w "
+                f"from nyc_taxi where {WITHIN}",
+                {"map_zoom_level": 10},
+            ),
+            "choropleth": (
+                "select ST_GeomFromText(buildingtext_dropoff) as wkt, passenger_count as w from nyc_taxi "
+                "where buildingtext_dropoff <> ''",
+                {"color_gradient": ["#0000FF", "#FF0000"], "color_bound": [2.5, 5], "opacity": 1},
+            ),
+            "weighted": (
+                "select ST_Point(pickup_longitude, pickup_latitude) as point, tip_amount as c, fare_amount as s "
+                f"from nyc_taxi where {WITHIN}",
+                {
+                    "color_gradient": ["#0000FF", "#FF0000"],
+                    "color_bound": [0, 2],
+                    "size_bound": [0, 10],
+                    "opacity": 1.0,
+                },
+            ),
+        }
+        for route, (map_sql, extra) in maps.items():
+            body = {"scope": scope, "session": "arctern", "sql": map_sql, "params": {**params, **extra}}
+            _png(_ok(call("POST", f"/{route}", body, token)), (256, 224))
+
+        cmd = _ok(call("POST", "/command", {"scope": scope, "command": "x = 20\nprint('hi')\nx + 22"}, token))
+        assert cmd["output"] == "hi\n" and cmd["result"] == 42
+        status, body, _ = call("POST", "/command", {"scope": scope, "command": "1/0"}, token)
+        assert status == 400 and "ZeroDivisionError" in body["message"]
+
+        # the driver dies: the next call restarts it and replays the catalog (old_nyc_taxi, then nyc_taxi)
+        pid = _session_pid(stack)
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(1)
+        got = _ok(
+            call(
+                "POST",
+                "/query",
+                {"scope": scope, "session": "arctern", "sql": "select count(*) as n from nyc_taxi"},
+                token,
+            )
+        )
+        assert got["result"] == [9999]
+        assert _session_pid(stack) != pid
+
+        _ok(call("DELETE", f"/scope/{scope}", None, token))
+        assert call("POST", "/query", {"scope": scope, "session": "arctern", "sql": "select 1"}, token)[0] == 400
+    finally:
+        stack.stop()
