@@ -55,8 +55,7 @@ def _ok(answer: tuple[int, Any, Any]) -> Any:
 def _png(body: Any, size: tuple[int, int]) -> None:
     image = Image.open(io.BytesIO(base64.b64decode(body["result"])))
     assert image.size == size and image.mode == "RGBA"
-    alpha = image.getchannel("A")
-    assert alpha.getextrema()[1] > 0, "the map is blank"
+    assert image.getchannel("A").getbbox() is not None, "the map is blank"
 
 
 def _session_pid(stack: StackProcess) -> int:
