@@ -205,7 +205,7 @@ def start_task(
     except (work_runs.RunError, BadRequest) as err:
         job = work_runs.failed_job(principal, task, work, str(getattr(err, "message", err)))
     task_store.update_task_fields(task["task_id"], {"exec_id": job["exec_id"], "job_task_id": job["task_id"]})
-    task.update(exec_id=job["exec_id"], job_task_id=job["task_id"])
+    task.update(exec_id=job["exec_id"], job_task_id=job["task_id"], active=True)
     if job["status"] not in jobs.FINAL:
         try:
             work_runs.dispatch(job)
