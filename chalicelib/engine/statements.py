@@ -6,6 +6,7 @@ import ast
 import base64
 import datetime as dt
 import math
+import os
 import traceback
 from decimal import Decimal
 from types import TracebackType
@@ -13,6 +14,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+_ENGINE_DIR = os.path.dirname(os.path.abspath(__file__))
 ResultSet = dict[str, Any]  # {"metadata": [{columnName, dataType, comment}], "rows": [[...]], "truncated": bool}
 
 
@@ -126,6 +128,6 @@ def run_python(namespace: dict[str, Any], code: str, max_rows: int) -> list[Resu
 def user_traceback(err: BaseException) -> str:
     """The traceback text of ``err`` without the engine's own frames."""
     tb: TracebackType | None = err.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _ENGINE_DIR:
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(err), err, tb)).rstrip()

@@ -1,0 +1,334 @@
+"""The engine on a real local Spark, against a moto server (so driver subprocesses share its state).
+
+In-process drivers (a thread running ``SessionDriver`` on the shared ``spark`` fixture) cover the
+statement, log, result, progress, kill and timeout paths without another JVM; one test starts a real
+driver process through ``LocalRunner`` and SIGKILLs it mid-job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from chalicelib.runners.base import Probe, Runner
+from tests.engine.conftest import NYC_CSV
+
+OWNER = "u-engine"
+
+
+@pytest.fixture(scope="module")
+def moto_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server holding the table and bucket; AWS_ENDPOINT_URL points this process (and children) at it."""
+    from moto.server import ThreadedMotoServer
+
+    from chalicelib.config import settings
+    from chalicelib.store.aws import reset
+    from chalicelib.store.provision import ensure_table_and_bucket
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server._server.server_address[:2]
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "SPARKGATE_STATE_DIR", "SPARKGATE_STAGE")}
+    os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
+    os.environ["SPARKGATE_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    os.environ["SPARKGATE_STAGE"] = "local"
+    reset()
+    ensure_table_and_bucket(settings())
+    yield os.environ["AWS_ENDPOINT_URL"]
+    reset()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
+
+
+class ThreadRunner(Runner):
+    """Runs session drivers as threads of this process on the shared SparkSession."""
+
+    name = "thread"
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+        self.threads: dict[str, threading.Thread] = {}
+
+    def start_session(self, session: dict[str, Any]) -> dict[str, Any]:
+        from chalicelib.engine.driver import SessionDriver
+
+        driver = SessionDriver(session["session_id"], int(session["generation"]), spark=self.spark)
+        key = f"{session['session_id']}/{session['generation']}"
+        self.threads[key] = threading.Thread(target=driver.serve, name=key, daemon=True)
+        self.threads[key].start()
+        return {"runner": self.name, "key": key}
+
+    def start_batch(self, job: dict[str, Any]) -> dict[str, Any]:
+        from chalicelib.engine.driver import run_batch
+
+        key = f"batch/{job['exec_id']}"
+        self.threads[key] = threading.Thread(target=run_batch, args=(job["exec_id"], self.spark), daemon=True)
+        self.threads[key].start()
+        return {"runner": self.name, "key": key}
+
+    def probe(self, handle: dict[str, Any]) -> Probe:
+        thread = self.threads.get(str(handle.get("key")))
+        return "unknown" if thread is None else ("running" if thread.is_alive() else "finished")
+
+    def cancel(self, handle: dict[str, Any]) -> None:
+        return None
+
+    def join_all(self, timeout: float = 15) -> None:
+        """Wait for every driver thread (they exit once their session is stopped)."""
+        deadline = time.monotonic() + timeout
+        for thread in self.threads.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+@pytest.fixture(scope="module")
+def thread_runner(moto_env: str, spark: SparkSession) -> Iterator[ThreadRunner]:
+    from chalicelib import sessions
+
+    runner = ThreadRunner(spark)
+    sessions.use_runner(runner)
+    yield runner
+    runner.join_all()
+    sessions.use_runner(None)
+
+
+def submit(code: str, run_type: str = "sql", session_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    """``jobs.new_job`` + ``sessions.dispatch``, as a surface does."""
+    from chalicelib import jobs, sessions
+    from chalicelib.tokens import Principal
+
+    runtime = extra.pop("runtime_seconds", None)
+    request = jobs.JobRequest(
+        owner=Principal(OWNER, "engine"),
+        code=code,
+        run_type=run_type,
+        session_id=session_id,
+        runtime_seconds=runtime,
+        extra=extra,
+    )
+    job = jobs.new_job(request)
+    sessions.dispatch(job)
+    return job
+
+
+def wait_for(exec_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict[str, Any]:
+    """Poll the job until ``predicate`` holds (fails the test after ``timeout`` s)."""
+    from chalicelib.store import jobs as job_store
+
+    deadline = time.monotonic() + timeout
+    while True:
+        job = job_store.get_job(exec_id)
+        assert job is not None
+        if predicate(job):
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {exec_id} stuck: {job['status']} {job.get('error')}")
+        time.sleep(0.05)
+
+
+def finished(exec_id: str, timeout: float = 60) -> dict[str, Any]:
+    from chalicelib.jobs import FINAL
+
+    return wait_for(exec_id, lambda j: j["status"] in FINAL, timeout)
+
+
+def log_of(exec_id: str) -> list[tuple[str, str]]:
+    from chalicelib.store import jobs as job_store
+
+    return job_store.read_log(exec_id)
+
+
+@pytest.fixture
+def session_id(thread_runner: ThreadRunner) -> Iterator[str]:
+    """A fresh session (its driver starts on the first job) that is stopped after the test."""
+    from chalicelib import sessions
+
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    sessions.ensure_session_driver(sid, OWNER, {"heartbeat_seconds": 1, "idle_timeout_seconds": 120})
+    yield sid
+    sessions.stop_session(sid)
+
+
+def test_sql_over_the_taxi_csv_gives_typed_result_sets(session_id: str) -> None:
+    from chalicelib.store import jobs as job_store
+
+    if not NYC_CSV.exists():
+        pytest.skip("shared data missing")
+    view = submit(
+        f"spark.read.option('header', True).option('inferSchema', True).csv({str(NYC_CSV)!r})"
+        ".createOrReplaceTempView('taxi')",
+        "python",
+        session_id,
+    )
+    query = submit(
+        "select count(*) as n, round(max(fare_amount), 2) as max_fare from taxi;\n"
+        "-- a comment; with a semicolon\n"
+        "select VendorID, count(*) as trips from taxi group by VendorID order by VendorID",
+        "sql",
+        session_id,
+    )
+    assert finished(view["exec_id"])["status"] == "Succeed"
+    done = finished(query["exec_id"])
+    assert done["status"] == "Succeed", done.get("error")
+    assert done["result_sets"] == 2
+    assert done["result_location"].endswith(f"/results/{OWNER}/{query['exec_id']}/")
+    assert done["progress"] == 1.0 and done["progress_info"]
+    assert all(i["succeedTasks"] == i["totalTasks"] > 0 for i in done["progress_info"])
+    keys = job_store.list_result_keys(OWNER, query["exec_id"])
+    import json
+
+    first = json.loads(job_store.get_object(keys[0]))
+    assert [(c["columnName"], c["dataType"]) for c in first["metadata"]] == [("n", "bigint"), ("max_fare", "double")]
+    assert first["rows"][0][0] == 9999
+    second = json.loads(job_store.get_object(keys[1]))
+    assert second["metadata"][0] == {"columnName": "VendorID", "dataType": "string", "comment": ""}
+    assert sum(r[1] for r in second["rows"]) == 9999
+    assert done["result_preview"]["rows"][0][0] == 9999
+    log = log_of(query["exec_id"])
+    assert len(log) == done["log_lines"] and any("statement 2/2" in t for _, t in log)
+
+
+def test_python_prints_to_the_log_and_variables_persist(session_id: str) -> None:
+    first = submit("total = 40 + 1\nprint('hello from', 'python')\nfor i in range(3):\n    print('line', i)", "py",
+                   session_id)
+    second = submit("total + 1", "python", session_id)
+    assert finished(first["exec_id"])["status"] == "Succeed"
+    done = finished(second["exec_id"])
+    assert done["status"] == "Succeed"
+    assert ("INFO", "hello from python") in log_of(first["exec_id"])
+    assert [t for _, t in log_of(first["exec_id"]) if t.startswith("line")] == ["line 0", "line 1", "line 2"]
+    assert ("INFO", "42") in log_of(second["exec_id"])
+    df = finished(submit("spark.range(3).selectExpr('id * 2 as twice')", "python", session_id)["exec_id"])
+    assert df["result_preview"]["rows"] == [[0], [2], [4]]
+
+
+def test_failures_carry_the_error_text(session_id: str) -> None:
+    bad_sql = submit("select * from no_such_table_here", "sql", session_id)
+    bad_py = submit("def f():\n    return 1 / 0\nf()", "python", session_id)
+    after = submit("select 1 as one", "sql", session_id)
+    sql_done, py_done = finished(bad_sql["exec_id"]), finished(bad_py["exec_id"])
+    assert sql_done["status"] == "Failed" and "no_such_table_here" in sql_done["error"]
+    assert any(level == "ERROR" and "no_such_table_here" in t for level, t in log_of(bad_sql["exec_id"]))
+    assert py_done["status"] == "Failed"
+    assert "ZeroDivisionError" in py_done["error"] and 'File "<code>", line 2, in f' in py_done["error"]
+    assert "driver.py" not in py_done["error"]
+    assert finished(after["exec_id"])["status"] == "Succeed"  # the session survives its failures
+
+
+def test_kill_cancels_a_running_spark_job_while_the_next_waits(session_id: str) -> None:
+    from chalicelib import jobs
+
+    slow = submit("select reflect('java.lang.Thread', 'sleep', cast(60000 as bigint)) from range(2)", "sql",
+                  session_id)
+    nxt = submit("select 2 as two", "sql", session_id)
+    running = wait_for(slow["exec_id"], lambda j: j["status"] == "Running" and bool(j["progress_info"]))
+    assert running["progress_info"][0]["totalTasks"] >= 1
+    from chalicelib.store import jobs as job_store
+
+    waiting = job_store.get_job(nxt["exec_id"])
+    assert waiting is not None and waiting["status"] == "Scheduled"
+    killed_at = time.monotonic()
+    jobs.request_cancel(running)
+    done = finished(slow["exec_id"], timeout=20)
+    assert done["status"] == "Cancelled"
+    assert time.monotonic() - killed_at < 10
+    assert finished(nxt["exec_id"])["status"] == "Succeed"
+
+
+def test_pure_python_loops_are_interrupted_by_kill_and_timeout(session_id: str) -> None:
+    from chalicelib import jobs
+
+    spin = submit("n = 0\nwhile True:\n    n += 1", "python", session_id)
+    wait_for(spin["exec_id"], lambda j: j["status"] == "Running")
+    from chalicelib.store import jobs as job_store
+
+    jobs.request_cancel(job_store.get_job(spin["exec_id"]) or spin)
+    assert finished(spin["exec_id"], timeout=15)["status"] == "Cancelled"
+    slow = submit("import time\nwhile True:\n    time.sleep(0.05)", "python", session_id, runtime_seconds=2)
+    done = finished(slow["exec_id"], timeout=20)
+    assert done["status"] == "Timeout" and "2 s" in done["error"]
+    assert finished(submit("n > 0", "python", session_id)["exec_id"])["status"] == "Succeed"
+
+
+def test_batch_job_runs_once_on_its_own_driver(thread_runner: ThreadRunner) -> None:
+    from chalicelib.engine.config import batch_driver_id
+    from chalicelib.store import jobs as job_store
+
+    job = submit("select 40 + 2 as answer", "sql")
+    done = finished(job["exec_id"])
+    assert done["status"] == "Succeed" and done["result_preview"]["rows"] == [[42]]
+    assert done["runner_handle"]["runner"] == "thread"
+    record = wait_for_session(batch_driver_id(job["exec_id"]), lambda s: s["state"] == "stopped")
+    assert record["kind"] == "batch"
+    assert all(s["session_id"] != record["session_id"] for s in job_store.live_sessions())
+
+
+def wait_for_session(sid: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
+    from chalicelib.store import jobs as job_store
+
+    deadline = time.monotonic() + timeout
+    while True:
+        session = job_store.get_session(sid)
+        if session is not None and predicate(session):
+            return session
+        assert time.monotonic() < deadline, f"session {sid}: {session}"
+        time.sleep(0.1)
+
+
+def test_sigkilled_driver_process_fails_its_job_and_the_next_job_gets_a_new_driver(
+    moto_env: str, tmp_path: Path
+) -> None:
+    """A real driver process (LocalRunner, local[1]) killed with SIGKILL mid-job."""
+    from chalicelib import sessions
+    from chalicelib.runners.local import LocalRunner
+
+    sessions.use_runner(None)
+    os.environ["SPARKGATE_RUNNER"] = "local"
+    sid = f"proc-{uuid.uuid4().hex[:8]}"
+    config = {"master": "local[1]", "heartbeat_seconds": 1, "idle_timeout_seconds": 60,
+              "configs": {"spark.driver.memory": "512m"}}
+    sessions.ensure_session_driver(sid, OWNER, config)
+    handles: list[dict[str, Any]] = []
+    try:
+        slow = submit("select reflect('java.lang.Thread', 'sleep', cast(60000 as bigint)) from range(1)", "sql", sid)
+        nxt = submit("select 'second' as which", "sql", sid)
+        wait_for(slow["exec_id"], lambda j: j["status"] == "Running", timeout=120)
+        session = wait_for_session(sid, lambda s: bool(s.get("runner_handle")))
+        handles.append(session["runner_handle"])
+        os.kill(int(session["runner_handle"]["pid"]), signal.SIGKILL)
+        wait_until(lambda: LocalRunner().probe(session["runner_handle"]) != "running")
+
+        actions = sessions.check_heartbeats()
+        [action] = [a for a in actions if a["session_id"] == sid]
+        assert action["failed_exec_id"] == slow["exec_id"] and action["restarted_generation"] == 2
+        failed = finished(slow["exec_id"], timeout=5)
+        assert failed["status"] == "Failed" and "driver died" in failed["error"]
+        done = finished(nxt["exec_id"], timeout=120)
+        assert done["status"] == "Succeed" and done["result_preview"]["rows"] == [["second"]]
+        assert done["driver_generation"] == 2
+        handles.append(wait_for_session(sid, lambda s: int(s["generation"]) == 2)["runner_handle"])
+    finally:
+        sessions.stop_session(sid)
+        for handle in handles:
+            LocalRunner().cancel(handle)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
