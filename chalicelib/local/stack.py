@@ -1,8 +1,9 @@
 """``make run``: the local stack on loopback.
 
 One process tree: the embedded AWS (moto) with the table and bucket restored from the state
-directory, the Chalice app's HTTP routes, and the background services later parts add (the
-WebSocket gateway, the stream pump, the schedule timer). Ctrl-C saves state and stops.
+directory, the Chalice app's HTTP routes, the WebSocket gateway (``ws://host:8001``) with its
+``@connections`` API, the stream pump that feeds the table's stream to ``on_dynamodb_record``, and
+the schedule timer. Ctrl-C saves state and stops.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ SNAPSHOT_SECONDS = 2.0
 class LocalStack:
     """Starts and stops every part of the local stack."""
 
-    def __init__(self, host: str, http_port: int, ws_port: int, state_dir: Path) -> None:
+    def __init__(self, host: str, http_port: int, ws_port: int, state_dir: Path, ws_admin_port: int = 0) -> None:
         self.host, self.http_port, self.ws_port = host, http_port, ws_port
+        self.ws_admin_port = ws_admin_port
+        self.ws_url = ""
+        self.ws_endpoint = ""
         self.state_dir = state_dir.resolve()
         self._stop = threading.Event()
         self._stoppers: list[Callable[[], None]] = []
@@ -78,11 +82,42 @@ class LocalStack:
         self.app = app
 
     def _start_background(self) -> None:
-        """Hook for the WebSocket gateway, stream pump and schedule timer."""
+        """The WebSocket gateway (+ ``@connections``), the stream pump and the schedule timer."""
+        from chalicelib.config import settings
+        from chalicelib.local.stream_pump import StreamPump
+        from chalicelib.local.ws_gateway import WsGateway, resolve_stream_handler, resolve_ws_handlers
+
+        gateway = WsGateway(resolve_ws_handlers(self.app), self.host, self.ws_port, self.ws_admin_port)
+        gateway.start()
+        self._stoppers.insert(0, gateway.stop)
+        self.gateway = gateway
+        self.ws_port, self.ws_admin_port = gateway.port, gateway.admin_port
+        self.ws_url, self.ws_endpoint = gateway.ws_url, gateway.endpoint
+        os.environ["SPARKGATE_WS_ENDPOINT"] = gateway.endpoint  # where the push code posts
+        (self.state_dir / "ws-url").write_text(gateway.ws_url)
+
+        pump = StreamPump(resolve_stream_handler(self.app), settings().table_name)
+        pump.start()
+        if not pump.ready.wait(15):
+            print("sparkgate: the stream pump is not reading the stream yet", file=sys.stderr, flush=True)
+        self._stoppers.insert(0, pump.stop)
+        self.pump = pump
+
+        try:
+            from chalicelib.local.monitor import ScheduleMonitor
+        except ImportError:  # the schedule timer is optional
+            return
+        monitor = ScheduleMonitor()
+        monitor.start()
+        self._stoppers.insert(0, monitor.stop)
+        self.monitor = monitor
 
     def banner_lines(self) -> list[str]:
         """Extra lines describing what the background services listen on."""
-        return []
+        return [
+            f"sparkgate: WebSocket on {self.ws_url}/?token=<jwt>",
+            f"sparkgate: @connections API on {self.ws_endpoint} (SPARKGATE_WS_ENDPOINT)",
+        ]
 
     def _snapshot_loop(self) -> None:
         while not self._stop.wait(SNAPSHOT_SECONDS):
@@ -121,9 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--http-port", type=int, default=int(os.environ.get("SPARKGATE_HTTP_PORT", "8000")))
     parser.add_argument("--ws-port", type=int, default=int(os.environ.get("SPARKGATE_WS_PORT", "8001")))
+    parser.add_argument(
+        "--ws-admin-port",
+        type=int,
+        default=int(os.environ.get("SPARKGATE_WS_ADMIN_PORT", "0")),
+        help="port of the local @connections API (0: any free port)",
+    )
     parser.add_argument("--state-dir", default=os.environ.get("SPARKGATE_STATE_DIR", ".sparkgate"))
     args = parser.parse_args(argv)
-    stack = LocalStack(args.host, args.http_port, args.ws_port, Path(args.state_dir))
+    stack = LocalStack(args.host, args.http_port, args.ws_port, Path(args.state_dir), args.ws_admin_port)
     stack.start()
     user = os.environ.get("SPARKGATE_ADMIN_USER", DEFAULT_ADMIN_USER)
     print(f"sparkgate: HTTP on {stack.http_url}", flush=True)
