@@ -1,0 +1,213 @@
+"""End to end over real sockets: the local stack (subprocess, free ports, temp state) + a ``websockets`` client.
+
+Runs real Spark through the engine (a warm entrance session per user), so it takes a minute or two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from tests.conftest import ROOT
+
+ADMIN_PASSWORD = "e2e-admin-password"
+FINAL = ("Succeed", "Failed", "Cancelled", "Timeout")
+JOB_SECONDS = 240.0
+
+
+class Stack:
+    def __init__(self, http: str, ws: str) -> None:
+        self.http, self.ws = http, ws
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Token {token}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.http + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def login(self, username: str, password: str) -> str:
+        status, body = self.call("POST", "/token", {"username": username, "password": password})
+        assert status == 200, body
+        token: str = body["data"]["token"]
+        return token
+
+    def new_user(self, username: str) -> str:
+        admin = self.login("admin", ADMIN_PASSWORD)
+        status, body = self.call("POST", "/api/v1/users", {"username": username, "password": "password-123"}, admin)
+        assert status == 201, body
+        return self.login(username, "password-123")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    state = tmp_path_factory.mktemp("state")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    env.update({"SPARKGATE_ADMIN_PASSWORD": ADMIN_PASSWORD, "SPARKGATE_AWS_PORT": "0", "PYTHONUNBUFFERED": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "chalicelib.local.stack",
+        "--http-port",
+        "0",
+        "--ws-port",
+        "0",
+        "--state-dir",
+        str(state),
+    ]
+    log = (state / "stack.log").open("w+")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, text = time.time() + 90, ""
+        while time.time() < deadline and "ready" not in text:
+            assert proc.poll() is None, Path(log.name).read_text()
+            time.sleep(0.2)
+            text = Path(log.name).read_text()
+        http = re.search(r"HTTP on (http://\S+)", text)
+        ws = re.search(r"WebSocket on (ws://[\d.:]+)", text)
+        assert http and ws, text
+        yield Stack(http.group(1), ws.group(1))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def execute_frame(code: str, tag: str, run_type: str = "sql") -> str:
+    data = {"executeApplicationName": "spark", "executionCode": code, "runType": run_type, "params": {}}
+    return json.dumps({"method": "/api/rest_j/v1/entrance/execute", "data": data, "websocketTag": tag})
+
+
+async def until_final(sock: ClientConnection, received: list[dict[str, Any]], exec_id: str | None = None) -> None:
+    """Read frames into ``received`` until the Job's final status push."""
+    deadline = time.monotonic() + JOB_SECONDS
+    while True:
+        frame = json.loads(await asyncio.wait_for(sock.recv(), max(1.0, deadline - time.monotonic())))
+        received.append(frame)
+        if exec_id is None and frame["method"].endswith("/execute"):
+            exec_id = frame["data"]["execID"]
+        final = frame["method"].endswith("/status") and frame["data"]["status"] in FINAL
+        if final and (exec_id is None or frame["data"]["execID"] == exec_id):
+            return
+
+
+def pushes(frames: list[dict[str, Any]], exec_id: str, kind: str) -> list[dict[str, Any]]:
+    return [f for f in frames if f["method"] == f"/api/rest_j/v1/entrance/{exec_id}/{kind}"]
+
+
+def log_lines(frames: list[dict[str, Any]], start: int = 0) -> tuple[list[str], int]:
+    """Lines of consecutive log pushes, asserting each continues exactly where the previous ended."""
+    cursor, lines = start, []
+    for frame in frames:
+        text = frame["data"]["log"][3]
+        part = text.split("\n") if text else []
+        assert frame["data"]["fromLine"] == cursor + len(part), (cursor, frame["data"])
+        cursor = frame["data"]["fromLine"]
+        lines.extend(part)
+    return lines, cursor
+
+
+def http_log(stack: Stack, token: str, exec_id: str, from_line: int = 0) -> tuple[list[str], int]:
+    status, body = stack.call("GET", f"/api/rest_j/v1/entrance/{exec_id}/log?fromLine={from_line}", token=token)
+    assert status == 200, body
+    text = body["data"]["log"][3]
+    return (text.split("\n") if text else []), body["data"]["fromLine"]
+
+
+def test_connect_is_refused_without_a_valid_token(stack: Stack) -> None:
+    async def run() -> None:
+        for url in (stack.ws, f"{stack.ws}/?token=forged"):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(url):
+                    pass
+            assert refused.value.response.status_code == 401
+
+    asyncio.run(run())
+
+
+def test_execute_over_the_socket_pushes_status_log_progress_to_the_owner_only(stack: Stack) -> None:
+    alice, bob = stack.new_user("alice"), stack.new_user("bob")
+
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async with connect(f"{stack.ws}/?token={alice}") as mine, connect(f"{stack.ws}/?token={bob}") as theirs:
+            await mine.send(execute_frame("select 1 as one", "run-1"))
+            frames: list[dict[str, Any]] = []
+            await until_final(mine, frames)
+            others: list[dict[str, Any]] = []
+            try:
+                while True:
+                    others.append(json.loads(await asyncio.wait_for(theirs.recv(), 1.5)))
+            except TimeoutError:
+                pass
+            return frames, others
+
+    frames, others = asyncio.run(run())
+    (answer,) = [f for f in frames if f["method"] == "/api/rest_j/v1/entrance/execute"]
+    assert answer["status"] == 0 and answer["websocketTag"] == "run-1"
+    exec_id = answer["data"]["execID"]
+    statuses = [f["data"]["status"] for f in pushes(frames, exec_id, "status")]
+    assert statuses == ["Scheduled", "Running", "Succeed"]
+    lines, cursor = log_lines(pushes(frames, exec_id, "log"))
+    assert lines and (lines, cursor) == http_log(stack, alice, exec_id)
+    progress = pushes(frames, exec_id, "progress")
+    assert progress and progress[-1]["data"]["progress"] == 1.0
+    assert others == []  # bob's socket heard nothing of alice's job
+
+
+def test_disconnect_mid_job_then_finish_the_log_over_http(stack: Stack) -> None:
+    token = stack.new_user("carol")
+    code = "import time\nfor i in range(8):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.5)\nprint('done')"
+
+    async def run() -> tuple[str, list[dict[str, Any]]]:
+        frames: list[dict[str, Any]] = []
+        async with connect(f"{stack.ws}/?token={token}") as sock:
+            await sock.send(execute_frame(code, "mid", run_type="python"))
+            exec_id = None
+            deadline = time.monotonic() + JOB_SECONDS
+            while True:  # leave as soon as the job runs and has logged something (or at the answer if late)
+                frame = json.loads(await asyncio.wait_for(sock.recv(), max(1.0, deadline - time.monotonic())))
+                frames.append(frame)
+                if frame["method"].endswith("/execute"):
+                    exec_id = frame["data"]["execID"]
+                if exec_id and frame["method"].endswith(f"{exec_id}/log"):
+                    break
+        assert exec_id is not None
+        return exec_id, frames
+
+    exec_id, frames = asyncio.run(run())
+    seen, cursor = log_lines(pushes(frames, exec_id, "log"))
+    deadline = time.time() + JOB_SECONDS
+    while True:
+        status, body = stack.call("GET", f"/api/rest_j/v1/entrance/{exec_id}/status", token=token)
+        assert status == 200, body
+        if body["data"]["status"] in FINAL:
+            break
+        assert time.time() < deadline
+        time.sleep(0.5)
+    assert body["data"]["status"] == "Succeed"
+    rest, end = http_log(stack, token, exec_id, cursor)
+    full, full_end = http_log(stack, token, exec_id)
+    assert seen + rest == full and end == full_end
+    assert "done" in full and all(f"tick {i}" in full for i in range(8))
