@@ -23,7 +23,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 TERM_GRACE_SECONDS = 5.0
 
 # Children this process started: polled so they never linger as zombies (a zombie still answers kill(pid, 0)).
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_CHILDREN: dict[tuple[int, int | None], subprocess.Popen[bytes]] = {}
 _LOCK = threading.Lock()
 
 
@@ -50,8 +50,12 @@ class LocalRunner(Runner):
 
     name = "local"
 
-    def __init__(self, cfg: Settings | None = None) -> None:
+    def __init__(
+        self, cfg: Settings | None = None, command: list[str] | None = None, term_grace: float = TERM_GRACE_SECONDS
+    ) -> None:
         self.cfg = cfg or settings()
+        self.command = command or [sys.executable, "-m", "chalicelib.engine"]
+        self.term_grace = term_grace
 
     # -- starting -------------------------------------------------------------------------------
 
@@ -69,7 +73,7 @@ class LocalRunner(Runner):
         drivers = self.cfg.state_dir.resolve() / "drivers"
         drivers.mkdir(parents=True, exist_ok=True)
         log_path = drivers / f"{name}.log"
-        command = [sys.executable, "-m", "chalicelib.engine", *args, "--master", master]
+        command = [*self.command, *args, "--master", master]
         with open(log_path, "ab") as log:
             try:
                 proc = subprocess.Popen(
@@ -82,12 +86,13 @@ class LocalRunner(Runner):
                 )
             except OSError as err:
                 raise RunnerError(f"could not start the engine: {err}") from err
+        start_time = _proc_start_time(proc.pid)
         with _LOCK:
-            _CHILDREN[proc.pid] = proc
+            _CHILDREN[(proc.pid, start_time)] = proc
         return {
             "runner": self.name,
             "pid": proc.pid,
-            "start_time": _proc_start_time(proc.pid),
+            "start_time": start_time,
             "log_path": str(log_path),
             "started_at": time.time(),
         }
@@ -118,14 +123,13 @@ class LocalRunner(Runner):
         if handle.get("runner") != self.name or "pid" not in handle:
             return "unknown"
         pid = int(handle["pid"])
+        start = handle.get("start_time")
         with _LOCK:
-            child = _CHILDREN.get(pid)
-        if child is not None:
+            child = _CHILDREN.get((pid, int(start) if start is not None else None))
+        if child is not None:  # ours: the exit code is known (and the zombie reaped)
             code = child.poll()
             if code is None:
                 return "running"
-            with _LOCK:
-                _CHILDREN.pop(pid, None)
             return "finished" if code == 0 else "failed"
         if not self._same_process(handle):
             return "finished"  # gone (another process started it, so its exit code is not ours to read)
@@ -136,7 +140,7 @@ class LocalRunner(Runner):
         if handle.get("runner") != self.name or "pid" not in handle or not self._same_process(handle):
             return
         pid = int(handle["pid"])
-        for sig, grace in ((signal.SIGTERM, TERM_GRACE_SECONDS), (signal.SIGKILL, 2.0)):
+        for sig, grace in ((signal.SIGTERM, self.term_grace), (signal.SIGKILL, 2.0)):
             try:
                 os.killpg(pid, sig)
             except ProcessLookupError:
