@@ -23,7 +23,8 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 TERM_GRACE_SECONDS = 5.0
 
 # Children this process started: polled so they never linger as zombies (a zombie still answers kill(pid, 0)).
-_CHILDREN: dict[tuple[int, int | None], subprocess.Popen[bytes]] = {}
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_CHILD_START: dict[int, int | None] = {}  # pid -> start time, so a recycled pid never borrows an old exit code
 _LOCK = threading.Lock()
 
 
@@ -88,7 +89,8 @@ class LocalRunner(Runner):
                 raise RunnerError(f"could not start the engine: {err}") from err
         start_time = _proc_start_time(proc.pid)
         with _LOCK:
-            _CHILDREN[(proc.pid, start_time)] = proc
+            _CHILDREN[proc.pid] = proc
+            _CHILD_START[proc.pid] = start_time
         return {
             "runner": self.name,
             "pid": proc.pid,
@@ -125,7 +127,9 @@ class LocalRunner(Runner):
         pid = int(handle["pid"])
         start = handle.get("start_time")
         with _LOCK:
-            child = _CHILDREN.get((pid, int(start) if start is not None else None))
+            child = _CHILDREN.get(pid)
+            if child is not None and start is not None and _CHILD_START.get(pid, int(start)) != int(start):
+                child = None
         if child is not None:  # ours: the exit code is known (and the zombie reaped)
             code = child.poll()
             if code is None:
