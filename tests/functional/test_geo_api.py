@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chalice import Chalice
 from chalice.test import Client
 
 from tests.conftest import ROOT
@@ -63,25 +62,12 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-_APP: list[Chalice] = []
-
-
-def _app() -> Chalice:
-    """One app for the module (a blueprint registers into one app only)."""
-    if not _APP:
-        from chalicelib.api import geo, token
-
-        app = Chalice(app_name="sparkgate-geo-test", configure_logs=False)
-        app.register_blueprint(token.blueprint)
-        app.register_blueprint(geo.blueprint)
-        _APP.append(app)
-    return _APP[0]
-
-
 @pytest.fixture
 def geo_api(aws: None, fake_sessions: FakeSessions, data_root: Path) -> Iterator[Api]:
-    """An app with the token and geo blueprints (the lead registers geo in app.py)."""
-    with Client(_app(), project_dir=str(ROOT), stage_name="local") as test_client:
+    """The app under test, with sessions faked (these tests need no Spark)."""
+    from app import app
+
+    with Client(app, project_dir=str(ROOT), stage_name="local") as test_client:
         yield Api(test_client)
 
 

@@ -184,13 +184,10 @@ def test_schedule_monitor_thread_runs_the_tick(runner: FakeRunner) -> None:
 
 
 def test_schedule_handler_is_a_thin_tick(runner: FakeRunner) -> None:
-    from chalice import Chalice
     from chalice.test import Client
 
-    from chalicelib.api import events
+    from app import app
 
-    app = Chalice(app_name="events-test")
-    app.register_blueprint(events.blueprint)
     with Client(app) as client:
         result = client.lambda_.invoke("on_schedule", client.events.generate_cw_event("Scheduled Event", "aws.events",
                                                                                          {}, []))

@@ -16,13 +16,6 @@ from tests.functional.conftest import Api
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-def ensure_tasks_blueprint() -> None:
-    """Register the tasks blueprint on the app until app.py does (the lead owns app.py)."""
-    from app import app
-    from chalicelib.api import tasks as tasks_api
-
-    if "/api/v1/tasks/{task_id}" not in app.routes:
-        app.register_blueprint(tasks_api.blueprint)
 
 
 @pytest.fixture
@@ -30,7 +23,6 @@ def dispatched(monkeypatch: pytest.MonkeyPatch, api: Api) -> list[dict[str, Any]
     """Record dispatched jobs instead of starting drivers; artefacts come from tests/fixtures."""
     from chalicelib import work_runs
 
-    ensure_tasks_blueprint()
     monkeypatch.setenv("SPARKGATE_WORK_ROOTS", str(FIXTURES))
     monkeypatch.delenv("SPARKGATE_FLINK_HOME", raising=False)
     seen: list[dict[str, Any]] = []

@@ -34,11 +34,9 @@ def ws(client: Client, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sent]:
     """The app with the WebSocket blueprint (registered here until app.py does) and a fake ``@connections``."""
     from app import app
     from chalicelib import sessions
-    from chalicelib.api import websocket
     from chalicelib.store import wsapi
 
-    if "$connect" not in app.websocket_handlers:
-        app.register_blueprint(websocket.blueprint)
+    assert "$connect" in app.websocket_handlers
     monkeypatch.setenv("SPARKGATE_WS_ENDPOINT", ENDPOINT)
     sent = Sent()
     monkeypatch.setattr(wsapi, "management_client", lambda endpoint=None: sent)
@@ -190,8 +188,6 @@ def test_frames_on_an_unknown_connection_are_refused_not_logged_in(client: Clien
 
 def test_stream_handler_is_registered_as_a_lambda_function(client: Client, ws: Sent) -> None:
     from app import app
-    from chalicelib.api import stream
 
-    if "on_dynamodb_record" not in app.handler_map:
-        app.register_blueprint(stream.blueprint)
+    assert "on_dynamodb_record" in app.handler_map
     assert client.lambda_.invoke("on_dynamodb_record", {"Records": []}).payload == {"batchItemFailures": []}

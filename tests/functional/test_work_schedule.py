@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.functional.conftest import Api
-from tests.functional.test_tasks import FIXTURES, ensure_tasks_blueprint
+from tests.functional.test_tasks import FIXTURES
 
 
 @pytest.fixture
@@ -18,7 +18,6 @@ def done_at_once(monkeypatch: pytest.MonkeyPatch, api: Api) -> list[dict[str, An
     from chalicelib import work_runs
     from chalicelib.store import jobs as job_store
 
-    ensure_tasks_blueprint()
     monkeypatch.setenv("SPARKGATE_WORK_ROOTS", str(FIXTURES))
     seen: list[dict[str, Any]] = []
 
