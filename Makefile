@@ -23,6 +23,7 @@ run: install
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/mypy infra
 
 test: install lint
 	$(BIN)/pytest
