@@ -60,15 +60,16 @@ def _alive(session: dict[str, Any], now: float) -> bool:
 
 
 def ensure_session_driver(
-    session_id: str, owner_user_id: str, config: dict[str, Any] | None = None
+    session_id: str, owner_user_id: str, config: dict[str, Any] | None = None, *, _known: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The session with a live driver: the current one, or a new generation started through the runner.
 
     ``config`` (master, app_name, configs, envs, idle_timeout_seconds, max_result_rows) applies to a
     newly started driver; None keeps the stored one. Raises Forbidden for another owner's session.
     """
+    known = _known
     for _ in range(8):
-        current = job_store.get_session(session_id)
+        current, known = (known if known is not None else job_store.get_session(session_id)), None
         if current and current.get("owner") not in (None, owner_user_id):
             raise Forbidden(f"session {session_id} belongs to another user")
         now = time.time()
@@ -123,7 +124,7 @@ def dispatch(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("session_id"):
         existing = job_store.get_session(job["session_id"])
         config = existing.get("config") if existing else job.get("session_config")
-        return ensure_session_driver(job["session_id"], job["owner"], config)
+        return ensure_session_driver(job["session_id"], job["owner"], config, _known=existing)
     exec_id = job["exec_id"]
     record: dict[str, Any] = {
         "session_id": batch_driver_id(exec_id),

@@ -24,7 +24,7 @@ from chalicelib.engine.statements import ResultSet, run_python, run_sql, user_tr
 from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
 
-POLL_BUSY_SECONDS = 0.05  # queue poll while recently active
+POLL_BUSY_SECONDS = 0.02  # queue poll while recently active
 POLL_IDLE_SECONDS = 0.5  # ... and when idle
 BUSY_WINDOW_SECONDS = 30.0  # "recently active"
 WATCH_SECONDS = 0.2  # cancel/timeout check and log flush while a job runs
