@@ -3,8 +3,9 @@
 Synthesis runs ``chalice package`` on the project, which imports ``app.py``. To stay offline it
 packages a copy of the project without ``requirements.txt`` (pip would download the Lambda's
 dependencies from PyPI); the CloudFormation template does not depend on those wheels.
-``chalice package`` also exports the stage's environment variables into ``os.environ`` and
-imports ``app`` into ``sys.modules``; both are put back afterwards so other tests see no trace.
+``chalice package`` also exports the stage's environment variables into ``os.environ`` (put back
+afterwards) and imports ``app`` (left in ``sys.modules``: the app registers module-level blueprints,
+so importing ``app.py`` a second time in one process would register every route twice).
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ def synthesize(workdir: Path, source_dir: Path, context: dict[str, str]) -> Synt
 
     saved_environ = dict(os.environ)
     saved_path = list(sys.path)
-    saved_app = sys.modules.pop("app", None)
     saved_cwd = Path.cwd()
     workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)  # the Chalice construct writes chalice.out/ into the working directory
@@ -74,9 +74,6 @@ def synthesize(workdir: Path, source_dir: Path, context: dict[str, str]) -> Synt
         os.environ.clear()
         os.environ.update(saved_environ)
         sys.path[:] = saved_path
-        sys.modules.pop("app", None)
-        if saved_app is not None:
-            sys.modules["app"] = saved_app
     template_path = Path(assembly.get_stack_artifact(stack.artifact_id).template_full_path)
     return Synth(
         stack=stack,

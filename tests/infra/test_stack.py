@@ -351,7 +351,7 @@ def test_app_has_rest_websocket_stream_and_schedule_handlers(dev_t: dict[str, An
         "OnDynamodbRecord",
         "OnSchedule",
     } <= set(fns)
-    assert fns["OnDynamodbRecord"]["Properties"]["Handler"] == "app.on_dynamodb_record"
+    assert fns["OnDynamodbRecord"]["Properties"]["Handler"].endswith(".on_dynamodb_record")
     assert "Events" not in fns["OnDynamodbRecord"]["Properties"]  # the stack maps the stream itself
     assert fns["OnSchedule"]["Properties"]["Events"] == {
         "OnScheduleEvent": {"Type": "Schedule", "Properties": {"Schedule": "rate(1 minute)"}}
