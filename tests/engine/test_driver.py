@@ -203,8 +203,9 @@ def test_sql_over_the_taxi_csv_gives_typed_result_sets(session_id: str) -> None:
 
 
 def test_python_prints_to_the_log_and_variables_persist(session_id: str) -> None:
-    first = submit("total = 40 + 1\nprint('hello from', 'python')\nfor i in range(3):\n    print('line', i)", "py",
-                   session_id)
+    first = submit(
+        "total = 40 + 1\nprint('hello from', 'python')\nfor i in range(3):\n    print('line', i)", "py", session_id
+    )
     second = submit("total + 1", "python", session_id)
     assert finished(first["exec_id"])["status"] == "Succeed"
     done = finished(second["exec_id"])
@@ -232,8 +233,7 @@ def test_failures_carry_the_error_text(session_id: str) -> None:
 def test_kill_cancels_a_running_spark_job_while_the_next_waits(session_id: str) -> None:
     from chalicelib import jobs
 
-    slow = submit("select reflect('java.lang.Thread', 'sleep', cast(60000 as bigint)) from range(2)", "sql",
-                  session_id)
+    slow = submit("select reflect('java.lang.Thread', 'sleep', cast(60000 as bigint)) from range(2)", "sql", session_id)
     nxt = submit("select 2 as two", "sql", session_id)
     running = wait_for(slow["exec_id"], lambda j: j["status"] == "Running" and bool(j["progress_info"]))
     assert running["progress_info"][0]["totalTasks"] >= 1
@@ -299,8 +299,12 @@ def test_sigkilled_driver_process_fails_its_job_and_the_next_job_gets_a_new_driv
     sessions.use_runner(None)
     os.environ["SPARKGATE_RUNNER"] = "local"
     sid = f"proc-{uuid.uuid4().hex[:8]}"
-    config = {"master": "local[1]", "heartbeat_seconds": 1, "idle_timeout_seconds": 60,
-              "configs": {"spark.driver.memory": "512m"}}
+    config = {
+        "master": "local[1]",
+        "heartbeat_seconds": 1,
+        "idle_timeout_seconds": 60,
+        "configs": {"spark.driver.memory": "512m"},
+    }
     sessions.ensure_session_driver(sid, OWNER, config)
     handles: list[dict[str, Any]] = []
     try:
