@@ -1,10 +1,12 @@
 #!/bin/bash
-# EMR bootstrap action (runs as hadoop on every node, before Spark starts):
-# installs the Python dependencies of the sparkgate engine (chalicelib/engine).
-# Keep this list in step with the engine's local requirements.
+# EMR bootstrap action (runs on every node, before Spark starts): installs Python 3.11, the version
+# sparkgate is written for (EMR 7's default python3 is 3.9), and the engine's Python dependencies.
+# The cluster's spark-env sets PYSPARK_PYTHON=/usr/bin/python3.11. Keep the package list in step
+# with requirements-engine.txt (pyspark itself comes with EMR).
 set -euo pipefail
 
-if ! python3 -m pip --version >/dev/null 2>&1; then
-    sudo dnf install -y python3-pip
+PY=/usr/bin/python3.11
+if [[ ! -x "$PY" ]] || ! "$PY" -m pip --version >/dev/null 2>&1; then
+    sudo dnf install -y python3.11 python3.11-pip
 fi
-sudo python3 -m pip install --quiet 'pandas<3' pyarrow shapely Pillow numpy boto3
+sudo "$PY" -m pip install --quiet 'pandas<3' pyarrow shapely Pillow numpy boto3

@@ -32,6 +32,9 @@ ENGINE_PREFIX = "engine/"
 #: Where EMR writes its cluster and step logs (under ``logs/``, so they expire with the logs).
 EMR_LOG_PREFIX = "logs/emr/"
 
+#: The Python the engine runs on EMR (installed by the bootstrap action; EMR 7's python3 is 3.9).
+ENGINE_PYTHON = "/usr/bin/python3.11"
+
 #: Logical ids of the resources ``chalice package`` generates for the app's handlers.
 STREAM_FUNCTION = "OnDynamodbRecord"
 SCHEDULE_FUNCTION = "OnSchedule"
@@ -286,6 +289,20 @@ class SparkgateStack(cdk.Stack):
             visible_to_all_users=True,
             log_uri=f"s3://{bucket_name}/{EMR_LOG_PREFIX}",
             step_concurrency_level=settings.step_concurrency,
+            configurations=[
+                emr.CfnCluster.ConfigurationProperty(
+                    classification="spark-env",
+                    configurations=[
+                        emr.CfnCluster.ConfigurationProperty(
+                            classification="export",
+                            configuration_properties={
+                                "PYSPARK_PYTHON": ENGINE_PYTHON,
+                                "PYSPARK_DRIVER_PYTHON": ENGINE_PYTHON,
+                            },
+                        )
+                    ],
+                )
+            ],
             bootstrap_actions=[
                 emr.CfnCluster.BootstrapActionConfigProperty(
                     name="install-engine-dependencies",

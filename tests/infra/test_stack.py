@@ -249,14 +249,30 @@ def test_emr_cluster_runs_spark_steps_concurrently_with_the_engine_deps(dev_t: d
             "ScriptBootstrapAction": {"Path": {"Fn::Join": ["", ["s3://", {"Ref": bucket}, "/engine/bootstrap.sh"]]}},
         }
     ]
+    assert props["Configurations"] == [
+        {
+            "Classification": "spark-env",
+            "Configurations": [
+                {
+                    "Classification": "export",
+                    "ConfigurationProperties": {
+                        "PYSPARK_PYTHON": "/usr/bin/python3.11",
+                        "PYSPARK_DRIVER_PYTHON": "/usr/bin/python3.11",
+                    },
+                }
+            ],
+        }
+    ]
     assert props["LogUri"] == {"Fn::Join": ["", ["s3://", {"Ref": bucket}, "/logs/emr/"]]}
     # The bootstrap script is uploaded before the cluster starts.
     deployment = logical_id(dev_t, "Custom::CDKBucketDeployment")
     assert deployment in cluster["DependsOn"]
 
     script = (INFRA_DIR / "assets" / "bootstrap.sh").read_text()
+    install = next(line for line in script.splitlines() if "pip install" in line)
+    assert '"$PY" -m pip install' in install and "PY=/usr/bin/python3.11" in script
     for requirement in ("'pandas<3'", "pyarrow", "shapely", "Pillow", "numpy", "boto3"):
-        assert requirement in script
+        assert requirement in install.split()
 
 
 def test_emr_roles(dev_t: dict[str, Any]) -> None:
