@@ -34,5 +34,11 @@ user: $(STAMP)
 bench: install
 	$(BIN)/python -m bench.run
 
+deploy: install
+	infra/deploy.sh deploy $(or $(STAGE),dev)
+
+destroy: $(STAMP)
+	infra/deploy.sh destroy $(or $(STAGE),dev)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

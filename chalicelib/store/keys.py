@@ -41,6 +41,8 @@ def _local_keys(state_dir: Path) -> dict[str, Any]:
 def _secret_keys(arn: str) -> dict[str, Any]:
     raw = client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
     loaded: dict[str, Any] = json.loads(raw)
+    if "keys" not in loaded:  # CloudFormation's generated layout: {"current": kid, kid: key, ...}
+        loaded = {"current": loaded["current"], "keys": {k: v for k, v in loaded.items() if k != "current"}}
     return loaded
 
 
