@@ -1,0 +1,198 @@
+"""Map rendering against Arctern's reference PNGs (same SQL, same params).
+
+Scores: IoU of lit pixels (alpha > 0) and the mean absolute RGBA difference on
+pixels lit in both.  Point/weighted maps need IoU >= 0.9.  Heat maps are drawn by
+Arctern as per-pixel smooth GL points whose faint rim (alpha 1/255) depends on
+OpenGL rasterisation details; they need IoU >= 0.65 and a mean colour difference
+<= 20/255 per channel.  Choropleths need IoU >= 0.9 and colour difference <= 5.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from pyspark.sql import DataFrame, SparkSession
+
+from chalicelib.engine.geo import render
+from tests.engine.conftest import BASELINES
+
+POLY = (
+    "POLYGON ((-73.998427 40.730309, -73.954348 40.730309, -73.954348 40.780816, "
+    "-73.998427 40.780816, -73.998427 40.730309))"
+)
+BOX1 = [-73.998427, 40.730309, -73.954348, 40.780816]
+BOX2 = [-73.994092, 40.753893, -73.977588, 40.759642]
+WITHIN = f"ST_Within(ST_Point(pickup_longitude, pickup_latitude), ST_GeomFromText('{POLY}'))"
+
+
+def score(png: bytes, ref_name: str) -> tuple[float, float]:
+    """(IoU of lit pixels, mean |RGBA| difference on common lit pixels)."""
+    ours = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")).astype(int)
+    ref = np.asarray(Image.open(BASELINES / ref_name).convert("RGBA")).astype(int)
+    assert ours.shape == ref.shape
+    la, lb = ours[..., 3] > 0, ref[..., 3] > 0
+    union = (la | lb).sum()
+    iou = 1.0 if union == 0 else float((la & lb).sum() / union)
+    both = la & lb
+    diff = float(np.abs(ours[both] - ref[both]).mean()) if both.any() else 0.0
+    return iou, diff
+
+
+@pytest.fixture(scope="module")
+def points(nyc_taxi: DataFrame, geo_spark: SparkSession) -> DataFrame:
+    return geo_spark.sql(
+        f"select ST_Point(pickup_longitude, pickup_latitude) as point from nyc_taxi where {WITHIN}"
+    ).cache()
+
+
+@pytest.mark.parametrize(
+    ("n", "w", "h", "size", "color", "opacity"),
+    [
+        (1, 1024, 896, 3, "#2DEF4A", 0.5),
+        (2, 1024, 896, 5, "#F50404", 0.5),
+        (3, 1024, 896, 5, "#1455EE", 0.5),
+        (4, 1024, 896, 3, "#2DEF4A", 1.0),
+        (5, 1024, 896, 3, "#2DEF4A", 0.0),
+        (6, 200, 200, 3, "#2DEF4A", 0.5),
+    ],
+)
+def test_pointmap_matches_arctern(
+    points: DataFrame, n: int, w: int, h: int, size: int, color: str, opacity: float
+) -> None:
+    params = dict(
+        width=w, height=h, bounding_box=BOX1, coordinate_system="EPSG:4326",
+        point_size=size, point_color=color, opacity=opacity,
+    )  # fmt: skip
+    iou, _ = score(render.pointmap(points, params), f"point_map_nyc_{n}.png")
+    assert iou >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("n", "w", "h", "zoom"),
+    [(1, 1024, 896, 10.0), (2, 1024, 896, 0.0), (3, 1024, 896, 12.0), (4, 1024, 896, 5.5), (5, 200, 200, 10.0)],
+)
+def test_heatmap_matches_arctern(
+    nyc_taxi: DataFrame, geo_spark: SparkSession, n: int, w: int, h: int, zoom: float
+) -> None:
+    df = geo_spark.sql(
+        "select ST_Point(pickup_longitude, pickup_latitude) as point, passenger_count as w "
+        f"from nyc_taxi where {WITHIN}"
+    )
+    params = dict(width=w, height=h, bounding_box=BOX1, coordinate_system="EPSG:4326", map_zoom_level=zoom)
+    iou, diff = score(render.heatmap(df, params), f"heat_map_nyc_{n}.png")
+    assert iou >= 0.65
+    assert diff <= 20
+
+
+@pytest.fixture(scope="module")
+def buildings(nyc_taxi: DataFrame, geo_spark: SparkSession) -> DataFrame:
+    return geo_spark.sql(
+        "select ST_GeomFromText(buildingtext_dropoff) as wkt, passenger_count as w from nyc_taxi "
+        "where buildingtext_dropoff is not null"
+    ).cache()
+
+
+@pytest.mark.parametrize(
+    ("n", "gradient", "bound"),
+    [
+        (1, ["#0000FF", "#FF0000"], [2.5, 5]),
+        (2, ["#4D904F", "#C23728"], [2.5, 5]),
+        (3, ["#1984C5", "#C23728"], [2.5, 5]),
+        (10, ["#0000FF", "#FF0000"], [1, 500]),
+    ],
+)
+def test_choropleth_matches_arctern(buildings: DataFrame, n: int, gradient: list[str], bound: list[float]) -> None:
+    params = dict(
+        width=1900, height=1410, bounding_box=BOX2, coordinate_system="EPSG:4326",
+        color_gradient=gradient, color_bound=bound, opacity=1.0,
+    )  # fmt: skip
+    iou, diff = score(render.choropleth(buildings, params), f"choropleth_map_nyc_{n}.png")
+    assert iou >= 0.9
+    assert diff <= 5
+
+
+def test_weighted_matches_arctern(nyc_taxi: DataFrame, geo_spark: SparkSession, points: DataFrame) -> None:
+    df = geo_spark.sql(
+        "select ST_Point(pickup_longitude, pickup_latitude) as point, tip_amount as c, fare_amount as s "
+        f"from nyc_taxi where {WITHIN}"
+    )
+    params: dict[str, Any] = dict(
+        width=1024, height=896, bounding_box=BOX1, coordinate_system="EPSG:4326",
+        color_gradient=["#4D904F", "#C23728"], color_bound=[0, 2], size_bound=[0, 10], opacity=1.0,
+    )  # fmt: skip
+    iou, _ = score(render.weighted(df, params), "weighted_point_map_nyc_4_1.png")
+    assert iou >= 0.9
+    one = dict(params, color_gradient=["#EE3814"], size_bound=[10])
+    iou1, _ = score(render.weighted(points, one), "weighted_point_map_nyc_1_1.png")
+    assert iou1 >= 0.9
+
+
+def test_png_is_rgba_and_transparent(points: DataFrame) -> None:
+    png = render.render_map(
+        "pointmap",
+        points,
+        dict(width=64, height=32, bounding_box=BOX1, point_size=3, point_color="#FF0000", opacity=1.0),
+    )
+    img = Image.open(io.BytesIO(png))
+    assert img.mode == "RGBA" and img.size == (64, 32)
+    alpha = np.asarray(img)[..., 3]
+    assert alpha[0, 0] == 0 and alpha.max() == 255
+
+
+def test_binning_aggregates_in_spark(geo_spark: SparkSession) -> None:
+    """Counts and weight sums per pixel equal a numpy histogram of the same points."""
+    rng = np.random.default_rng(3)
+    lon, lat, w = rng.uniform(-74, -73.9, 5000), rng.uniform(40.7, 40.8, 5000), rng.integers(1, 5, 5000)
+    rows = [(float(a), float(b), int(c)) for a, b, c in zip(lon, lat, w, strict=True)]
+    df = geo_spark.createDataFrame(rows, "x double, y double, w long").selectExpr("ST_Point(x, y) p", "w")
+    vp = render.viewport(dict(width=50, height=40, bounding_box=[-74, 40.7, -73.9, 40.8]))
+    count, sums = render.bin_points(df.repartition(3), vp, 1)
+    px, py = vp.project(lon, lat)
+    ok = (px >= 0) & (px < 50) & (py >= 0) & (py < 40)
+    expected = np.zeros((40, 50))
+    np.add.at(expected, (py[ok], px[ok]), 1)
+    expected_w = np.zeros((40, 50))
+    np.add.at(expected_w, (py[ok], px[ok]), w[ok])
+    assert np.array_equal(count, expected)
+    assert np.allclose(sums[0], expected_w)
+
+
+def test_fishnet_and_icon(points: DataFrame, tmp_path: Any) -> None:
+    base = dict(width=200, height=200, bounding_box=BOX1, coordinate_system="EPSG:4326")
+    png = render.fishnetmap(
+        points, dict(base, color_gradient=["#0000FF", "#FF0000"], cell_size=4, cell_spacing=1, opacity=1.0)
+    )
+    a = np.asarray(Image.open(io.BytesIO(png)))
+    assert a[..., 3].any()
+    gl = a[::-1]  # cells start at the bottom-left corner
+    assert not gl[3::4, :, 3].any()  # the 1 px spacing row of every 4 px cell stays empty
+    icon = BASELINES / "taxi.png"
+    png = render.icon_viz(points, dict(base, icon_path=str(icon)))
+    assert np.asarray(Image.open(io.BytesIO(png)))[..., 3].any()
+
+
+@pytest.mark.parametrize(
+    ("fn", "params", "bad"),
+    [
+        (render.pointmap, dict(height=10, bounding_box=BOX1), "width"),
+        (render.pointmap, dict(width=10, height=10, bounding_box=[1, 2, 3]), "bounding_box"),
+        (render.pointmap, dict(width=10, height=10, bounding_box=[3, 2, 1, 4]), "bounding_box"),
+        (render.pointmap, dict(width=10, height=10, bounding_box=BOX1, point_color="green"), "point_color"),
+        (render.pointmap, dict(width=10, height=10, bounding_box=BOX1, opacity=2), "opacity"),
+        (
+            render.pointmap,
+            dict(width=10, height=10, bounding_box=BOX1, coordinate_system="EPSG:1"),
+            "coordinate_system",
+        ),
+        (render.heatmap, dict(width=10, height=10, bounding_box=BOX1, map_zoom_level="x"), "map_zoom_level"),
+        (render.choropleth, dict(width=10, height=10, bounding_box=BOX1, color_gradient=["#000000"]), "color_bound"),
+        (render.weighted, dict(width=10, height=10, bounding_box=BOX1, color_gradient=3), "color_gradient"),
+    ],
+)
+def test_bad_params_name_the_param(points: DataFrame, fn: Any, params: dict[str, Any], bad: str) -> None:
+    with pytest.raises(ValueError, match=bad):
+        fn(points, params)
