@@ -53,3 +53,14 @@ def to_dynamo(item: dict[str, Any]) -> dict[str, Any]:
 def from_dynamo(item: dict[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`to_dynamo`."""
     return {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
+
+
+def query_all(**kwargs: Any) -> list[dict[str, Any]]:
+    """Every item ``Table.query(**kwargs)`` answers, following ``LastEvaluatedKey`` page by page."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = table().query(**kwargs)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -20,7 +20,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from chalicelib.store.aws import table
+from chalicelib.store.aws import query_all, table
 from chalicelib.store.definition import TTL_ATTRIBUTE
 
 #: API Gateway closes every WebSocket connection after two hours.
@@ -99,13 +99,7 @@ def delete_connection(connection_id: str) -> None:
         "KeyConditionExpression": Key("pk").eq(f"CONN#{connection_id}"),
         "ProjectionExpression": "pk, sk",
     }
-    keys: list[dict[str, Any]] = []
-    while True:
-        page = tbl.query(**kwargs)
-        keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    keys = [{"pk": i["pk"], "sk": i["sk"]} for i in query_all(**kwargs)]
     if not keys:
         return
     with tbl.batch_writer() as batch:
@@ -116,14 +110,8 @@ def delete_connection(connection_id: str) -> None:
 def user_connections(user_id: str) -> list[Connection]:
     """Every live connection of ``user_id``."""
     now = time.time()
-    out: list[Connection] = []
     kwargs: dict[str, Any] = {"IndexName": "gsi1", "KeyConditionExpression": Key("gsi1pk").eq(f"USERCONNS#{user_id}")}
-    while True:
-        page = table().query(**kwargs)
-        out.extend(_connection(i) for i in page.get("Items", []) if _live(i, now))
-        if "LastEvaluatedKey" not in page:
-            return out
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [_connection(i) for i in query_all(**kwargs) if _live(i, now)]
 
 
 def subscribe(connection: Connection, exec_id: str, websocket_tag: str | None) -> Subscription:
@@ -155,21 +143,14 @@ def unsubscribe(connection_id: str, exec_id: str) -> None:
 def job_subscriptions(exec_id: str) -> list[Subscription]:
     """Every live subscription to ``exec_id``."""
     now = time.time()
-    out: list[Subscription] = []
     kwargs: dict[str, Any] = {"IndexName": "gsi2", "KeyConditionExpression": Key("gsi2pk").eq(f"JOBSUBS#{exec_id}")}
-    while True:
-        page = table().query(**kwargs)
-        for item in page.get("Items", []):
-            if _live(item, now):
-                tag = item.get("websocket_tag")
-                out.append(
-                    Subscription(
-                        str(item["connection_id"]),
-                        str(item["user_id"]),
-                        exec_id,
-                        str(tag) if tag is not None else None,
-                    )
-                )
-        if "LastEvaluatedKey" not in page:
-            return out
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [
+        Subscription(
+            str(item["connection_id"]),
+            str(item["user_id"]),
+            exec_id,
+            str(item["websocket_tag"]) if item.get("websocket_tag") is not None else None,
+        )
+        for item in query_all(**kwargs)
+        if _live(item, now)
+    ]

@@ -19,7 +19,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from chalicelib.store.aws import table
+from chalicelib.store.aws import query_all, table
 from chalicelib.store.errors import is_condition_failure
 from chalicelib.store.jobs import _dynamo_value, _strip
 
@@ -86,13 +86,7 @@ def _items(user_id: str, scope: str, prefix: str | None = None) -> list[dict[str
     if prefix:
         condition = condition & Key("sk").begins_with(prefix)
     kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ConsistentRead": True}
-    items: list[dict[str, Any]] = []
-    while True:
-        page = table().query(**kwargs)
-        items.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return query_all(**kwargs)
 
 
 def list_sessions(user_id: str, scope: str) -> list[dict[str, Any]]:

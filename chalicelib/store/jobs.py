@@ -24,7 +24,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib.config import settings
-from chalicelib.store.aws import client, table, to_dynamo
+from chalicelib.store.aws import client, query_all, table, to_dynamo
 from chalicelib.store.errors import is_condition_failure
 
 FINAL_STATUSES = ("Succeed", "Failed", "Cancelled", "Timeout")
@@ -304,17 +304,11 @@ def delete_session(session_id: str) -> None:
 
 def live_sessions() -> list[dict[str, Any]]:
     """Every session whose driver is starting or running (for the heartbeat monitor)."""
-    items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
         "IndexName": "gsi1",
         "KeyConditionExpression": Key("gsi1pk").eq("LIVESESSIONS"),
     }
-    while True:
-        page = table().query(**kwargs)
-        items.extend(_strip(i) for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [_strip(i) for i in query_all(**kwargs)]
 
 
 # ---- results ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from chalicelib.store.aws import client, table, to_dynamo
+from chalicelib.store.aws import client, query_all, table, to_dynamo
 from chalicelib.store.errors import cancelled_indexes, is_condition_failure
 
 _INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
@@ -147,13 +147,7 @@ def list_work_tasks(work_id: str) -> list[dict[str, Any]]:
 
 
 def _query(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    while True:
-        page = table().query(**kwargs)
-        items.extend(_strip(i) for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [_strip(i) for i in query_all(**kwargs)]
 
 
 def claim_slot(work_id: str, slot: str) -> bool:

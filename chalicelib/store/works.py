@@ -14,7 +14,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import Conflict, NotFound, StateConflict, VersionConflict
-from chalicelib.store.aws import client, table, to_dynamo
+from chalicelib.store.aws import client, query_all, table, to_dynamo
 from chalicelib.store.errors import cancelled_indexes, is_condition_failure
 
 _INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
@@ -141,15 +141,9 @@ def replace_work(
 
 def list_user_works(user_id: str) -> list[dict[str, Any]]:
     """Every work of ``user_id`` (deleted ones included), newest first."""
-    items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
         "IndexName": "gsi1",
         "KeyConditionExpression": Key("gsi1pk").eq(f"USERWORKS#{user_id}"),
         "ScanIndexForward": False,
     }
-    while True:
-        page = table().query(**kwargs)
-        items.extend(_strip(i) for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [_strip(i) for i in query_all(**kwargs)]
