@@ -77,12 +77,16 @@ def round_trip(session_id: str, owner: Any) -> tuple[float, dict[str, Any]]:
 def machine() -> str:
     """nproc, RAM, CPU model."""
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor(),
     )
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
+    mem_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
     return f"nproc {os.cpu_count()}, RAM {mem_kb / 1024 / 1024:.1f} GiB, CPU {cpu}, Python {platform.python_version()}"
 
 
@@ -134,9 +138,9 @@ def main() -> int:
     report = f"""# Entrance bench
 
 Machine: {machine()} (shared with other engineers' Spark runs while measured; load average at the end {" ".join(load)}).
-Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.
+Date: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.
 Command: `.venv/bin/python bench/entrance_bench.py --runs {args.runs}`
-Setup: embedded moto server on loopback ({endpoint.split(':')[0]}), LocalRunner driver process, master local[2].
+Setup: embedded moto server on loopback ({endpoint.split(":")[0]}), LocalRunner driver process, master local[2].
 
 | measure | figure | target |
 |---|---|---|

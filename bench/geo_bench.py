@@ -138,14 +138,16 @@ def main() -> None:
         pdf = ds_frame()
         cvs = ds.Canvas(plot_width=W, plot_height=H, x_range=(mx[0], mx[1]), y_range=(my[0], my[1]))
         img = tf.spread(tf.shade(cvs.points(pdf, "mx", "my", agg=ds.any()), cmap=["#2DEF4A"]), px=1)
-        return img.to_bytesio().getvalue()
+        png: bytes = img.to_bytesio().getvalue()
+        return png
 
     def ds_heat() -> bytes:
         pdf = ds_frame()
         cvs = ds.Canvas(plot_width=W, plot_height=H, x_range=(mx[0], mx[1]), y_range=(my[0], my[1]))
         agg = cvs.points(pdf, "mx", "my", agg=ds.sum("w"))
         img = tf.spread(tf.shade(agg, cmap=["blue", "cyan", "lime", "yellow", "red"], how="linear"), px=4)
-        return img.to_bytesio().getvalue()
+        png: bytes = img.to_bytesio().getvalue()
+        return png
 
     for name, ours, theirs in (("pointmap", spark_point, ds_point), ("heatmap", spark_heat, ds_heat)):
         oc, ow = timeit(ours, args.repeat)
