@@ -64,3 +64,18 @@ def query_all(**kwargs: Any) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def put_new(item: dict[str, Any]) -> bool:
+    """Put ``item`` only if no item has its key; False when one already does."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib.store.errors import is_condition_failure
+
+    try:
+        table().put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+    except ClientError as err:
+        if is_condition_failure(err):
+            return False
+        raise
+    return True

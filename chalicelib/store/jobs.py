@@ -24,7 +24,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib.config import settings
-from chalicelib.store.aws import client, query_all, table, to_dynamo
+from chalicelib.store.aws import client, put_new, query_all, table, to_dynamo
 from chalicelib.store.errors import is_condition_failure
 
 FINAL_STATUSES = ("Succeed", "Failed", "Cancelled", "Timeout")
@@ -207,22 +207,15 @@ def user_jobs(owner: str, limit: int = 50) -> list[dict[str, Any]]:
 
 def append_log(exec_id: str, first_line: int, lines: list[tuple[str, str]]) -> bool:
     """Store log lines ``first_line ..`` as one chunk; False if that chunk already exists."""
-    try:
-        table().put_item(
-            Item={
-                "pk": f"JOB#{exec_id}",
-                "sk": f"LOG#{first_line:09d}",
-                "exec_id": exec_id,
-                "first": first_line,
-                "lines": [{"l": level, "t": text} for level, text in lines],
-            },
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as err:
-        if is_condition_failure(err):
-            return False
-        raise
-    return True
+    return put_new(
+        {
+            "pk": f"JOB#{exec_id}",
+            "sk": f"LOG#{first_line:09d}",
+            "exec_id": exec_id,
+            "first": first_line,
+            "lines": [{"l": level, "t": text} for level, text in lines],
+        }
+    )
 
 
 def read_log(exec_id: str, from_line: int = 0, size: int | None = None) -> list[tuple[str, str]]:

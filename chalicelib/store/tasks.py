@@ -16,7 +16,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from chalicelib.store.aws import client, query_all, table, to_dynamo
+from chalicelib.store.aws import client, put_new, query_all, table, to_dynamo
 from chalicelib.store.errors import cancelled_indexes, is_condition_failure
 
 _INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
@@ -152,22 +152,15 @@ def _query(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
 
 def claim_slot(work_id: str, slot: str) -> bool:
     """Claim scheduled run ``slot`` of ``work_id``; False when another tick already claimed it."""
-    try:
-        table().put_item(
-            Item={
-                "pk": f"SLOT#{work_id}#{slot}",
-                "sk": "SLOT",
-                "work_id": work_id,
-                "slot": slot,
-                "expiration": int(time.time()) + SLOT_TTL_SECONDS,
-            },
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as err:
-        if is_condition_failure(err):
-            return False
-        raise
-    return True
+    return put_new(
+        {
+            "pk": f"SLOT#{work_id}#{slot}",
+            "sk": "SLOT",
+            "work_id": work_id,
+            "slot": slot,
+            "expiration": int(time.time()) + SLOT_TTL_SECONDS,
+        }
+    )
 
 
 def scheduled_works(frequency: str) -> list[dict[str, Any]]:
