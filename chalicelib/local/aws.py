@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import threading
+from typing import Any
 
+from moto.dynamodb.responses import DynamoHandler
 from moto.server import ThreadedMotoServer
+
+_DYNAMODB_LOCK = threading.RLock()
+
+
+def serialize_dynamodb() -> None:
+    """Make every moto DynamoDB request atomic, as each request is in DynamoDB itself.
+
+    moto evaluates a condition and applies the write in separate steps without a lock, and
+    rolls a failed transaction back by swapping whole tables, so two threads can both pass
+    the same ``ConditionExpression``. The product's concurrency control rests on conditional
+    writes; this restores the guarantee they need. Safe to call more than once.
+    """
+    if getattr(DynamoHandler.call_action, "_sparkgate_serialized", False):
+        return
+    original = DynamoHandler.call_action
+
+    @functools.wraps(original)
+    def call_action(self: DynamoHandler, *args: Any, **kwargs: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            return original(self, *args, **kwargs)
+
+    call_action._sparkgate_serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
 def start_embedded_aws(port: int = 0) -> tuple[ThreadedMotoServer, str]:
@@ -16,6 +43,7 @@ def start_embedded_aws(port: int = 0) -> tuple[ThreadedMotoServer, str]:
     os.environ.setdefault("AWS_REGION", os.environ["AWS_DEFAULT_REGION"])
     os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    serialize_dynamodb()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, real_port = server._server.server_address[:2]

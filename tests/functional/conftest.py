@@ -21,9 +21,11 @@ def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """A fresh moto backend holding the table and bucket."""
     monkeypatch.setenv("SPARKGATE_STAGE", "local")
     monkeypatch.setenv("SPARKGATE_STATE_DIR", str(tmp_path / "state"))
+    from chalicelib.local.aws import serialize_dynamodb
     from chalicelib.store.aws import reset
     from chalicelib.store.keys import forget_cached_keys
 
+    serialize_dynamodb()
     with mock_aws():
         reset()
         forget_cached_keys()
