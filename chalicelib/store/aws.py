@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 import boto3
 import boto3.dynamodb.types
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from chalicelib.config import settings
+from chalicelib.store.errors import is_condition_failure
 
 _CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
 
@@ -66,12 +69,30 @@ def query_all(**kwargs: Any) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def dynamo_value(value: Any) -> Any:
+    """``value`` as the boto3 resource layer accepts it: floats (also nested) become Decimals."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: dynamo_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [dynamo_value(v) for v in value]
+    return value
+
+
+def plain_value(value: Any) -> Any:
+    """Inverse of :func:`dynamo_value`: Decimals (also nested) become ints or floats."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_value(v) for v in value]
+    return value
+
+
 def put_new(item: dict[str, Any]) -> bool:
     """Put ``item`` only if no item has its key; False when one already does."""
-    from botocore.exceptions import ClientError
-
-    from chalicelib.store.errors import is_condition_failure
-
     try:
         table().put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
     except ClientError as err:
@@ -79,3 +100,41 @@ def put_new(item: dict[str, Any]) -> bool:
             return False
         raise
     return True
+
+
+def update_if(
+    key: dict[str, Any],
+    fields: dict[str, Any],
+    condition: str,
+    *,
+    names: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    remove: tuple[str, ...] = (),
+    return_item: bool = False,
+) -> dict[str, Any] | None:
+    """Set ``fields`` (and remove the attributes ``remove``) on item ``key`` only if ``condition`` holds.
+
+    ``names``/``values`` are the condition's own placeholders. Answers the raw item after the
+    write when ``return_item`` (else ``{}``), or None when the condition failed.
+    """
+    names = {**(names or {}), **{f"#f{i}": k for i, k in enumerate(fields)}}
+    values = {**(values or {}), **{f":v{i}": dynamo_value(v) for i, v in enumerate(fields.values())}}
+    parts = []
+    if fields:
+        parts.append("SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))))
+    if remove:
+        parts.append("REMOVE " + ", ".join(remove))
+    kwargs: dict[str, Any] = {"Key": key, "UpdateExpression": " ".join(parts), "ConditionExpression": condition}
+    if names:
+        kwargs["ExpressionAttributeNames"] = names
+    if values:
+        kwargs["ExpressionAttributeValues"] = values
+    if return_item:
+        kwargs["ReturnValues"] = "ALL_NEW"
+    try:
+        got = table().update_item(**kwargs)
+    except ClientError as err:
+        if is_condition_failure(err):
+            return None
+        raise
+    return dict(got.get("Attributes", {})) if return_item else {}

@@ -19,9 +19,9 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from chalicelib.store.aws import query_all, table
+from chalicelib.store.aws import dynamo_value, query_all, table, update_if
 from chalicelib.store.errors import is_condition_failure
-from chalicelib.store.jobs import _dynamo_value, _strip
+from chalicelib.store.jobs import _strip
 
 
 def scope_pk(user_id: str, scope: str) -> str:
@@ -31,7 +31,7 @@ def scope_pk(user_id: str, scope: str) -> str:
 
 def _put_new(item: dict[str, Any]) -> bool:
     try:
-        table().put_item(Item=_dynamo_value(item), ConditionExpression="attribute_not_exists(pk)")
+        table().put_item(Item=dynamo_value(item), ConditionExpression="attribute_not_exists(pk)")
     except ClientError as err:
         if is_condition_failure(err):
             return False
@@ -66,19 +66,7 @@ def get_session(user_id: str, scope: str, session: str) -> dict[str, Any] | None
 
 def set_session_fields(user_id: str, scope: str, session: str, fields: dict[str, Any]) -> None:
     """Update fields of an existing session record (e.g. the driver generation its catalog was replayed into)."""
-    names = {f"#f{i}": k for i, k in enumerate(fields)}
-    values = {f":v{i}": _dynamo_value(v) for i, v in enumerate(fields.values())}
-    try:
-        table().update_item(
-            Key={"pk": scope_pk(user_id, scope), "sk": f"SESSION#{session}"},
-            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-    except ClientError as err:
-        if not is_condition_failure(err):
-            raise
+    update_if({"pk": scope_pk(user_id, scope), "sk": f"SESSION#{session}"}, fields, "attribute_exists(pk)")
 
 
 def _items(user_id: str, scope: str, prefix: str | None = None) -> list[dict[str, Any]]:

@@ -17,42 +17,21 @@ from __future__ import annotations
 
 import json
 import time
-from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib.config import settings
-from chalicelib.store.aws import client, put_new, query_all, table, to_dynamo
+from chalicelib.store.aws import client, dynamo_value, plain_value, put_new, query_all, table, update_if
 from chalicelib.store.errors import is_condition_failure
 
 FINAL_STATUSES = ("Succeed", "Failed", "Cancelled", "Timeout")
 _INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _dynamo_value(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _dynamo_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_dynamo_value(v) for v in value]
-    return value
-
-
 def _strip(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in item.items() if k not in _INTERNAL}
+    return {k: plain_value(v) for k, v in item.items() if k not in _INTERNAL}
 
 
 def job_key(exec_id: str) -> dict[str, str]:
@@ -73,35 +52,27 @@ def next_counter(name: str) -> int:
 
 
 def insert_job(job: dict[str, Any]) -> None:
-    """Store a new job and its task-id pointer in one transaction."""
+    """Store a new job: its task-id pointer first, then the job, each a put-if-absent.
+
+    Two single-item writes instead of a transaction: the task id comes from the atomic
+    counter, so neither put can collide in practice, and a crash between them leaves only
+    a pointer to no job (answered as "no job with taskID"), never a job without its id.
+    A transaction would cost twice the write units for no added safety.
+    """
     item = {
         **job_key(job["exec_id"]),
         "gsi2pk": f"USERJOBS#{job['owner']}",
         "gsi2sk": f"{job['task_id']:012d}",
-        **_dynamo_value(job),
+        **dynamo_value(job),
     }
     if job.get("session_id") and job["status"] not in FINAL_STATUSES:
         item["gsi1pk"] = f"SESSIONQ#{job['session_id']}"
         item["gsi1sk"] = f"{job['task_id']:012d}"
     pointer = {"pk": f"TASKID#{job['task_id']}", "sk": "TASKID", "exec_id": job["exec_id"]}
-    client("dynamodb").transact_write_items(
-        TransactItems=[
-            {
-                "Put": {
-                    "TableName": table().name,
-                    "Item": to_dynamo(item),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-            {
-                "Put": {
-                    "TableName": table().name,
-                    "Item": to_dynamo(pointer),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-        ]
-    )
+    if not put_new(pointer):
+        raise RuntimeError(f"task id {job['task_id']} is already taken; the job counter was reset")
+    if not put_new(item):
+        raise RuntimeError(f"exec id {job['exec_id']} is already taken")
 
 
 def get_job(exec_id: str) -> dict[str, Any] | None:
@@ -130,76 +101,46 @@ def transition(
     Answers the job after the write, or None when the condition failed (someone else moved it).
     """
     fields = {**(fields or {}), "status": to_status, "updated_at": _now_iso()}
-    names = {f"#f{i}": k for i, k in enumerate(fields)}
-    values = {f":v{i}": _dynamo_value(v) for i, v in enumerate(fields.values())}
-    sets = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
-    expr = f"SET {sets}"
-    if dequeue or to_status in FINAL_STATUSES:
-        expr += " REMOVE gsi1pk, gsi1sk"
-    conds = [f":from{i}" for i in range(len(from_statuses))]
-    values.update({f":from{i}": s for i, s in enumerate(from_statuses)})
-    names["#status"] = "status"
-    try:
-        got = table().update_item(
-            Key=job_key(exec_id),
-            UpdateExpression=expr,
-            ConditionExpression=f"attribute_exists(pk) AND #status IN ({', '.join(conds)})",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_NEW",
-        )
-    except ClientError as err:
-        if is_condition_failure(err):
-            return None
-        raise
-    return _strip(got["Attributes"])
+    allowed = {f":from{i}": s for i, s in enumerate(from_statuses)}
+    got = update_if(
+        job_key(exec_id),
+        fields,
+        f"attribute_exists(pk) AND #status IN ({', '.join(allowed)})",
+        names={"#status": "status"},
+        values=allowed,
+        remove=("gsi1pk", "gsi1sk") if dequeue or to_status in FINAL_STATUSES else (),
+        return_item=True,
+    )
+    return _strip(got) if got is not None else None
 
 
 def update_job_fields(exec_id: str, fields: dict[str, Any], *, unless_final: bool = True) -> bool:
     """Set ``fields`` (progress, handles, flags) without moving the status; False if the job is final."""
-    names = {f"#f{i}": k for i, k in enumerate(fields)}
-    values = {f":v{i}": _dynamo_value(v) for i, v in enumerate(fields.values())}
-    kwargs: dict[str, Any] = {
-        "Key": job_key(exec_id),
-        "UpdateExpression": "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": values,
-        "ConditionExpression": "attribute_exists(pk)",
-    }
-    if unless_final:
-        names["#status"] = "status"
-        finals = {f":fin{i}": s for i, s in enumerate(FINAL_STATUSES)}
-        values.update(finals)
-        kwargs["ConditionExpression"] += f" AND NOT #status IN ({', '.join(finals)})"
-    try:
-        table().update_item(**kwargs)
-    except ClientError as err:
-        if is_condition_failure(err):
-            return False
-        raise
-    return True
+    if not unless_final:
+        return update_if(job_key(exec_id), fields, "attribute_exists(pk)") is not None
+    finals = {f":fin{i}": s for i, s in enumerate(FINAL_STATUSES)}
+    condition = f"attribute_exists(pk) AND NOT #status IN ({', '.join(finals)})"
+    return update_if(job_key(exec_id), fields, condition, names={"#status": "status"}, values=finals) is not None
+
+
+def _index_page(index: str, partition: str, limit: int, *, oldest_first: bool) -> list[dict[str, Any]]:
+    page = table().query(
+        IndexName=index,
+        KeyConditionExpression=Key(f"{index}pk").eq(partition),
+        ScanIndexForward=oldest_first,
+        Limit=limit,
+    )
+    return [_strip(i) for i in page.get("Items", [])]
 
 
 def queued_jobs(session_id: str, limit: int = 10) -> list[dict[str, Any]]:
     """Jobs waiting in ``session_id``'s queue, oldest first."""
-    page = table().query(
-        IndexName="gsi1",
-        KeyConditionExpression=Key("gsi1pk").eq(f"SESSIONQ#{session_id}"),
-        ScanIndexForward=True,
-        Limit=limit,
-    )
-    return [_strip(i) for i in page.get("Items", [])]
+    return _index_page("gsi1", f"SESSIONQ#{session_id}", limit, oldest_first=True)
 
 
 def user_jobs(owner: str, limit: int = 50) -> list[dict[str, Any]]:
     """The owner's most recent jobs, newest first."""
-    page = table().query(
-        IndexName="gsi2",
-        KeyConditionExpression=Key("gsi2pk").eq(f"USERJOBS#{owner}"),
-        ScanIndexForward=False,
-        Limit=limit,
-    )
-    return [_strip(i) for i in page.get("Items", [])]
+    return _index_page("gsi2", f"USERJOBS#{owner}", limit, oldest_first=False)
 
 
 # ---- logs ---------------------------------------------------------------------------------------
@@ -254,7 +195,7 @@ def get_session(session_id: str) -> dict[str, Any] | None:
 
 def put_session(session: dict[str, Any], *, expected_generation: int | None) -> bool:
     """Write a session record if its ``generation`` is still ``expected_generation`` (None: must not exist)."""
-    item = {**session_key(session["session_id"]), **_dynamo_value(session)}
+    item = {**session_key(session["session_id"]), **dynamo_value(session)}
     kwargs: dict[str, Any] = {"Item": item}
     if expected_generation is None:
         kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
@@ -272,22 +213,7 @@ def put_session(session: dict[str, Any], *, expected_generation: int | None) -> 
 
 def update_session_fields(session_id: str, generation: int, fields: dict[str, Any]) -> bool:
     """Set ``fields`` on the session while it is still at ``generation`` (heartbeats, state)."""
-    names = {f"#f{i}": k for i, k in enumerate(fields)}
-    values = {f":v{i}": _dynamo_value(v) for i, v in enumerate(fields.values())}
-    values[":g"] = generation
-    try:
-        table().update_item(
-            Key=session_key(session_id),
-            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
-            ConditionExpression="generation = :g",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-    except ClientError as err:
-        if is_condition_failure(err):
-            return False
-        raise
-    return True
+    return update_if(session_key(session_id), fields, "generation = :g", values={":g": generation}) is not None
 
 
 def delete_session(session_id: str) -> None:
@@ -357,22 +283,7 @@ LIVE_SESSIONS_PK = "LIVESESSIONS"
 
 def retire_session(session_id: str, generation: int, fields: dict[str, Any]) -> bool:
     """Set ``fields`` and drop the session from the live index, while it is still at ``generation``."""
-    names = {f"#f{i}": k for i, k in enumerate(fields)}
-    values = {f":v{i}": _dynamo_value(v) for i, v in enumerate(fields.values())}
-    values[":g"] = generation
-    sets = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
-    kwargs: dict[str, Any] = {
-        "Key": session_key(session_id),
-        "UpdateExpression": (f"SET {sets} " if fields else "") + "REMOVE gsi1pk, gsi1sk",
-        "ConditionExpression": "generation = :g",
-        "ExpressionAttributeValues": values,
-    }
-    if names:
-        kwargs["ExpressionAttributeNames"] = names
-    try:
-        table().update_item(**kwargs)
-    except ClientError as err:
-        if is_condition_failure(err):
-            return False
-        raise
-    return True
+    got = update_if(
+        session_key(session_id), fields, "generation = :g", values={":g": generation}, remove=("gsi1pk", "gsi1sk")
+    )
+    return got is not None
