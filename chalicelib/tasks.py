@@ -17,20 +17,33 @@ code  meaning             Job status
 7     inited              Inited (or the Job is not created yet)
 ====  ==================  ==============
 
-At most one task of a work is active at a time (BATCH and STREAMING alike): starting one sets the
-work's ``active_task_id`` in the same transaction that stores the task, conditional on it being
-unset, so of two concurrent starts exactly one wins (the other answers 409). The pointer is cleared
-(conditional on the same task id) as soon as anyone sees the task's Job final: a read of the task,
-a cancel, a later start, or the schedule tick's sweep.
+At most one task of a work is active at a time, BATCH and STREAMING alike (runs of a work never
+overlap: a scheduled slot that finds its work busy is skipped, and a work with an active task cannot
+be deleted). Starting one sets the work's ``active_task_id`` in the same transaction that stores the
+task, conditional on it being unset, so of two concurrent starts exactly one wins (the other answers
+409). The pointer is cleared (conditional on the same task id) as soon as anyone sees the task ended:
+a read of the task, a cancel, a later start, or the schedule tick's sweep.
+
+A start is three writes: the task (claiming the work), its Job, then the Job's ids on the task
+(``store.tasks.attach_job``). When the starting process dies in between, the task would hold its
+work for ever; so whoever looks at an active task finds out, after ``START_GRACE_SECONDS``:
+
+- no Job attached: the task is ended with an error (``store.tasks.end_without_job``). That write and
+  ``attach_job`` are both conditional on the task having neither a Job nor an error, so a starter
+  that was only slow loses cleanly: it cancels the Job it made and never dispatches it;
+- its Job still queued with no driver ever started for it: the Job is failed (a conditional
+  transition), which ends the task. Drivers that were started are watched by the heartbeat check.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
 
 from chalicelib import jobs, work_runs
+from chalicelib.engine.config import batch_driver_id
 from chalicelib.errors import BadRequest, NotFound, StateConflict
 from chalicelib.observability import logger
 from chalicelib.store import jobs as job_store
@@ -66,6 +79,15 @@ STATUS_CODES = {
     jobs.INITED: 7,
 }
 RETRYABLE = (3, 4, 5)
+#: A task (or its Job) still not started this long after it was written is judged abandoned by a crash.
+START_GRACE_SECONDS = float(os.environ.get("SPARKGATE_TASK_START_GRACE_SECONDS", "120"))
+#: How long a cancel waits for a running driver to stop the job itself before the driver is killed.
+CANCEL_WAIT_SECONDS = 8.0
+#: How long a driver whose job was cancelled gets to exit by itself before it is killed.
+DRIVER_EXIT_SECONDS = 4.0
+STALE_START_ERROR = (
+    "the run did not start: its task was written but the process starting it stopped before {what}; retry the task"
+)
 
 
 def _seconds(start: str | None, end: str | None) -> int | None:
@@ -79,7 +101,8 @@ def _view(task: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]:
     """The task with its Job-derived fields filled in."""
     out = dict(task)
     if job is None:
-        out.update(status=3 if task.get("error") else 7, started_at=None, ended_at=None, run_time=None)
+        status = int(task["final_status"]) if task.get("final_status") is not None else 3 if task.get("error") else 7
+        out.update(status=status, started_at=None, ended_at=task.get("ended_at"), run_time=None)
         return out
     started = job.get("started_at")
     ended = job.get("ended_at") if job["status"] in jobs.FINAL else None
@@ -94,16 +117,65 @@ def _view(task: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _settle(task: dict[str, Any], job: dict[str, Any] | None) -> None:
-    """Free the work's active pointer once the task's Job is final (idempotent, conditional)."""
-    final = (job is not None and job["status"] in jobs.FINAL) or (job is None and task.get("error"))
-    if final and task.get("active"):
+def _age_seconds(stamp: Any) -> float:
+    """Seconds (wall clock) since ``stamp``; 0 when unknown."""
+    try:
+        return (now() - parse_iso(str(stamp))).total_seconds()
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _end_unstarted(task: dict[str, Any]) -> dict[str, Any]:
+    """A task with no Job after the grace period: ended with an error (conditional; see the module doc)."""
+    if _age_seconds(task.get("created_at")) < START_GRACE_SECONDS:
+        return task
+    fields = {"error": STALE_START_ERROR.format(what="creating its Job"), "final_status": 3, "ended_at": now_iso()}
+    if task_store.end_without_job(task["task_id"], fields):
+        logger.warning("task abandoned before its Job was created", extra={"task_id": task["task_id"]})
+        return {**task, **fields}
+    return task_store.get_task(task["task_id"]) or task
+
+
+def _fail_undispatched(job: dict[str, Any]) -> dict[str, Any]:
+    """A batch Job still queued after the grace period with no driver ever started for it: Failed."""
+    if (
+        job.get("mode") != "batch"
+        or job.get("runner_handle")
+        or _age_seconds(job.get("created_at")) < START_GRACE_SECONDS
+        or job_store.get_session(batch_driver_id(job["exec_id"])) is not None
+    ):
+        return job
+    fields = {"error": STALE_START_ERROR.format(what="starting its driver"), "ended_at": now_iso()}
+    moved = job_store.transition(job["exec_id"], jobs.QUEUED, jobs.FAILED, fields)
+    if moved is not None:
+        logger.warning("task's Job was never dispatched", extra={"exec_id": job["exec_id"]})
+        return moved
+    return job_store.get_job(job["exec_id"]) or job
+
+
+def _settle(task: dict[str, Any], job: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """End an interrupted start, then free the work's active pointer once the task has ended.
+
+    Idempotent and conditional throughout; answers the task and its Job as they are now.
+    """
+    if not task.get("active"):
+        return task, job
+    if job is None and not task.get("exec_id") and not task.get("error"):
+        task = _end_unstarted(task)
+        if task.get("exec_id"):  # the starter attached its Job after all
+            job = job_store.get_job(str(task["exec_id"]))
+    elif job is not None and job["status"] in jobs.QUEUED:
+        job = _fail_undispatched(job)
+    ended = (job is not None and job["status"] in jobs.FINAL) or (job is None and bool(task.get("error")))
+    if ended:
         task_store.release_work(task["work_id"], task["task_id"])
+        task = {**task, "active": False}
+    return task, job
 
 
 def _load(task: dict[str, Any]) -> dict[str, Any]:
     job = job_store.get_job(task["exec_id"]) if task.get("exec_id") else None
-    _settle(task, job)
+    task, job = _settle(task, job)
     return _view(task, job)
 
 
@@ -204,7 +276,11 @@ def start_task(
         job = jobs.new_job(request)
     except (work_runs.RunError, BadRequest) as err:
         job = work_runs.failed_job(principal, task, work, str(getattr(err, "message", err)))
-    task_store.update_task_fields(task["task_id"], {"exec_id": job["exec_id"], "job_task_id": job["task_id"]})
+    if not task_store.attach_job(task["task_id"], job["exec_id"], int(job["task_id"])):
+        # the task was ended meanwhile (cancelled, or judged abandoned): its Job must not run
+        ended = {"error": "its task ended before the Job started", "ended_at": now_iso()}
+        job_store.transition(job["exec_id"], jobs.ACTIVE, jobs.CANCELLED, ended)
+        return _load(task_store.get_task(task["task_id"]) or task)
     task.update(exec_id=job["exec_id"], job_task_id=job["task_id"], active=True)
     if job["status"] not in jobs.FINAL:
         try:
@@ -222,20 +298,54 @@ def start_for_owner(principal: Principal, work_id: str) -> dict[str, Any]:
     return present_detail(start_task(principal, get_owned_work(principal, work_id)))
 
 
+def _await_end(exec_id: str, seconds: float) -> dict[str, Any] | None:
+    """The Job once it is final, or as it is after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    job = job_store.get_job(exec_id)
+    while job is not None and job["status"] not in jobs.FINAL and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job = job_store.get_job(exec_id)
+    return job
+
+
 def cancel_task(principal: Principal, task_id: str) -> dict[str, Any]:
-    """Cancel a task (idempotent): the Job is cancelled, its driver stopped, the work freed."""
+    """Cancel a task (idempotent): its Job ends Cancelled, its driver is stopped, the work is freed.
+
+    A queued Job is cancelled at once and any driver already started for it is killed. A running
+    one is flagged; its driver stops the code and records Cancelled itself (within
+    ``CANCEL_WAIT_SECONDS``), else Cancelled is recorded for it and it is killed. Either way the
+    driver process is given ``DRIVER_EXIT_SECONDS`` to exit, then killed. A task whose Job does not
+    exist yet is ended at once (its starter then cancels the Job it makes).
+    """
     task = owned_task(principal, task_id)
-    if task["status"] in (0, 3, 4, 5) or not task.get("exec_id"):
-        return present_detail(task)
+    if not task.get("exec_id"):
+        if task["status"] == 7:
+            fields = {"error": "cancelled by user before its Job was created", "final_status": 4, "ended_at": now_iso()}
+            task_store.end_without_job(task_id, fields)
+        return present_detail(owned_task(principal, task_id))
     job = job_store.get_job(task["exec_id"])
-    if job is not None:
+    if job is None:
+        return present_detail(task)
+    if job["status"] not in jobs.FINAL:
+        was_queued = job["status"] in jobs.QUEUED
         job = jobs.request_cancel(job)
+        if job["status"] not in jobs.FINAL and work_runs.driver_alive(job):
+            job = _await_end(job["exec_id"], CANCEL_WAIT_SECONDS) or job
         if job["status"] not in jobs.FINAL:
-            work_runs.cancel_compute(job)
-            # the driver is gone; if it could not record its own end, record it for it
-            job_store.transition(
-                job["exec_id"], (jobs.RUNNING,), jobs.CANCELLED, {"ended_at": now_iso(), "error": "cancelled by user"}
+            # the driver did not stop the job in time: record the end first (so the kill cannot be
+            # recorded as a failure of the job), then kill the driver
+            reason = "cancelled by user (the driver did not stop in time and was killed)"
+            job = (
+                job_store.transition(
+                    job["exec_id"], (jobs.RUNNING,), jobs.CANCELLED, {"ended_at": now_iso(), "error": reason}
+                )
+                or job_store.get_job(job["exec_id"])
+                or job
             )
+            work_runs.cancel_compute(job)
+        work_runs.stop_driver(job, 0.0 if was_queued else DRIVER_EXIT_SECONDS)
+    elif job["status"] == jobs.CANCELLED:
+        work_runs.stop_driver(job, 0.0)  # a cancel retried: make sure nothing of the run is left
     return present_detail(owned_task(principal, task_id))
 
 
@@ -249,10 +359,15 @@ def retry_task(principal: Principal, task_id: str) -> dict[str, Any]:
 
 
 def sweep_active() -> int:
-    """Free the works whose active task has ended (called by the schedule tick); answers how many."""
+    """Settle every active task (called by the schedule tick): end interrupted starts, free ended works.
+
+    Answers how many active tasks were found ended (their works are free again).
+    """
     freed = 0
     for task in task_store.active_tasks():
-        job = job_store.get_job(task["exec_id"]) if task.get("exec_id") else None
-        if (job is not None and job["status"] in jobs.FINAL) or (job is None and task.get("error")):
-            freed += int(task_store.release_work(task["work_id"], task["task_id"]))
+        try:
+            job = job_store.get_job(task["exec_id"]) if task.get("exec_id") else None
+            freed += int(not _settle(task, job)[0].get("active"))
+        except Exception:  # one bad record must not stop the sweep
+            logger.exception("could not settle task", extra={"task_id": task.get("task_id")})
     return freed

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -222,3 +223,32 @@ def cancel_compute(job: dict[str, Any]) -> None:
     from chalicelib.runners import runner_for_handle
 
     runner_for_handle(handle).cancel(handle)
+
+
+def driver_alive(job: dict[str, Any]) -> bool:
+    """Whether the driver process behind ``job`` (its runner handle) is still running."""
+    handle = job.get("runner_handle")
+    if not handle:
+        return False
+    from chalicelib.runners import runner_for_handle
+
+    return runner_for_handle(handle).probe(handle) == "running"
+
+
+def stop_driver(job: dict[str, Any], wait: float) -> None:
+    """Make sure no driver of ``job`` outlives it: give it ``wait`` seconds to exit by itself, then kill it.
+
+    Used once a task's Job is final (a cancel); a Job without a runner handle has no driver to stop.
+    """
+    handle = job.get("runner_handle") or (job_store.get_job(job["exec_id"]) or {}).get("runner_handle")
+    if not handle:
+        return
+    from chalicelib.runners import runner_for_handle
+
+    runner = runner_for_handle(handle)
+    deadline = time.monotonic() + wait
+    while runner.probe(handle) == "running":
+        if time.monotonic() >= deadline:
+            runner.cancel(handle)
+            return
+        time.sleep(0.25)

@@ -6,6 +6,9 @@
 
 Starting a task and claiming the work's ``active_task_id`` is one transaction whose condition is
 ``attribute_not_exists(active_task_id)`` on a live work: two concurrent starts cannot both win.
+The task then gets its Job's ids with :func:`attach_job`; a task whose start never got that far is
+ended with :func:`end_without_job`. Both are conditional on the task having neither a Job nor an
+error, so exactly one of them wins (see ``chalicelib.tasks``).
 """
 
 from __future__ import annotations
@@ -128,6 +131,58 @@ def update_task_fields(task_id: str, fields: dict[str, Any]) -> None:
         ExpressionAttributeNames=names,
         ExpressionAttributeValues=values,
     )
+
+
+_NO_JOB = (
+    "attribute_exists(pk) AND (attribute_not_exists(exec_id) OR attribute_type(exec_id, :null))"
+    " AND (attribute_not_exists(#err) OR attribute_type(#err, :null))"
+)
+
+
+def attach_job(task_id: str, exec_id: str, job_task_id: int) -> bool:
+    """Record the task's Job ids, only while it has none and was not ended without one; False otherwise.
+
+    The starter's half of the start protocol: it loses when :func:`end_without_job` got there first
+    (the task was cancelled, or judged stale after a crash), and must then not run the Job.
+    """
+    try:
+        table().update_item(
+            Key=_task_key(task_id),
+            UpdateExpression="SET exec_id = :e, job_task_id = :j",
+            ConditionExpression=_NO_JOB,
+            ExpressionAttributeNames={"#err": "error"},
+            ExpressionAttributeValues={":e": exec_id, ":j": job_task_id, ":null": "NULL"},
+        )
+    except ClientError as err:
+        if is_condition_failure(err):
+            return False
+        raise
+    return True
+
+
+def end_without_job(task_id: str, fields: dict[str, Any]) -> bool:
+    """Set ``fields`` (``error``, ``final_status``, ``ended_at``) on a task that has no Job yet.
+
+    Conditional on the task still having neither a Job nor an error, so it cannot overwrite a start
+    that attached its Job meanwhile (:func:`attach_job`); answers whether this call ended it.
+    """
+    if not fields.get("error"):
+        raise ValueError("a task ended without a Job needs an error")
+    names = {"#err": "error", **{f"#f{i}": k for i, k in enumerate(fields)}}
+    values = {":null": "NULL", **{f":v{i}": v for i, v in enumerate(fields.values())}}
+    try:
+        table().update_item(
+            Key=_task_key(task_id),
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+            ConditionExpression=_NO_JOB,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except ClientError as err:
+        if is_condition_failure(err):
+            return False
+        raise
+    return True
 
 
 def active_tasks() -> list[dict[str, Any]]:
