@@ -11,8 +11,10 @@ for the latest missed slot, never once per missed slot. Each run first claims
 ``SLOT#<work_id>#<slot>`` with a conditional put: overlapping or retried ticks cannot run a slot
 twice. Paused works (``paused: true``) and deleted works do not run (a slot that falls while paused
 is skipped, not caught up later). When the work still has an active task the slot is claimed and
-skipped (runs never overlap). Due works are found through the works' ``gsi2`` projection
-(``SCHEDULED#<frequency>``), not by scanning the table.
+skipped (runs never overlap, BATCH works included). Due works are found through the works' ``gsi2``
+projection (``SCHEDULED#<frequency>``), not by scanning the table. Each tick first settles the
+active tasks (``tasks.sweep_active``): ended runs free their works, and starts interrupted by a crash
+are ended after their grace period, so no work stays busy for ever.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from chalicelib.store.aws import client, put_new, query_all, table, to_dynamo
+from chalicelib.store.aws import client, put_new, query_all, table, to_dynamo, update_if
 from chalicelib.store.errors import cancelled_indexes, is_condition_failure
 
 _INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
@@ -145,19 +145,8 @@ def attach_job(task_id: str, exec_id: str, job_task_id: int) -> bool:
     The starter's half of the start protocol: it loses when :func:`end_without_job` got there first
     (the task was cancelled, or judged stale after a crash), and must then not run the Job.
     """
-    try:
-        table().update_item(
-            Key=_task_key(task_id),
-            UpdateExpression="SET exec_id = :e, job_task_id = :j",
-            ConditionExpression=_NO_JOB,
-            ExpressionAttributeNames={"#err": "error"},
-            ExpressionAttributeValues={":e": exec_id, ":j": job_task_id, ":null": "NULL"},
-        )
-    except ClientError as err:
-        if is_condition_failure(err):
-            return False
-        raise
-    return True
+    fields = {"exec_id": exec_id, "job_task_id": job_task_id}
+    return update_if(_task_key(task_id), fields, _NO_JOB, names={"#err": "error"}, values={":null": "NULL"}) is not None
 
 
 def end_without_job(task_id: str, fields: dict[str, Any]) -> bool:
@@ -168,21 +157,7 @@ def end_without_job(task_id: str, fields: dict[str, Any]) -> bool:
     """
     if not fields.get("error"):
         raise ValueError("a task ended without a Job needs an error")
-    names = {"#err": "error", **{f"#f{i}": k for i, k in enumerate(fields)}}
-    values = {":null": "NULL", **{f":v{i}": v for i, v in enumerate(fields.values())}}
-    try:
-        table().update_item(
-            Key=_task_key(task_id),
-            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
-            ConditionExpression=_NO_JOB,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-    except ClientError as err:
-        if is_condition_failure(err):
-            return False
-        raise
-    return True
+    return update_if(_task_key(task_id), fields, _NO_JOB, names={"#err": "error"}, values={":null": "NULL"}) is not None
 
 
 def active_tasks() -> list[dict[str, Any]]:
