@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from moto.dynamodb.responses import DynamoHandler
+from moto.moto_server.werkzeug_app import MotoRequestHandler
 from moto.server import ThreadedMotoServer
 
 _DYNAMODB_LOCK = threading.RLock()
@@ -44,6 +45,8 @@ def start_embedded_aws(port: int = 0) -> tuple[ThreadedMotoServer, str]:
     os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     serialize_dynamodb()
+    # headers and body leave in separate writes; without this each answer waits for a delayed ACK
+    MotoRequestHandler.disable_nagle_algorithm = True
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, real_port = server._server.server_address[:2]
