@@ -91,6 +91,7 @@ class JobExecutor:
         self.config = config
         self.max_rows = int(config.get("max_result_rows") or engine_config.DEFAULT_MAX_RESULT_ROWS)
         self.namespaces: dict[str, dict[str, Any]] = {}
+        self._streams_before: dict[str, set[str]] = {}  # per running job: stream ids active when it started
 
     def namespace(self, scope: str) -> dict[str, Any]:
         """The Python namespace of ``scope`` (created with ``spark`` and ``sc`` bound)."""
@@ -174,8 +175,12 @@ class JobExecutor:
         log = JobLog(exec_id, int(job.get("log_lines") or 0))
         try:
             return self._run(job, log)
-        except BaseException as err:  # the engine itself failed: never leave the job Running
-            reason = f"engine error: {type(err).__name__}: {err}"
+        except BaseException as err:  # the engine itself failed or was stopped: never leave the job Running
+            status, reason, code = "Failed", f"engine error: {type(err).__name__}: {err}", engine_config.ERR_ENGINE
+            with contextlib.suppress(Exception):
+                if (job_store.get_job(exec_id) or {}).get("cancel_requested"):
+                    # a kill that outran the watcher (e.g. SIGTERM from a cancel) is still the user's cancel
+                    status, reason, code = "Cancelled", "cancelled by user", engine_config.ERR_CANCELLED
             log.error(reason)
             try:
                 lines = log.flush(update_count=False)
@@ -184,12 +189,14 @@ class JobExecutor:
             job_store.transition(
                 exec_id,
                 ("Running",),
-                "Failed",
-                {"error": reason, "error_code": engine_config.ERR_ENGINE, "ended_at": now_iso(), "log_lines": lines},
+                status,
+                {"error": reason, "error_code": code, "ended_at": now_iso(), "log_lines": lines},
             )
             if not isinstance(err, Exception):
                 raise
             return None
+        finally:
+            self._streams_before.pop(exec_id, None)
 
     def _run(self, job: dict[str, Any], log: JobLog) -> dict[str, Any] | None:
         exec_id = job["exec_id"]
@@ -198,6 +205,7 @@ class JobExecutor:
         started = time.monotonic()
         log.info(f"job {job.get('task_id')} ({job['run_type']}) started on {socket.gethostname()} pid {os.getpid()}")
         outcome = _Outcome()
+        self._streams_before[exec_id] = self._active_stream_ids()
         worker = threading.Thread(target=self._work, args=(job, log, outcome), name=f"job-{exec_id}", daemon=True)
         worker.start()
         stop_reason: str | None = None
@@ -230,6 +238,20 @@ class JobExecutor:
             return self._stop(job, log, worker, stop_reason, runtime)
         return self._finish(job, log, outcome, sc)
 
+    def _active_stream_ids(self) -> set[str]:
+        try:
+            return {str(q.id) for q in self.spark.streams.active}
+        except Exception:
+            return set()
+
+    def _stop_streams(self, job: dict[str, Any]) -> None:
+        """Stop the streaming queries this job started (a thread blocked in ``awaitTermination`` then returns)."""
+        before = self._streams_before.get(job["exec_id"], set())
+        for query in list(self.spark.streams.active):
+            if str(query.id) not in before:
+                with contextlib.suppress(Exception):
+                    query.stop()
+
     def _stop(
         self, job: dict[str, Any], log: JobLog, worker: threading.Thread, status: str, runtime: float
     ) -> dict[str, Any] | None:
@@ -242,6 +264,7 @@ class JobExecutor:
             reason = "cancelled by user"
             log.warn("kill requested: cancelling the job's Spark jobs")
             code = engine_config.ERR_CANCELLED
+        self._stop_streams(job)
         self.spark.sparkContext.cancelJobGroup(exec_id)
         deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
         while worker.is_alive() and time.monotonic() < deadline:
