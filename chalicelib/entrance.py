@@ -260,13 +260,25 @@ def open_file(principal: Principal, path: Any, page: Any = None, page_size: Any 
     document = json.loads(job_store.get_object(key))
     number = _int_arg(page, "page", 1, 1, 10**9)
     size = _int_arg(page_size, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    rows = document.get("rows", [])
-    total_pages = max(1, math.ceil(len(rows) / size))
+    total = int(document.get("total_rows", len(document.get("rows", []))))
     return {
         "metadata": document.get("metadata", []),
-        "fileContent": rows[(number - 1) * size : number * size],
+        "fileContent": _rows(owner, exec_id, int(name[1:].split(".")[0]), document, (number - 1) * size, size),
         "type": "2",
-        "totalLine": len(rows),
+        "totalLine": total,
         "page": number,
-        "totalPage": total_pages,
+        "totalPage": max(1, math.ceil(total / size)),
     }
+
+
+def _rows(owner: str, exec_id: str, index: int, document: dict[str, Any], start: int, count: int) -> list[Any]:
+    """Rows ``start .. start+count`` of a result set, reading only the stored pages that hold them."""
+    stored = int(document.get("page_rows") or 0) or max(1, len(document.get("rows", [])))
+    total = int(document.get("total_rows", len(document.get("rows", []))))
+    end = min(start + count, total)
+    rows: list[Any] = []
+    for number in range(start // stored, (end - 1) // stored + 1) if end > start else ():
+        page = document.get("rows", []) if number == 0 else job_store.get_result_page(owner, exec_id, index, number)
+        first = number * stored
+        rows.extend(page[max(start - first, 0) : end - first])
+    return rows

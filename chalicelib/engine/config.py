@@ -7,8 +7,10 @@ from typing import Any
 
 #: Seconds a session driver waits without work before it exits (marking the session stopped).
 DEFAULT_IDLE_TIMEOUT_SECONDS = 600
-#: Rows collected per result set; more are dropped and the set is marked ``truncated``.
-DEFAULT_MAX_RESULT_ROWS = 5000
+#: Rows kept per result set; more are dropped and the set is marked ``truncated``.
+DEFAULT_MAX_RESULT_ROWS = 1_000_000
+#: Rows per stored page of a result set: page 0 lives in the result file, the rest beside it.
+RESULT_PAGE_ROWS = 5000
 #: Seconds between heartbeats written into the session item.
 DEFAULT_HEARTBEAT_SECONDS = 3.0
 #: Rows of the first result set stored inline on the job (``result_preview``).

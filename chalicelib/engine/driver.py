@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 from chalicelib.config import settings
 from chalicelib.engine import config as engine_config
 from chalicelib.engine.capture import JobLog, capture_into
-from chalicelib.engine.statements import ResultSet, run_python, run_sql, user_traceback
+from chalicelib.engine.statements import PageSink, ResultSet, run_python, run_sql, user_traceback
 from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
 
@@ -108,14 +108,18 @@ class JobExecutor:
     def _work(self, job: dict[str, Any], log: JobLog, outcome: _Outcome) -> None:
         exec_id = job["exec_id"]
         sc = self.spark.sparkContext
+
+        def sinks(index: int) -> PageSink:
+            return lambda page, rows: job_store.put_result_page(job["owner"], exec_id, index, page, rows)
+
         try:
             with capture_into(log):
                 sc.setJobGroup(exec_id, f"sparkgate job {job.get('task_id')}", interruptOnCancel=True)
                 if job["run_type"] == "sql":
-                    outcome.result_sets = run_sql(self.spark, job["code"], self.max_rows, log.info)
+                    outcome.result_sets = run_sql(self.spark, job["code"], self.max_rows, log.info, sinks)
                 elif job["run_type"] == "python":
                     scope = str(job.get("scope") or DEFAULT_SCOPE)
-                    outcome.result_sets = run_python(self.namespace(scope), job["code"], self.max_rows)
+                    outcome.result_sets = run_python(self.namespace(scope), job["code"], self.max_rows, sinks)
                 elif job["run_type"] == "geo":  # internal: the geo surface's ops (chalicelib.geo)
                     from chalicelib.engine.geo.ops import geo_result_sets
 
@@ -320,8 +324,8 @@ def _preview(document: ResultSet) -> dict[str, Any] | None:
     return {
         "metadata": document["metadata"],
         "rows": rows,
-        "total_rows": len(document["rows"]),
-        "truncated": bool(document.get("truncated")) or len(rows) < len(document["rows"]),
+        "total_rows": int(document.get("total_rows", len(document["rows"]))),
+        "truncated": bool(document.get("truncated")) or len(rows) < int(document.get("total_rows", len(rows))),
     }
 
 

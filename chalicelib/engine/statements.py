@@ -5,17 +5,23 @@ from __future__ import annotations
 import ast
 import base64
 import datetime as dt
+import itertools
 import math
 import os
 import traceback
+from collections.abc import Callable
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from chalicelib.engine.config import RESULT_PAGE_ROWS
+
 _ENGINE_DIR = os.path.dirname(os.path.abspath(__file__))
-ResultSet = dict[str, Any]  # {"metadata": [{columnName, dataType, comment}], "rows": [[...]], "truncated": bool}
+#: ``{"metadata": [{columnName, dataType, comment}], "rows": [[...]] (page 0), "truncated": bool,
+#: "total_rows": int, "page_rows": int, "pages": int}``
+ResultSet = dict[str, Any]
 
 
 def split_sql(code: str) -> list[str]:
@@ -76,23 +82,59 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
-def result_set(df: DataFrame, max_rows: int) -> ResultSet:
-    """Collect at most ``max_rows`` rows of ``df`` with Spark type names (``int``, ``double``, ``string``...)."""
+#: ``sink(page_number, rows)`` stores page ``page_number`` (>= 1) of the result set being collected.
+PageSink = Callable[[int, list[list[Any]]], None]
+
+
+def result_set(df: DataFrame, max_rows: int, sink: PageSink | None = None) -> ResultSet:
+    """Collect at most ``max_rows`` rows of ``df`` with Spark type names (``int``, ``double``, ``string``...).
+
+    A result that fits one page is taken in one go (the common, fast case). A bigger one is
+    streamed partition by partition (``toLocalIterator``, never all in the driver's memory):
+    page 0 stays in the document and every further page goes to ``sink`` as soon as it is full.
+    """
     metadata = [
         {"columnName": f.name, "dataType": f.dataType.simpleString(), "comment": (f.metadata or {}).get("comment", "")}
         for f in df.schema.fields
     ]
-    rows = df.take(max_rows + 1)
-    truncated = len(rows) > max_rows
+    page_rows = min(RESULT_PAGE_ROWS, max_rows) if sink is not None else max_rows
+    first = df.take(page_rows + 1)
+    if sink is None or len(first) <= page_rows or page_rows == max_rows:
+        rows = [[json_value(v) for v in row] for row in first[:page_rows]]
+        return _document(metadata, rows, len(first) > page_rows, len(rows), page_rows, 1)
+    stream = df.limit(max_rows + 1).toLocalIterator(prefetchPartitions=True)
+    head: list[list[Any]] = []
+    pages = total = 0
+    while page := [[json_value(v) for v in row] for row in itertools.islice(stream, min(page_rows, max_rows - total))]:
+        if pages == 0:
+            head = page
+        else:
+            sink(pages, page)
+        pages, total = pages + 1, total + len(page)
+    truncated = next(stream, None) is not None
+    return _document(metadata, head, truncated, total, page_rows, max(pages, 1))
+
+
+def _document(
+    metadata: list[dict[str, Any]], rows: list[list[Any]], truncated: bool, total: int, page_rows: int, pages: int
+) -> ResultSet:
     return {
         "metadata": metadata,
-        "rows": [[json_value(v) for v in row] for row in rows[:max_rows]],
+        "rows": rows,
         "truncated": truncated,
+        "total_rows": total,
+        "page_rows": page_rows,
+        "pages": pages,
     }
 
 
-def run_sql(spark: SparkSession, code: str, max_rows: int, say: Any) -> list[ResultSet]:
-    """Run each statement; every statement with output columns gives one result set."""
+def run_sql(
+    spark: SparkSession, code: str, max_rows: int, say: Any, sinks: Callable[[int], PageSink] | None = None
+) -> list[ResultSet]:
+    """Run each statement; every statement with output columns gives one result set.
+
+    ``sinks(index)`` answers the page sink of result set ``index`` (see :func:`result_set`).
+    """
     sets: list[ResultSet] = []
     statements = split_sql(code)
     if not statements:
@@ -102,11 +144,13 @@ def run_sql(spark: SparkSession, code: str, max_rows: int, say: Any) -> list[Res
             say(f"statement {number}/{len(statements)}: {statement[:200]}")
         df = spark.sql(statement)
         if df.columns:
-            sets.append(result_set(df, max_rows))
+            sets.append(result_set(df, max_rows, sinks(len(sets)) if sinks else None))
     return sets
 
 
-def run_python(namespace: dict[str, Any], code: str, max_rows: int) -> list[ResultSet]:
+def run_python(
+    namespace: dict[str, Any], code: str, max_rows: int, sinks: Callable[[int], PageSink] | None = None
+) -> list[ResultSet]:
     """Exec ``code`` in ``namespace``; a final expression's value is printed (a DataFrame becomes a result set)."""
     tree = ast.parse(code, filename="<code>", mode="exec")
     last: ast.Expression | None = None
@@ -119,7 +163,7 @@ def run_python(namespace: dict[str, Any], code: str, max_rows: int) -> list[Resu
         return []
     value = eval(compile(last, "<code>", "eval"), namespace)
     if isinstance(value, DataFrame):
-        return [result_set(value, max_rows)]
+        return [result_set(value, max_rows, sinks(0) if sinks else None)]
     if value is not None:
         print(repr(value))
     return []

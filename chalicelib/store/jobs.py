@@ -16,6 +16,7 @@ move a Job and a finished Job never moves again. Result sets live in S3 as JSON 
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -233,6 +234,9 @@ def live_sessions() -> list[dict[str, Any]]:
 # ---- results ------------------------------------------------------------------------------------
 
 
+_RESULT_FILE = re.compile(r"_\d+\.json")
+
+
 def result_prefix(owner: str, exec_id: str) -> str:
     """The S3 key prefix of a job's result sets."""
     return f"results/{owner}/{exec_id}/"
@@ -248,6 +252,27 @@ def put_result_set(owner: str, exec_id: str, index: int, document: dict[str, Any
         ContentType="application/json",
     )
     return key
+
+
+def result_page_key(owner: str, exec_id: str, index: int, page: int) -> str:
+    """The S3 key of page ``page`` (>= 1) of result set ``index``; page 0 is in the result file itself."""
+    return f"{result_prefix(owner, exec_id)}pages/{index}/{page}.json"
+
+
+def put_result_page(owner: str, exec_id: str, index: int, page: int, rows: list[list[Any]]) -> None:
+    """Store one further page of rows of result set ``index``."""
+    client("s3").put_object(
+        Bucket=settings().bucket_name,
+        Key=result_page_key(owner, exec_id, index, page),
+        Body=json.dumps(rows, default=str).encode(),
+        ContentType="application/json",
+    )
+
+
+def get_result_page(owner: str, exec_id: str, index: int, page: int) -> list[list[Any]]:
+    """Rows of page ``page`` (>= 1) of result set ``index``."""
+    rows: list[list[Any]] = json.loads(get_object(result_page_key(owner, exec_id, index, page)))
+    return rows
 
 
 def put_result_blob(owner: str, exec_id: str, name: str, data: bytes, content_type: str) -> str:
@@ -266,8 +291,8 @@ def get_object(key: str) -> bytes:
 def list_result_keys(owner: str, exec_id: str) -> list[str]:
     """A job's result-set keys, in result order."""
     prefix = result_prefix(owner, exec_id)
-    got = client("s3").list_objects_v2(Bucket=settings().bucket_name, Prefix=prefix)
-    keys = [o["Key"] for o in got.get("Contents", []) if o["Key"].endswith(".json")]
+    got = client("s3").list_objects_v2(Bucket=settings().bucket_name, Prefix=prefix, Delimiter="/")
+    keys = [o["Key"] for o in got.get("Contents", []) if _RESULT_FILE.fullmatch(o["Key"][len(prefix) :])]
     return sorted(keys, key=lambda k: int(k.rsplit("_", 1)[-1].split(".")[0]))
 
 

@@ -202,6 +202,47 @@ def test_sql_over_the_taxi_csv_gives_typed_result_sets(session_id: str) -> None:
     assert len(log) == done["log_lines"] and any("statement 2/2" in t for _, t in log)
 
 
+def test_large_results_are_stored_in_pages_and_read_back_in_any_page_size(session_id: str) -> None:
+    from chalicelib import entrance
+    from chalicelib.engine.config import RESULT_PAGE_ROWS
+    from chalicelib.store import jobs as job_store
+    from chalicelib.tokens import Principal
+
+    rows = 2 * RESULT_PAGE_ROWS + 345
+    query = submit(f"select id, id * 2 as twice from range({rows})", "sql", session_id)
+    done = finished(query["exec_id"], timeout=120)
+    assert done["status"] == "Succeed", done.get("error")
+    assert done["result_preview"]["total_rows"] == rows and done["result_preview"]["truncated"]
+    principal = Principal(OWNER, "engine")
+    tree = entrance.dir_file_trees(principal, done["result_location"])
+    assert [c["name"] for c in tree["dirFileTrees"]["children"]] == ["_0.json"]  # pages are not extra files
+    path = tree["dirFileTrees"]["children"][0]["path"]
+    assert len(job_store.get_result_page(OWNER, query["exec_id"], 0, 2)) == 345
+
+    every = [row for page in range(1, 4) for row in entrance.open_file(principal, path, page, 5000)["fileContent"]]
+    assert every == [[i, 2 * i] for i in range(rows)]
+    spanning = entrance.open_file(principal, path, 2, 3000)  # rows 3000..5999 cross stored pages 0 and 1
+    assert spanning["fileContent"] == [[i, 2 * i] for i in range(3000, 6000)]
+    assert (spanning["totalLine"], spanning["totalPage"]) == (rows, -(-rows // 3000))
+    assert entrance.open_file(principal, path, 99, 5000)["fileContent"] == []
+
+
+def test_max_result_rows_cuts_a_paged_result_and_says_so(thread_runner: ThreadRunner) -> None:
+    from chalicelib import sessions
+    from chalicelib.engine.config import RESULT_PAGE_ROWS
+
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    limit = RESULT_PAGE_ROWS + 10
+    sessions.ensure_session_driver(sid, OWNER, {"heartbeat_seconds": 1, "max_result_rows": limit})
+    try:
+        done = finished(submit(f"select id from range({3 * RESULT_PAGE_ROWS})", "sql", sid)["exec_id"], timeout=120)
+    finally:
+        sessions.stop_session(sid)
+    assert done["status"] == "Succeed", done.get("error")
+    assert done["result_preview"]["total_rows"] == limit and done["result_preview"]["truncated"]
+    assert any(level == "WARN" and "truncated" in text for level, text in log_of(done["exec_id"]))
+
+
 def test_python_prints_to_the_log_and_variables_persist(session_id: str) -> None:
     first = submit(
         "total = 40 + 1\nprint('hello from', 'python')\nfor i in range(3):\n    print('line', i)", "py", session_id
