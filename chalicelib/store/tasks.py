@@ -90,28 +90,11 @@ def release_work(work_id: str, task_id: str) -> bool:
 
     Answers True when this call cleared the work's pointer.
     """
-    cleared = True
-    try:
-        table().update_item(
-            Key=_work_key(work_id),
-            UpdateExpression="REMOVE active_task_id",
-            ConditionExpression="active_task_id = :t",
-            ExpressionAttributeValues={":t": task_id},
-        )
-    except ClientError as err:
-        if not is_condition_failure(err):
-            raise
-        cleared = False
-    try:
-        table().update_item(
-            Key=_task_key(task_id),
-            UpdateExpression="REMOVE gsi2pk, gsi2sk",
-            ConditionExpression="attribute_exists(pk)",
-        )
-    except ClientError as err:
-        if not is_condition_failure(err):
-            raise
-    return cleared
+    cleared = update_if(
+        _work_key(work_id), {}, "active_task_id = :t", values={":t": task_id}, remove=("active_task_id",)
+    )
+    update_if(_task_key(task_id), {}, "attribute_exists(pk)", remove=("gsi2pk", "gsi2sk"))
+    return cleared is not None
 
 
 def get_task(task_id: str) -> dict[str, Any] | None:
@@ -120,17 +103,9 @@ def get_task(task_id: str) -> dict[str, Any] | None:
     return _strip(item) if item else None
 
 
-def update_task_fields(task_id: str, fields: dict[str, Any]) -> None:
-    """Set ``fields`` on an existing task (its job's ids, a start error)."""
-    names = {f"#f{i}": k for i, k in enumerate(fields)}
-    values = {f":v{i}": v for i, v in enumerate(fields.values())}
-    table().update_item(
-        Key=_task_key(task_id),
-        UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
-        ConditionExpression="attribute_exists(pk)",
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values,
-    )
+def update_task_fields(task_id: str, fields: dict[str, Any]) -> bool:
+    """Set ``fields`` on an existing task; False when there is no such task."""
+    return update_if(_task_key(task_id), fields, "attribute_exists(pk)") is not None
 
 
 _NO_JOB = (
