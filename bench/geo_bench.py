@@ -102,7 +102,7 @@ def main() -> None:
     import shapely
     from pyspark.sql import SparkSession
 
-    from chalicelib.engine.geo import register_st_functions, render
+    from chalicelib.engine.geo import ops, register_st_functions
 
     spark = (
         SparkSession.builder.master("local[2]")
@@ -117,13 +117,19 @@ def main() -> None:
     params = dict(width=W, height=H, bounding_box=BOX, coordinate_system="EPSG:4326")
     results: list[tuple[str, float, float, float, float]] = []
 
+    # The path the HTTP routes take: a session view of the file, the map's SQL, ops.render.
     def spark_point() -> bytes:
-        df = spark.read.parquet(str(path)).selectExpr("ST_Point(x, y) as p")
-        return render.pointmap(df, dict(params, point_size=3, point_color="#2DEF4A", opacity=0.5))
+        spark.read.parquet(str(path)).createOrReplaceTempView("pts")
+        point_params = dict(params, point_size=3, point_color="#2DEF4A", opacity=0.5)
+        png: bytes = ops.render(spark, "pointmap", "select ST_Point(x, y) as p from pts", point_params)["png"]
+        return png
 
     def spark_heat() -> bytes:
-        df = spark.read.parquet(str(path)).selectExpr("ST_Point(x, y) as p", "w")
-        return render.heatmap(df, dict(params, map_zoom_level=10))
+        spark.read.parquet(str(path)).createOrReplaceTempView("pts")
+        png: bytes = ops.render(
+            spark, "heatmap", "select ST_Point(x, y) as p, w from pts", dict(params, map_zoom_level=10)
+        )["png"]
+        return png
 
     from chalicelib.engine.geo.projection import lonlat_to_mercator
 
@@ -157,9 +163,8 @@ def main() -> None:
 
     def spark_within() -> int:
         spark.read.parquet(str(path)).createOrReplaceTempView("pts")
-        return int(
-            spark.sql(f"select count(*) from pts where ST_Within(ST_Point(x, y), ST_GeomFromText('{POLY}'))").first()[0]
-        )
+        sql = f"select count(*) from pts where ST_Within(ST_Point(x, y), ST_GeomFromText('{POLY}'))"
+        return int(ops.query(spark, sql)["result"][0])
 
     poly = shapely.from_wkt(POLY)
 

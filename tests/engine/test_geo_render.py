@@ -196,3 +196,48 @@ def test_fishnet_and_icon(points: DataFrame, tmp_path: Any) -> None:
 def test_bad_params_name_the_param(points: DataFrame, fn: Any, params: dict[str, Any], bad: str) -> None:
     with pytest.raises(ValueError, match=bad):
         fn(points, params)
+
+
+@pytest.mark.parametrize(
+    ("kind", "sql", "extra"),
+    [
+        ("pointmap", "select ST_Point(pickup_longitude, pickup_latitude) as point from nyc_taxi where {w}",
+         dict(point_size=3, point_color="#2DEF4A", opacity=0.5)),
+        ("heatmap", "select ST_Point(pickup_longitude, pickup_latitude), passenger_count as w from nyc_taxi "
+         "where {w}", dict(map_zoom_level=10)),
+        ("weighted", "select ST_Point(pickup_longitude, pickup_latitude) p, tip_amount c, fare_amount s "
+         "from nyc_taxi where {w}",
+         dict(color_gradient=["#4D904F", "#C23728"], color_bound=[0, 2], size_bound=[0, 10], opacity=1.0)),
+        ("fishnetmap", "select ST_Point(pickup_longitude, pickup_latitude), fare_amount from nyc_taxi",
+         dict(color_gradient=["#0000FF", "#FF0000"], cell_size=4, cell_spacing=1, opacity=1.0)),
+        ("pointmap", "select ST_Point(if(fare_amount > 10, null, pickup_longitude), pickup_latitude) from nyc_taxi",
+         dict(point_size=5, point_color="#F50404", opacity=1.0)),
+    ],
+)  # fmt: skip
+def test_xy_fast_path_draws_the_same_png(
+    nyc_taxi: DataFrame, geo_spark: SparkSession, kind: str, sql: str, extra: dict[str, Any]
+) -> None:
+    """ops.render bins raw x/y for SELECT ST_Point(a, b): byte-identical to the WKB path."""
+    from chalicelib.engine.geo import ops
+
+    q = sql.format(w=WITHIN)
+    src = ops.map_source(geo_spark, kind, q)
+    assert isinstance(src, render.XYPoints)
+    params = dict(width=400, height=300, bounding_box=BOX1, coordinate_system="EPSG:4326", **extra)
+    assert ops.render(geo_spark, kind, q, params)["png"] == render.render_map(kind, geo_spark.sql(q), params)
+
+
+@pytest.mark.parametrize(("size", "opacity"), [(3, 0.5), (5, 1.0), (7, 0.3), (1, 0.8)])
+def test_uniform_disc_blend_is_bit_identical(monkeypatch: pytest.MonkeyPatch, size: float, opacity: float) -> None:
+    """The hit-pattern blend of dense one-colour maps equals the per-point scatter."""
+    rng = np.random.default_rng(5)
+    h, w = 60, 80
+    lit = rng.random((h, w)) < 0.7
+    lit[0, :] = lit[:, -1] = True  # discs clipped by the edges
+    ys, xs = np.nonzero(lit)
+    rgba = np.tile(np.array([0.176, 0.937, 0.29, opacity]), (len(ys), 1))
+    sizes = np.full(len(ys), float(size))
+    fast = render._draw_discs((h, w), ys, xs, sizes, rgba)
+    monkeypatch.setattr(render, "PATTERN_MIN_SHARE", 0)
+    slow = render._draw_discs((h, w), ys, xs, sizes, rgba)
+    assert np.array_equal(fast, slow)

@@ -48,6 +48,8 @@ from chalicelib.engine.geo._arrow import (
     FloatArray,
     GeoFunctionError,
     ObjArray,
+    _cache_get,
+    _cache_put,
     as_array,
     from_geoms,
     load_geoms,
@@ -464,6 +466,59 @@ def st_envelope_aggr(geo: pa.Array) -> bytes | None:
 
 
 ST_FUNCTION_NAMES: tuple[str, ...] = tuple(sorted(_REGISTRY))
+
+
+# --------------------------------------------------- point-vs-literal predicates
+_XY_PREDICATES: dict[str, Callable[[Any, FloatArray, FloatArray], Any]] = {
+    "contains": shapely.contains_xy,  # ST_Within(point, g) / ST_Contains(g, point)
+    "intersects": shapely.intersects_xy,
+}
+
+
+def point_predicate(kind: str, wkt: str) -> Callable[[pa.Array, pa.Array], pa.Array]:
+    """``(x, y) -> boolean`` Arrow function: ``kind`` ('contains' or 'intersects') of the
+    literal geometry ``wkt`` against ``ST_Point(x, y)``.
+
+    Same answers as ``ST_Within(ST_Point(x, y), ST_GeomFromText(wkt))`` (resp.
+    ``ST_Intersects``): null when x or y is null; the geometry is parsed and prepared
+    once per Python worker.
+    """
+    test = _XY_PREDICATES[kind]
+
+    def fn(x: pa.Array, y: pa.Array) -> pa.Array:
+        x, y = as_array(x), as_array(y)
+        key = ("wkt", wkt)
+        geom = _cache_get(key)
+        if geom is None:
+            geom = parse_wkt(pa.array([wkt], type=pa.string()), "ST_GeomFromText")[0]
+            shapely.prepare(geom)
+            _cache_put(key, geom)
+        valid = valid_mask(x) & valid_mask(y)
+        try:
+            fx, fy = to_float(x), to_float(y)
+        except Exception as exc:  # as ST_Point(x, y) would report it
+            raise GeoFunctionError(f"ST_Point: {type(exc).__name__}: {exc}") from None
+        return _bool(test(geom, fx, fy), valid)
+
+    return fn
+
+
+def register_point_predicate(spark: SparkSession, name: str, kind: str, wkt: str) -> None:
+    """Register :func:`point_predicate` ``(kind, wkt)`` as the SQL function ``name``."""
+    fn = point_predicate(kind, wkt)
+
+    def wrapper(x: pa.Array, y: pa.Array) -> pa.Array:
+        try:
+            return fn(x, y)
+        except GeoFunctionError:
+            raise
+        except Exception as exc:
+            raise GeoFunctionError(f"{name}: {type(exc).__name__}: {exc}") from None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        udf = arrow_udf(wrapper, BooleanType(), ArrowUDFType.SCALAR)  # type: ignore[call-overload]
+    spark.udf.register(name, udf)
 
 
 def register_st_functions(spark: SparkSession) -> None:

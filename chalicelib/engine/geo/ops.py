@@ -44,10 +44,26 @@ class _Tee(io.TextIOBase):
         return len(s)
 
 
+def sql_frame(spark: SparkSession, sql: str) -> DataFrame:
+    """``spark.sql(sql)`` after the result-preserving geo rewrites (``geo.rewrite``).
+
+    If the rewritten text does not analyse, the original runs (and reports its own error).
+    """
+    from chalicelib.engine.geo.rewrite import rewrite_sql
+
+    rewritten = rewrite_sql(spark, sql)
+    if rewritten != sql:
+        try:
+            return spark.sql(rewritten)
+        except Exception:  # let the user's own SQL give the error message
+            pass
+    return spark.sql(sql)
+
+
 def load_table(spark: SparkSession, table: dict[str, Any]) -> None:
     """One catalog definition into a temp view: a file (``kind='file'``) or SQL (``kind='sql'``)."""
     if table.get("kind") == "sql":
-        spark.sql(str(table["sql"])).createOrReplaceTempView(str(table["name"]))
+        sql_frame(spark, str(table["sql"])).createOrReplaceTempView(str(table["name"]))
         return
     reader = spark.read.format(str(table.get("format") or "csv"))
     for key, value in (table.get("options") or {}).items():
@@ -78,9 +94,9 @@ def query(spark: SparkSession, sql: str) -> dict[str, Any]:
         name, select = ctas.group(1), ctas.group(2)
         if select.startswith("(") and select.endswith(")"):
             select = select[1:-1]
-        spark.sql(select).createOrReplaceTempView(name)
+        sql_frame(spark, select).createOrReplaceTempView(name)
         return {"result": [], "created_table": {"kind": "sql", "name": name, "sql": select}}
-    df = spark.sql(sql)
+    df = sql_frame(spark, sql)
     return {"result": _rows(df) if df.columns else []}
 
 
@@ -107,14 +123,38 @@ def command(namespace: dict[str, Any], code: str) -> dict[str, Any]:
     return {"output": output, "result": shown}
 
 
+#: Map types drawn from points: their ``SELECT ST_Point(a, b), ...`` is binned from raw a/b.
+POINT_MAPS = frozenset({"pointmap", "heatmap", "weighted", "weighted_pointmap", "fishnetmap", "icon_viz"})
+
+
+def map_source(spark: SparkSession, kind: str, sql: str) -> Any:
+    """The renderer's input for ``sql``: a DataFrame, or ``render.XYPoints`` when a point
+    map's SQL starts with ``SELECT ST_Point(a, b)`` (same pixels, no WKB round trip)."""
+    from chalicelib.engine.geo.render import XYPoints
+    from chalicelib.engine.geo.rewrite import rewrite_sql, xy_map_sql
+
+    if kind in POINT_MAPS:
+        xy_sql = xy_map_sql(rewrite_sql(spark, sql))
+        if xy_sql is not None:
+            try:
+                df = spark.sql(xy_sql)
+            except Exception:  # e.g. GROUP BY the point: keep the general path
+                df = None
+            if df is not None:
+                n = len(df.columns)
+                df = df.toDF(*[f"c{i}" for i in range(n)])
+                return XYPoints(df.select("c0", "c1", *[f"c{i}" for i in range(3, n)]), n - 2)
+    return sql_frame(spark, sql)
+
+
 def render(spark: SparkSession, kind: str, sql: str, params: dict[str, Any]) -> dict[str, Any]:
-    """A map PNG: ``render.<kind>(spark.sql(sql), params)``."""
+    """A map PNG: ``render.<kind>(spark.sql(sql), params)`` (see :func:`map_source`)."""
     from chalicelib.engine.geo import render as renderer
 
     draw = getattr(renderer, kind, None)
     if draw is None:
         raise ValueError(f"map type {kind!r} is not available")
-    png = draw(spark.sql(sql), params)
+    png = draw(map_source(spark, kind, sql), params)
     return {"png": bytes(png)}
 
 

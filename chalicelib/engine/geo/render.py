@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -33,11 +33,12 @@ from PIL import Image, ImageDraw
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from chalicelib.engine.geo._arrow import points_xy
-from chalicelib.engine.geo.projection import transform_xy
+from chalicelib.engine.geo._arrow import points_xy, to_float, valid_mask
+from chalicelib.engine.geo.projection import MAX_LAT, WGS84_A, transform_xy
 
 __all__ = [
     "MapParamError",
+    "XYPoints",
     "choropleth",
     "fishnetmap",
     "heatmap",
@@ -80,6 +81,42 @@ class Viewport:
         fy = np.where(np.isfinite(fy), fy, -1.0)
         # C's (int32_t) cast truncates toward zero
         return np.trunc(fx).astype(np.int64), np.trunc(fy).astype(np.int64)
+
+    def cells(self, x: Floats, y: Floats) -> tuple[Ints, npt.NDArray[np.bool_]]:
+        """Flat cell index ``row * width + column`` of each point and whether it is on the
+        grid: the pixels of :meth:`project`, bit for bit (same float operations, done in
+        place), the index being meaningful only where the second array is True."""
+        if self.src_epsg == 4326:
+            # lonlat_to_mercator, in place: x = R*radians(lon), y = R*ln(tan(pi/4 + radians(lat)/2))
+            fx = np.radians(np.asarray(x, dtype=np.float64))
+            fx *= WGS84_A
+            fy = np.clip(np.asarray(y, dtype=np.float64), -MAX_LAT, MAX_LAT)
+            np.radians(fy, out=fy)
+            fy /= 2.0
+            fy += np.pi / 4.0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                np.tan(fy, out=fy)
+                np.log(fy, out=fy)
+            fy *= WGS84_A
+        else:
+            mx, my = transform_xy(x, y, self.src_epsg, 3857)
+            fx, fy = mx.copy(), my.copy()
+        with np.errstate(invalid="ignore", over="ignore"):
+            fx -= self.min_x
+            fx *= self.width
+            fx /= self.max_x - self.min_x
+            fy -= self.min_y
+            fy *= self.height
+            fy /= self.max_y - self.min_y
+        # trunc(f) in [0, n) <=> -1 < f < n; NaN and infinities fail both tests
+        inside = (fx > -1.0) & (fx < self.width) & (fy > -1.0) & (fy < self.height)
+        if not inside.all():
+            fx = np.where(inside, fx, 0.0)
+            fy = np.where(inside, fy, 0.0)
+        cell = fy.astype(np.int64)  # C's (int32_t) cast truncates toward zero
+        cell *= self.width
+        cell += fx.astype(np.int64)
+        return cell, inside
 
     def project_float(self, x: Floats, y: Floats) -> tuple[Floats, Floats]:
         """Source-CRS coordinates to fractional pixel coordinates (bottom-left origin)."""
@@ -166,6 +203,32 @@ def viewport(params: dict[str, Any]) -> Viewport:
 
 # ------------------------------------------------------- Spark-side binning
 _PARTIAL_SCHEMA = "idx binary, vals binary, nvals int"
+#: Arrow batch size while binning: big batches amortise the per-batch cost of the JVM ->
+#: Python transfer (a batch of 2 doubles + 1 weight is ~12 MB at this size).
+BIN_BATCH_ROWS = 500_000
+_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+
+@dataclass(frozen=True)
+class XYPoints:
+    """A map source whose points are raw coordinate columns instead of WKB.
+
+    ``df`` columns: x, y, then the weight columns.  ``sql_columns`` is the column count
+    of the SQL the user wrote (geometry + weights), which the map types validate.
+    Built by :func:`chalicelib.engine.geo.ops.render` from ``SELECT ST_Point(a, b), ...``
+    (see :func:`chalicelib.engine.geo.rewrite.xy_map_sql`); binning it gives exactly what
+    binning ``ST_Point(x, y)`` gives, without the WKB round trip.
+    """
+
+    df: DataFrame
+    sql_columns: int
+
+
+Source: TypeAlias = DataFrame | XYPoints
+
+
+def _ncols(src: Source) -> int:
+    return src.sql_columns if isinstance(src, XYPoints) else len(src.columns)
 
 
 def _point_columns(batch: pa.RecordBatch) -> tuple[Floats, Floats, npt.NDArray[np.bool_]]:
@@ -184,9 +247,17 @@ def _point_columns(batch: pa.RecordBatch) -> tuple[Floats, Floats, npt.NDArray[n
     return shapely.get_x(geoms), shapely.get_y(geoms), np.asarray(ok, dtype=bool)
 
 
-def _binner(vp: Viewport, nweights: int, mode: str) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+def _xy_columns(batch: pa.RecordBatch) -> tuple[Floats, Floats, npt.NDArray[np.bool_]]:
+    """Raw coordinate columns, as ``ST_Point`` reads them (nulls -> NaN, not drawn)."""
+    x, y = batch.column(0), batch.column(1)
+    return to_float(x), to_float(y), valid_mask(x) & valid_mask(y)
+
+
+def _binner(vp: Viewport, nweights: int, xy: bool) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """Build the per-partition function: rows -> sparse (cell index, aggregates)."""
     size = vp.width * vp.height
+    first_weight = 2 if xy else 1
+    read = _xy_columns if xy else _point_columns
 
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         count = np.zeros(size, dtype=np.float64)
@@ -194,19 +265,21 @@ def _binner(vp: Viewport, nweights: int, mode: str) -> Callable[[Iterator[pa.Rec
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            x, y, ok = _point_columns(batch)
-            px, py = vp.project(x, y)
-            ok = ok & (px >= 0) & (px < vp.width) & (py >= 0) & (py < vp.height)
+            x, y, ok = read(batch)
+            cell, inside = vp.cells(x, y)
+            ok &= inside
             weights = []
             for k in range(nweights):
-                col = batch.column(k + 1)
+                col = batch.column(k + first_weight)
                 w = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
                 ok &= np.isfinite(w)
                 weights.append(w)
-            cell = (py * vp.width + px)[ok]
+            if not ok.all():
+                cell = cell[ok]
+                weights = [w[ok] for w in weights]
             count += np.bincount(cell, minlength=size)
             for k in range(nweights):
-                sums[k] += np.bincount(cell, weights=weights[k][ok], minlength=size)
+                sums[k] += np.bincount(cell, weights=weights[k], minlength=size)
         nz = np.flatnonzero(count)
         vals = np.vstack([count[nz], *[s[nz] for s in sums]])
         yield pa.RecordBatch.from_pydict(
@@ -217,20 +290,34 @@ def _binner(vp: Viewport, nweights: int, mode: str) -> Callable[[Iterator[pa.Rec
             }
         )
 
-    del mode
     return fn
 
 
-def bin_points(df: DataFrame, vp: Viewport, nweights: int) -> tuple[Floats, list[Floats]]:
+def bin_points(src: Source, vp: Viewport, nweights: int) -> tuple[Floats, list[Floats]]:
     """Aggregate in Spark: per pixel, the point count and the sum of each weight column.
 
+    ``src`` is the SQL result (column 0 the geometry, then weights) or :class:`XYPoints`.
     Returns dense ``(height, width)`` arrays with row 0 at the bottom (GL order).
     """
+    ncols = _ncols(src)
+    if ncols < 1 + nweights:
+        raise MapParamError(f"the SQL result needs {1 + nweights} columns, got {ncols}")
+    xy = isinstance(src, XYPoints)
+    df = src.df if isinstance(src, XYPoints) else src
+    ncoords = 2 if xy else 1
     cols = df.columns
-    if len(cols) < 1 + nweights:
-        raise MapParamError(f"the SQL result needs {1 + nweights} columns, got {len(cols)}")
-    sel = df.select(*[F.col(f"`{c}`") for c in cols[: 1 + nweights]])
-    parts = sel.mapInArrow(_binner(vp, nweights, "sum"), _PARTIAL_SCHEMA).collect()  # type: ignore[arg-type]
+    sel = df.select(*[F.col(f"`{c}`") for c in cols[: ncoords + nweights]])
+    spark = df.sparkSession
+    previous = spark.conf.get(_BATCH_CONF, None)
+    try:
+        if previous is None or int(previous) < BIN_BATCH_ROWS:
+            spark.conf.set(_BATCH_CONF, str(BIN_BATCH_ROWS))
+        parts = sel.mapInArrow(_binner(vp, nweights, xy), _PARTIAL_SCHEMA).collect()  # type: ignore[arg-type]
+    finally:
+        if previous is None:
+            spark.conf.unset(_BATCH_CONF)
+        else:
+            spark.conf.set(_BATCH_CONF, previous)
     size = vp.width * vp.height
     count = np.zeros(size, dtype=np.float64)
     sums = [np.zeros(size, dtype=np.float64) for _ in range(nweights)]
@@ -299,7 +386,7 @@ def _png(rgba_gl: npt.NDArray[np.uint8]) -> bytes:
 
 
 # --------------------------------------------------------------- map types
-def pointmap(df: DataFrame, params: dict[str, Any]) -> bytes:
+def pointmap(df: Source, params: dict[str, Any]) -> bytes:
     """Point map: every point a disc of ``point_size`` px, ``point_color``, ``opacity``."""
     vp = viewport(params)
     size = _number(params, "point_size", 3, lo=0.5, hi=200)
@@ -385,7 +472,7 @@ HEAT_FRAGMENT_COVERAGE = (0.5 + _SQRT_HALF - _SQRT_HALF) / (2 * _SQRT_HALF)
 HEAT_FRAGMENTS = 4
 
 
-def heatmap(df: DataFrame, params: dict[str, Any]) -> bytes:
+def heatmap(df: Source, params: dict[str, Any]) -> bytes:
     """Heat map of the summed weights (column 1), Arctern's kernel and colour ramp."""
     vp = viewport(params)
     zoom = _number(params, "map_zoom_level", 10, lo=0, hi=22)
@@ -427,10 +514,17 @@ def _draw_discs(grid_shape: tuple[int, int], ys: Ints, xs: Ints, sizes: Floats, 
     the point's alpha times its coverage.  Output rounds to 8 bits like GL does.
     """
     h, w = grid_shape
-    out = np.zeros((h, w, 4), dtype=np.float64)
-    order = np.argsort(-sizes, kind="stable")  # big discs first, small ones stay visible
-    ys, xs, sizes, rgba = ys[order], xs[order], sizes[order], rgba[order]
+    one_size = len(sizes) > 0 and float(sizes.min()) == float(sizes.max())
+    if not one_size:
+        order = np.argsort(-sizes, kind="stable")  # big discs first, small ones stay visible
+        ys, xs, sizes, rgba = ys[order], xs[order], sizes[order], rgba[order]
     opacity = float(rgba[:, 3].max()) if len(rgba) else 1.0
+    if one_size and len(ys) * PATTERN_MIN_SHARE >= h * w:
+        dxs, dys, covs = disc_offsets(float(sizes[0]), opacity)
+        if len(dxs) <= _MAX_PATTERN_BITS and (rgba == rgba[0]).all():
+            table, inverse = _uniform_disc_table(grid_shape, ys, xs, rgba[0], dxs, dys, covs)
+            return _gl_bytes(table)[inverse]
+    out = np.zeros((h, w, 4), dtype=np.float64)
     for s in np.unique(sizes)[::-1]:
         sel = sizes == s
         dxs, dys, covs = disc_offsets(float(s), opacity)
@@ -442,10 +536,55 @@ def _draw_discs(grid_shape: tuple[int, int], ys: Ints, xs: Ints, sizes: Floats, 
             dst = out[ty[ok], tx[ok]]
             src = np.concatenate([col[ok, :3] * a, a * a], axis=1)
             out[ty[ok], tx[ok]] = src + (1 - a) * dst
-    return np.asarray(np.clip(np.rint(out * 255.0), 0, 255), dtype=np.uint8)
+    return _gl_bytes(out)
 
 
-def weighted(df: DataFrame, params: dict[str, Any]) -> bytes:
+def _gl_bytes(rgba: Floats) -> npt.NDArray[np.uint8]:
+    """Blended float RGBA to 8 bits, rounded like GL."""
+    return np.asarray(np.clip(np.rint(rgba * 255.0), 0, 255), dtype=np.uint8)
+
+
+_MAX_PATTERN_BITS = 62
+#: One-size one-colour discs are blended by hit pattern (:func:`_uniform_disc_table`)
+#: once at least 1/PATTERN_MIN_SHARE of the grid is lit; sparser maps scatter per point.
+PATTERN_MIN_SHARE = 2
+
+
+def _uniform_disc_table(
+    grid_shape: tuple[int, int], py: Ints, px: Ints, col: Floats, dxs: Ints, dys: Ints, covs: Floats
+) -> tuple[Floats, Ints]:
+    """What :func:`_draw_discs` computes for discs of one size and one colour, bit for
+    bit, without gathering/scattering every point once per disc offset.
+
+    A pixel's value only depends on which offsets (in order) hit it, so each pixel gets a
+    bit pattern of the offsets that reach it; the blend recurrence is run once per
+    distinct pattern with the very same float operations.  Returns the per-pattern
+    RGBA table and the ``(h, w)`` index of each pixel's pattern in it.
+    """
+    h, w = grid_shape
+    lit = np.zeros((h, w), dtype=bool)
+    lit[py, px] = True
+    pattern = np.zeros((h, w), dtype=np.int64)
+    for k, (dx, dy) in enumerate(zip(dxs.tolist(), dys.tolist(), strict=True)):
+        # target (y + dy, x + dx) for every lit source (y, x), clipped to the grid
+        ty0, ty1, tx0, tx1 = max(dy, 0), min(h + dy, h), max(dx, 0), min(w + dx, w)
+        if ty0 >= ty1 or tx0 >= tx1:
+            continue
+        src = lit[ty0 - dy : ty1 - dy, tx0 - dx : tx1 - dx]
+        pattern[ty0:ty1, tx0:tx1] |= src.astype(np.int64) << k
+    patterns, inverse = np.unique(pattern, return_inverse=True)
+    table = np.zeros((len(patterns), 4), dtype=np.float64)
+    for k, cov in enumerate(covs.tolist()):
+        hit = ((patterns >> k) & 1).astype(bool)
+        if not hit.any():
+            continue
+        a = col[3:4] * cov
+        src_rgba = np.concatenate([col[:3] * a, a * a])
+        table = np.where(hit[:, None], src_rgba + (1 - a) * table, table)
+    return table, inverse.reshape(h, w)
+
+
+def weighted(df: Source, params: dict[str, Any]) -> bytes:
     """Weighted point map: colour by column ``c`` within ``color_bound`` and/or size by
     column ``s`` within ``size_bound`` (sums per pixel, as Arctern aggregates them).
 
@@ -460,7 +599,7 @@ def weighted(df: DataFrame, params: dict[str, Any]) -> bytes:
     color_bound = _numbers(params, "color_bound", [2], [0, 1])
     if size_bound[0] < 0 or size_bound[-1] > 200:
         raise MapParamError(f"parameter 'size_bound' out of range: {size_bound}")
-    ncols = len(df.columns)
+    ncols = _ncols(df)
     multi_color = len(colors) == 2
     multi_size = len(size_bound) == 2
     if ncols == 1:
@@ -486,8 +625,10 @@ def weighted(df: DataFrame, params: dict[str, Any]) -> bytes:
     return _png(_draw_discs((vp.height, vp.width), ys, xs, sizes, rgba))
 
 
-def choropleth(df: DataFrame, params: dict[str, Any]) -> bytes:
+def choropleth(df: Source, params: dict[str, Any]) -> bytes:
     """Choropleth: polygons (column 0) filled by their summed weight (column 1)."""
+    if isinstance(df, XYPoints):
+        raise MapParamError("choropleth needs polygons in column 0, not points")
     vp = viewport(params)
     colors = _colors(params, "color_gradient", [1, 2])
     bound = _numbers(params, "color_bound", [2])
@@ -555,7 +696,7 @@ def _fill_polygons(img: Image.Image, vp: Viewport, geoms: Any, rgba: Floats) -> 
     img.paste(Image.fromarray(_to_u8(canvas), "RGBA"))
 
 
-def fishnetmap(df: DataFrame, params: dict[str, Any]) -> bytes:
+def fishnetmap(df: Source, params: dict[str, Any]) -> bytes:
     """Fishnet map: square cells of ``cell_size`` px (``cell_spacing`` gap) coloured
     by the aggregated weight (``aggregation_type`` sum/mean/count/max/min)."""
     vp = viewport(params)
@@ -568,7 +709,7 @@ def fishnetmap(df: DataFrame, params: dict[str, Any]) -> bytes:
         raise MapParamError(f"parameter 'aggregation_type' must be sum, mean or count, got {agg!r}")
     if spacing >= cell:
         raise MapParamError("parameter 'cell_spacing' must be smaller than 'cell_size'")
-    nweights = 1 if len(df.columns) > 1 else 0
+    nweights = 1 if _ncols(df) > 1 else 0
     count, sums = bin_points(df, vp, nweights)
     gh, gw = -(-vp.height // cell), -(-vp.width // cell)
     pad = ((0, gh * cell - vp.height), (0, gw * cell - vp.width))
@@ -598,7 +739,7 @@ def fishnetmap(df: DataFrame, params: dict[str, Any]) -> bytes:
     return _png(_to_u8(out))
 
 
-def icon_viz(df: DataFrame, params: dict[str, Any]) -> bytes:
+def icon_viz(df: Source, params: dict[str, Any]) -> bytes:
     """Icon map: the PNG at ``icon_path`` drawn centred on each (distinct) pixel."""
     vp = viewport(params)
     path = params.get("icon_path")
@@ -628,7 +769,7 @@ def _paste_clipped(img: Image.Image, icon: Image.Image, x: int, y: int) -> None:
     img.alpha_composite(icon.crop((left, top, right, bottom)), dest=(x + left, y + top))
 
 
-_RENDERERS: dict[str, Callable[[DataFrame, dict[str, Any]], bytes]] = {
+_RENDERERS: dict[str, Callable[[Source, dict[str, Any]], bytes]] = {
     "pointmap": pointmap,
     "heatmap": heatmap,
     "choropleth": choropleth,
@@ -640,7 +781,7 @@ _RENDERERS: dict[str, Callable[[DataFrame, dict[str, Any]], bytes]] = {
 }
 
 
-def render_map(kind: str, df: DataFrame, params: dict[str, Any]) -> bytes:
+def render_map(kind: str, df: Source, params: dict[str, Any]) -> bytes:
     """Dispatch by endpoint name ('pointmap', 'heatmap', 'choropleth', 'weighted',
     'fishnetmap', 'icon_viz'); raises MapParamError for an unknown kind or bad params."""
     fn = _RENDERERS.get(kind)
