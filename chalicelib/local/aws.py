@@ -8,6 +8,7 @@ import os
 import threading
 from typing import Any
 
+from moto import backends as moto_backends
 from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 from moto.server import ThreadedMotoServer
@@ -36,6 +37,19 @@ def serialize_dynamodb() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+def _cache_service_lookup() -> None:
+    """moto's server lists its package directory on every request to route it; the list never changes."""
+    if getattr(moto_backends.list_of_moto_modules, "_sparkgate_cached", False):
+        return
+    modules = tuple(moto_backends.list_of_moto_modules())
+
+    def cached() -> tuple[str, ...]:
+        return modules
+
+    cached._sparkgate_cached = True  # type: ignore[attr-defined]
+    moto_backends.list_of_moto_modules = cached
+
+
 def start_embedded_aws(port: int = 0) -> tuple[ThreadedMotoServer, str]:
     """Start moto on 127.0.0.1 and point this process (and its children) at it."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
@@ -47,6 +61,7 @@ def start_embedded_aws(port: int = 0) -> tuple[ThreadedMotoServer, str]:
     serialize_dynamodb()
     # headers and body leave in separate writes; without this each answer waits for a delayed ACK
     MotoRequestHandler.disable_nagle_algorithm = True
+    _cache_service_lookup()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, real_port = server._server.server_address[:2]
