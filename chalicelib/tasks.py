@@ -359,7 +359,8 @@ def retry_task(principal: Principal, task_id: str) -> dict[str, Any]:
 
 
 def sweep_active() -> int:
-    """Settle every active task (called by the schedule tick): end interrupted starts, free ended works.
+    """Settle every active task (called by the schedule tick): end interrupted starts, follow artefact
+    runs (an EMR step's state moves its Job), free ended works.
 
     Answers how many active tasks were found ended (their works are free again).
     """
@@ -367,6 +368,8 @@ def sweep_active() -> int:
     for task in task_store.active_tasks():
         try:
             job = job_store.get_job(task["exec_id"]) if task.get("exec_id") else None
+            if job is not None and job.get("artefact_run"):
+                job = work_runs.reconcile_artefact_run(job)
             freed += int(not _settle(task, job)[0].get("active"))
         except Exception:  # one bad record must not stop the sweep
             logger.exception("could not settle task", extra={"task_id": task.get("task_id")})

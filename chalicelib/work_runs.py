@@ -252,3 +252,37 @@ def stop_driver(job: dict[str, Any], wait: float) -> None:
             runner.cancel(handle)
             return
         time.sleep(0.25)
+
+
+def reconcile_artefact_run(job: dict[str, Any]) -> dict[str, Any]:
+    """Bring an artefact run's Job (SPARK_JAR, FLINK_*) in line with its runner; answers the Job as it is now.
+
+    On EMR nothing inside the step writes to the table, so the step's state is the truth: PENDING
+    keeps the Job Scheduled, RUNNING moves it to Running, a final state ends it with the step's
+    verdict and failure details. Locally the supervisor records the outcome itself; a supervisor
+    that is gone while its Job is still active died, and the Job is Failed. Every move is
+    conditional on the Job's status, so a supervisor finishing at the same moment wins cleanly.
+    """
+    handle = job.get("runner_handle")
+    if not job.get("artefact_run") or not handle or job["status"] in jobs.FINAL:
+        return job
+    from chalicelib.runners import runner_for_handle
+
+    state = runner_for_handle(handle).state(handle)
+    exec_id = job["exec_id"]
+    moved: dict[str, Any] | None = None
+    if state.probe == "running":
+        if state.started and job["status"] in jobs.QUEUED:
+            moved = job_store.transition(exec_id, jobs.QUEUED, jobs.RUNNING, {"started_at": now_iso()})
+    elif state.probe in ("finished", "failed"):
+        outcome = state.outcome or jobs.FAILED
+        if outcome == jobs.FAILED and job.get("cancel_requested"):
+            outcome = jobs.CANCELLED
+        fields: dict[str, Any] = {"ended_at": now_iso()}
+        if outcome == jobs.SUCCEED:
+            fields["progress"] = 1
+        else:
+            fields["error"] = state.reason or "the run's supervisor exited without recording an outcome"
+            fields["error_code"] = 21304
+        moved = job_store.transition(exec_id, jobs.ACTIVE, outcome, fields)
+    return moved or job_store.get_job(exec_id) or job

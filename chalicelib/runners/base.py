@@ -8,10 +8,23 @@ driver that another process started.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Probe = Literal["running", "finished", "failed", "unknown"]
 PROBES: tuple[Probe, ...] = ("running", "finished", "failed", "unknown")
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What a runner knows about one run: its probe, whether it has begun, and its own verdict."""
+
+    probe: Probe
+    started: bool
+    #: ``Succeed`` / ``Failed`` / ``Cancelled`` when the runner itself knows how the run ended (an EMR
+    #: step's final state); None when only the process's end is known (its outcome is the Job's to record).
+    outcome: str | None = None
+    reason: str | None = None
 
 
 class RunnerError(RuntimeError):
@@ -35,6 +48,11 @@ class Runner(ABC):
     @abstractmethod
     def probe(self, handle: dict[str, Any]) -> Probe:
         """Where the driver behind ``handle`` is: running, finished, failed, or unknown."""
+
+    def state(self, handle: dict[str, Any]) -> RunState:
+        """The run behind ``handle`` in more detail than :meth:`probe` (runners that know more override it)."""
+        probe = self.probe(handle)
+        return RunState(probe=probe, started=probe != "unknown")
 
     @abstractmethod
     def cancel(self, handle: dict[str, Any]) -> None:

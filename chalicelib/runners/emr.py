@@ -16,12 +16,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.config import Settings, settings
-from chalicelib.runners.base import Probe, Runner, RunnerError, batch_args, session_args
+from chalicelib.runners.base import Probe, Runner, RunnerError, RunState, batch_args, session_args
 from chalicelib.store.aws import client
 
 ENTRY_SCRIPT = "engine_main.py"
 _RUNNING = ("PENDING", "RUNNING", "CANCEL_PENDING")
 _FAILED = ("CANCELLED", "FAILED", "INTERRUPTED")
+_OUTCOMES = {"COMPLETED": "Succeed", "FAILED": "Failed", "CANCELLED": "Cancelled", "INTERRUPTED": "Cancelled"}
 _FORWARDED_ENV = ("SPARKGATE_STAGE", "SPARKGATE_TABLE", "SPARKGATE_BUCKET", "AWS_REGION", "AWS_DEFAULT_REGION")
 
 
@@ -83,20 +84,26 @@ class EmrRunner(Runner):
 
     def probe(self, handle: dict[str, Any]) -> Probe:
         """The step's state by ``describe_step``."""
+        return self.state(handle).probe
+
+    def state(self, handle: dict[str, Any]) -> RunState:
+        """The step by ``describe_step``: PENDING is not started yet; a final state is the run's own verdict."""
         if handle.get("runner") != self.name:
-            return "unknown"
+            return RunState("unknown", started=False)
         try:
             step = client("emr").describe_step(ClusterId=handle["cluster_id"], StepId=handle["step_id"])["Step"]
         except ClientError:
-            return "unknown"
-        state = step["Status"]["State"]
+            return RunState("unknown", started=False)
+        status = step["Status"]
+        state = status["State"]
         if state in _RUNNING:
-            return "running"
-        if state == "COMPLETED":
-            return "finished"
-        if state in _FAILED:
-            return "failed"
-        return "unknown"
+            return RunState("running", started=state != "PENDING")
+        failure = status.get("FailureDetails") or {}
+        reason = "; ".join(str(failure[k]) for k in ("Reason", "Message", "LogFile") if failure.get(k)) or None
+        if state in _OUTCOMES:
+            probe: Probe = "finished" if state == "COMPLETED" else "failed"
+            return RunState(probe, started=True, outcome=_OUTCOMES[state], reason=reason or f"EMR step {state}")
+        return RunState("unknown", started=False)
 
     def cancel(self, handle: dict[str, Any]) -> None:
         """``cancel_steps`` with SEND_INTERRUPT (a pending step is removed, a running one interrupted)."""

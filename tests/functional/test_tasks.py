@@ -16,8 +16,6 @@ from tests.functional.conftest import Api
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-
-
 @pytest.fixture
 def dispatched(monkeypatch: pytest.MonkeyPatch, api: Api) -> list[dict[str, Any]]:
     """Record dispatched jobs instead of starting drivers; artefacts come from tests/fixtures."""
@@ -254,3 +252,68 @@ def test_emr_flink_and_jar_steps(aws: None, monkeypatch: pytest.MonkeyPatch) -> 
         "--p",
         "1",
     ]
+
+
+def test_emr_artefact_runs_follow_their_step(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On EMR nothing in the step writes to the table: the tick's sweep moves the Job from the step's state."""
+    from botocore.stub import Stubber
+
+    from chalicelib import tasks, works
+    from chalicelib.config import settings
+    from chalicelib.store import jobs as job_store
+    from chalicelib.store.aws import client
+    from chalicelib.tokens import Principal
+
+    emr = client("emr")
+    cluster = emr.run_job_flow(
+        Name="c",
+        ReleaseLabel="emr-7.0.0",
+        Instances={"InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True, "MasterInstanceType": "m5.xlarge"},
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+    monkeypatch.setenv("SPARKGATE_RUNNER", "emr")
+    monkeypatch.setenv("SPARKGATE_EMR_CLUSTER_ID", cluster)
+    client("s3").put_object(Bucket=settings().bucket_name, Key="uploads/app.jar", Body=b"PK")
+    owner = Principal("u-emr", "emr")
+    body = {
+        "name": "jar",
+        "description": "d",
+        "type": "BATCH",
+        "category": "SPARK_JAR",
+        "work_directory": f"s3://{settings().bucket_name}/uploads/app.jar",
+        "main_class_name": "com.x.Main",
+    }
+    work_id = works.create_work(owner, body)["work_id"]
+
+    def run(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        task = tasks.start_task(owner, works.get_owned_work(owner, work_id))
+        handle = job_store.get_job(task["exec_id"])["runner_handle"]  # type: ignore[index]
+        assert handle["runner"] == "emr", handle
+        seen = []
+        with Stubber(emr) as stub:
+            for state in states:
+                stub.add_response(
+                    "describe_step",
+                    {"Step": {"Id": handle["step_id"], "Status": state}},
+                    {"ClusterId": cluster, "StepId": handle["step_id"]},
+                )
+                tasks.sweep_active()
+                seen.append(tasks.owned_task(owner, task["task_id"]))
+            stub.assert_no_pending_responses()
+        return seen
+
+    failing = run(
+        [
+            {"State": "PENDING"},
+            {"State": "RUNNING"},
+            {"State": "FAILED", "FailureDetails": {"Reason": "Unknown error", "LogFile": "s3://logs/step/stderr.gz"}},
+        ]
+    )
+    assert [t["status"] for t in failing] == [2, 1, 3]
+    assert "Unknown error" in failing[-1]["error"] and "s3://logs/step/stderr.gz" in failing[-1]["error"]
+    assert failing[-1]["ended_at"] and failing[-1]["run_time"] is not None
+
+    succeeding = run([{"State": "RUNNING"}, {"State": "COMPLETED"}])  # the failure freed the work
+    assert [t["status"] for t in succeeding] == [1, 0]
+    assert succeeding[-1]["error"] is None
