@@ -131,32 +131,10 @@ def start_artefact_run(job: dict[str, Any]) -> dict[str, Any]:
         got = client("emr").add_job_flow_steps(JobFlowId=cfg.emr_cluster_id, Steps=[emr_step(job)])
         handle: dict[str, Any] = {"runner": "emr", "cluster_id": cfg.emr_cluster_id, "step_id": got["StepIds"][0]}
     else:
-        from chalicelib.runners.local import _CHILDREN, _LOCK, PROJECT_DIR, _proc_start_time
+        from chalicelib.runners.local import LocalRunner
 
-        drivers = cfg.state_dir.resolve() / "drivers"
-        drivers.mkdir(parents=True, exist_ok=True)
-        log_path = drivers / f"artefact-{job['exec_id']}.log"
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([str(PROJECT_DIR), *env.get("PYTHONPATH", "").split(":")]))
-        env["SPARKGATE_STATE_DIR"] = str(cfg.state_dir.resolve())
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "chalicelib.runners.jar", "--exec-id", str(job["exec_id"])],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        with _LOCK:
-            _CHILDREN[proc.pid] = proc
-        handle = {
-            "runner": "local",
-            "pid": proc.pid,
-            "start_time": _proc_start_time(proc.pid),
-            "log_path": str(log_path),
-            "started_at": time.time(),
-        }
+        command = [sys.executable, "-m", "chalicelib.runners.jar", "--exec-id", str(job["exec_id"])]
+        handle = LocalRunner(cfg).spawn(command, f"artefact-{job['exec_id']}")
     job_store.update_job_fields(str(job["exec_id"]), {"runner_handle": handle})
     return handle
 

@@ -71,10 +71,13 @@ class LocalRunner(Runner):
         return env
 
     def _spawn(self, args: list[str], name: str, master: str, envs: dict[str, str]) -> dict[str, Any]:
+        return self.spawn([*self.command, *args, "--master", master], name, envs)
+
+    def spawn(self, command: list[str], name: str, envs: dict[str, str] | None = None) -> dict[str, Any]:
+        """Start ``command`` in its own process group, output to ``<state_dir>/drivers/<name>.log``; its handle."""
         drivers = self.cfg.state_dir.resolve() / "drivers"
         drivers.mkdir(parents=True, exist_ok=True)
         log_path = drivers / f"{name}.log"
-        command = [*self.command, *args, "--master", master]
         with open(log_path, "ab") as log:
             try:
                 proc = subprocess.Popen(
@@ -82,11 +85,11 @@ class LocalRunner(Runner):
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=self._env(envs),
+                    env=self._env(envs or {}),
                     start_new_session=True,  # its own process group: cancel reaches the JVM too
                 )
             except OSError as err:
-                raise RunnerError(f"could not start the engine: {err}") from err
+                raise RunnerError(f"could not start {command[0]}: {err}") from err
         start_time = _proc_start_time(proc.pid)
         with _LOCK:
             _CHILDREN[proc.pid] = proc
