@@ -95,9 +95,22 @@ class LocalStack:
         """The WebSocket gateway (+ ``@connections``), the stream pump and the schedule timer."""
         from chalicelib.config import settings
         from chalicelib.local.stream_pump import StreamPump
-        from chalicelib.local.ws_gateway import WsGateway, resolve_stream_handler, resolve_ws_handlers
+        from chalicelib.local.ws_gateway import (
+            IDLE_SECONDS,
+            MAX_SECONDS,
+            WsGateway,
+            resolve_stream_handler,
+            resolve_ws_handlers,
+        )
 
-        gateway = WsGateway(resolve_ws_handlers(self.app), self.host, self.ws_port, self.ws_admin_port)
+        gateway = WsGateway(
+            resolve_ws_handlers(self.app),
+            self.host,
+            self.ws_port,
+            self.ws_admin_port,
+            idle_seconds=float(os.environ.get("SPARKGATE_WS_IDLE_SECONDS", IDLE_SECONDS)),
+            max_seconds=float(os.environ.get("SPARKGATE_WS_MAX_SECONDS", MAX_SECONDS)),
+        )
         gateway.start()
         self._stoppers.insert(0, gateway.stop)
         self.gateway = gateway

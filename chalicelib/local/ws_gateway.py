@@ -9,6 +9,9 @@
 - The ``@connections`` management API over HTTP on its own port (``POST``/``GET``/``DELETE``
   ``/@connections/{connectionId}``; a stage prefix in the path is accepted too). Unknown or closed
   connections answer 410 ``GoneException``; bodies over 128 KB answer 413, as in the cloud.
+- API Gateway's connection limits: a socket idle for 10 minutes (no message either way) or open for
+  2 hours is closed with 1001 "Going away" and gets its ``$disconnect`` (``idle_seconds`` /
+  ``max_seconds``; the local stack reads ``SPARKGATE_WS_IDLE_SECONDS`` / ``SPARKGATE_WS_MAX_SECONDS``).
 
 Messages from one socket are handled one at a time, in order.
 """
@@ -38,6 +41,8 @@ from websockets.http11 import Request, Response
 Handler = Callable[[dict[str, Any], Any], Any]
 
 MAX_MESSAGE_BYTES = 128 * 1024
+IDLE_SECONDS = 600.0
+MAX_SECONDS = 7200.0
 ROUTES = ("$connect", "$default", "$disconnect")
 _CONNECTIONS_PATH = re.compile(r"/@connections/([^/?]+)$")
 
@@ -103,8 +108,11 @@ class WsGateway:
         *,
         api_id: str = "local",
         stage: str = "local",
+        idle_seconds: float = IDLE_SECONDS,
+        max_seconds: float = MAX_SECONDS,
     ) -> None:
         self.handlers = dict(handlers)
+        self.idle_seconds, self.max_seconds = idle_seconds, max_seconds
         self.host, self.port, self.admin_port = host, port, admin_port
         self.api_id, self.stage = api_id, stage
         self._sockets: dict[str, _Socket] = {}
@@ -150,8 +158,23 @@ class WsGateway:
             self._ready.set()
             return
         self.port = self._server.sockets[0].getsockname()[1]
+        self._loop.create_task(self._enforce_limits())
         self._ready.set()
         self._loop.run_forever()
+
+    async def _enforce_limits(self) -> None:
+        """Close sockets past API Gateway's idle or lifetime limit, as the cloud does (1001 Going away)."""
+        tick = max(0.05, min(1.0, self.idle_seconds / 4, self.max_seconds / 4))
+        while True:
+            await asyncio.sleep(tick)
+            now = _now_ms()
+            for sock in list(self._sockets.values()):
+                idle = now - sock.last_active >= self.idle_seconds * 1000
+                old = now - sock.connected_at >= self.max_seconds * 1000
+                if idle or old:
+                    reason = "Going away: idle timeout" if idle else "Going away: connection duration limit"
+                    with contextlib.suppress(Exception):
+                        await sock.connection.close(1001, reason)
 
     async def _serve(self) -> Server:
         return await serve(
