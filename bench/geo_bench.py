@@ -54,17 +54,25 @@ def write_points(path: Path, rows: int) -> None:
     pq.write_table(table, path, row_group_size=1_000_000)
 
 
-def timeit(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """(cold first run, best warm run) in seconds."""
-    t = time.perf_counter()
-    fn()
-    cold = time.perf_counter() - t
-    best = float("inf")
-    for _ in range(repeat):
+def timepair(ours: Callable[[], object], peer: Callable[[], object], repeat: int) -> tuple[float, ...]:
+    """Cold runs, then ``repeat`` warm rounds alternating ours/peer (so both see the same load).
+
+    Returns (ours cold, ours best warm, peer cold, peer best warm, median of the per-round
+    warm ratios ours/peer).
+    """
+
+    def once(fn: Callable[[], object]) -> float:
         t = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t)
-    return cold, best
+        return time.perf_counter() - t
+
+    oc, pc = once(ours), once(peer)
+    ow, pw = [], []
+    for _ in range(repeat):
+        ow.append(once(ours))
+        pw.append(once(peer))
+    ratio = float(np.median([o / p for o, p in zip(ow, pw, strict=True)]))
+    return oc, min(ow), pc, min(pw), ratio
 
 
 def machine() -> str:
@@ -115,7 +123,7 @@ def main() -> None:
     spark.sparkContext.setLogLevel("ERROR")
     register_st_functions(spark)
     params = dict(width=W, height=H, bounding_box=BOX, coordinate_system="EPSG:4326")
-    results: list[tuple[str, float, float, float, float]] = []
+    results: list[tuple[str, float, float, float, float, float, str]] = []
 
     # The path the HTTP routes take: a session view of the file, the map's SQL, ops.render.
     def spark_point() -> bytes:
@@ -155,15 +163,27 @@ def main() -> None:
         png: bytes = img.to_bytesio().getvalue()
         return png
 
-    for name, ours, theirs in (("pointmap", spark_point, ds_point), ("heatmap", spark_heat, ds_heat)):
-        oc, ow = timeit(ours, args.repeat)
-        tc, tw = timeit(theirs, args.repeat)
-        results.append((name, oc, ow, tc, tw))
-        print(f"{name}: spark cold {oc:.2f}s warm {ow:.2f}s | datashader cold {tc:.2f}s warm {tw:.2f}s", flush=True)
+    def record(name: str, ours: Callable[[], object], peer: Callable[[], object]) -> None:
+        load0 = os.getloadavg()[0]
+        oc, ow, tc, tw, ratio = timepair(ours, peer, args.repeat)
+        load = f"{load0:.1f}->{os.getloadavg()[0]:.1f}"
+        results.append((name, oc, ow, tc, tw, ratio, load))
+        print(
+            f"{name}: ours cold {oc:.2f}s warm {ow:.2f}s | peer cold {tc:.2f}s warm {tw:.2f}s | load {load}", flush=True
+        )
+
+    record("pointmap", spark_point, ds_point)
+    record("heatmap", spark_heat, ds_heat)
 
     def spark_within() -> int:
         spark.read.parquet(str(path)).createOrReplaceTempView("pts")
         sql = f"select count(*) from pts where ST_Within(ST_Point(x, y), ST_GeomFromText('{POLY}'))"
+        return int(ops.query(spark, sql)["result"][0])
+
+    def spark_within_select() -> int:
+        # the predicate in the select list: no box pre-filter, every row goes to Python
+        spark.read.parquet(str(path)).createOrReplaceTempView("pts")
+        sql = f"select count_if(ST_Within(ST_Point(x, y), ST_GeomFromText('{POLY}'))) from pts"
         return int(ops.query(spark, sql)["result"][0])
 
     poly = shapely.from_wkt(POLY)
@@ -173,18 +193,19 @@ def main() -> None:
         gs = gpd.GeoSeries(gpd.points_from_xy(pdf["x"], pdf["y"]))
         return int(gs.within(poly).sum())
 
-    assert spark_within() == gpd_within()
-    oc, ow = timeit(spark_within, args.repeat)
-    tc, tw = timeit(gpd_within, args.repeat)
-    results.append(("ST_Within(ST_Point(x,y), polygon) count", oc, ow, tc, tw))
-    print(f"within: spark cold {oc:.2f}s warm {ow:.2f}s | geopandas cold {tc:.2f}s warm {tw:.2f}s", flush=True)
+    assert spark_within() == gpd_within() == spark_within_select()
+    record("ST_Within(ST_Point(x,y), polygon) count (WHERE)", spark_within, gpd_within)
+    record("same, predicate in the SELECT list (all rows to Python)", spark_within_select, gpd_within)
 
     print("\n" + machine())
     print(f"rows={args.rows:,}  command: {' '.join(sys.argv)}\n")
-    print("| task | ours cold (s) | ours warm (s) | peer cold (s) | peer warm (s) | warm ratio ours/peer |")
-    print("|---|---|---|---|---|---|")
-    for name, oc, ow, tc, tw in results:
-        print(f"| {name} | {oc:.2f} | {ow:.2f} | {tc:.2f} | {tw:.2f} | {ow / tw:.2f} |")
+    print(
+        "| task | ours cold (s) | ours warm (s) | peer cold (s) | peer warm (s) | ratio best warm | "
+        "ratio median of rounds | load avg (1 min) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, oc, ow, tc, tw, ratio, load in results:
+        print(f"| {name} | {oc:.2f} | {ow:.2f} | {tc:.2f} | {tw:.2f} | {ow / tw:.2f} | {ratio:.2f} | {load} |")
     spark.stop()
 
 
