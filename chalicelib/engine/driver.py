@@ -93,6 +93,14 @@ class JobExecutor:
         self.namespaces: dict[str, dict[str, Any]] = {}
         self._streams_before: dict[str, set[str]] = {}  # per running job: stream ids active when it started
 
+    def _sql_frame(self) -> Any:
+        """``spark.sql`` with the geo rewrites (point-vs-polygon predicates) when that module is installed."""
+        try:
+            from chalicelib.engine.geo.ops import sql_frame
+        except ImportError:
+            return None
+        return lambda statement: sql_frame(self.spark, statement)
+
     def namespace(self, scope: str) -> dict[str, Any]:
         """The Python namespace of ``scope`` (created with ``spark`` and ``sc`` bound)."""
         if scope not in self.namespaces:
@@ -116,7 +124,9 @@ class JobExecutor:
             with capture_into(log):
                 sc.setJobGroup(exec_id, f"sparkgate job {job.get('task_id')}", interruptOnCancel=True)
                 if job["run_type"] == "sql":
-                    outcome.result_sets = run_sql(self.spark, job["code"], self.max_rows, log.info, sinks)
+                    outcome.result_sets = run_sql(
+                        self.spark, job["code"], self.max_rows, log.info, sinks, self._sql_frame()
+                    )
                 elif job["run_type"] == "python":
                     scope = str(job.get("scope") or DEFAULT_SCOPE)
                     outcome.result_sets = run_python(self.namespace(scope), job["code"], self.max_rows, sinks)

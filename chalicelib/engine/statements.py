@@ -129,11 +129,17 @@ def _document(
 
 
 def run_sql(
-    spark: SparkSession, code: str, max_rows: int, say: Any, sinks: Callable[[int], PageSink] | None = None
+    spark: SparkSession,
+    code: str,
+    max_rows: int,
+    say: Any,
+    sinks: Callable[[int], PageSink] | None = None,
+    frame: Callable[[str], DataFrame] | None = None,
 ) -> list[ResultSet]:
     """Run each statement; every statement with output columns gives one result set.
 
-    ``sinks(index)`` answers the page sink of result set ``index`` (see :func:`result_set`).
+    ``sinks(index)`` answers the page sink of result set ``index`` (see :func:`result_set`);
+    ``frame(statement)`` turns a statement into a DataFrame (default ``spark.sql``).
     """
     sets: list[ResultSet] = []
     statements = split_sql(code)
@@ -142,7 +148,7 @@ def run_sql(
     for number, statement in enumerate(statements, 1):
         if len(statements) > 1:
             say(f"statement {number}/{len(statements)}: {statement[:200]}")
-        df = spark.sql(statement)
+        df = frame(statement) if frame else spark.sql(statement)
         if df.columns:
             sets.append(result_set(df, max_rows, sinks(len(sets)) if sinks else None))
     return sets

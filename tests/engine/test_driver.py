@@ -243,6 +243,27 @@ def test_max_result_rows_cuts_a_paged_result_and_says_so(thread_runner: ThreadRu
     assert any(level == "WARN" and "truncated" in text for level, text in log_of(done["exec_id"]))
 
 
+def test_entrance_sql_gets_the_st_functions_and_their_rewrites(session_id: str) -> None:
+    import json
+
+    from chalicelib.store import jobs as job_store
+
+    polygon = "POLYGON((9.5 0, 20.5 0, 20.5 1, 9.5 1, 9.5 0))"
+    query = submit(
+        f"select count(*) as n from range(100) where ST_Within(ST_Point(cast(id as double), 0.5), "
+        f"ST_GeomFromText('{polygon}'));\n"
+        f"select id from range(3) where ST_Contains(ST_GeomFromText('{polygon}'), ST_Point(id + 10.0, 0.5))"
+        " order by id",
+        "sql",
+        session_id,
+    )
+    done = finished(query["exec_id"], timeout=120)
+    assert done["status"] == "Succeed", done.get("error")
+    keys = job_store.list_result_keys(OWNER, query["exec_id"])
+    assert json.loads(job_store.get_object(keys[0]))["rows"] == [[11]]
+    assert json.loads(job_store.get_object(keys[1]))["rows"] == [[0], [1], [2]]
+
+
 def test_python_prints_to_the_log_and_variables_persist(session_id: str) -> None:
     first = submit(
         "total = 40 + 1\nprint('hello from', 'python')\nfor i in range(3):\n    print('line', i)", "py", session_id

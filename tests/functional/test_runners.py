@@ -77,8 +77,12 @@ def test_emr_probe_maps_step_states(cluster: str) -> None:
     runner = EmrRunner()
     handle = {"runner": "emr", "cluster_id": cluster, "step_id": "s-XYZ"}
     emr = client("emr")
-    for state, expected in [("COMPLETED", "finished"), ("FAILED", "failed"), ("CANCELLED", "failed"),
-                            ("PENDING", "running")]:
+    for state, expected in [
+        ("COMPLETED", "finished"),
+        ("FAILED", "failed"),
+        ("CANCELLED", "failed"),
+        ("PENDING", "running"),
+    ]:
         with Stubber(emr) as stub:
             stub.add_response(
                 "describe_step",

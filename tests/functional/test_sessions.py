@@ -189,8 +189,9 @@ def test_schedule_handler_is_a_thin_tick(runner: FakeRunner) -> None:
     from app import app
 
     with Client(app) as client:
-        result = client.lambda_.invoke("on_schedule", client.events.generate_cw_event("Scheduled Event", "aws.events",
-                                                                                         {}, []))
+        result = client.lambda_.invoke(
+            "on_schedule", client.events.generate_cw_event("Scheduled Event", "aws.events", {}, [])
+        )
     assert result.payload["heartbeats"] == []
 
 
