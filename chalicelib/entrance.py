@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from chalicelib import jobs
@@ -20,6 +21,7 @@ from chalicelib.tokens import Principal
 SUPPORTED_ENGINES = ("spark",)
 DEFAULT_PAGE_SIZE = 5000
 MAX_PAGE_SIZE = 50000
+RESULT_FILE = re.compile(r"_(\d{1,6})\.json")
 MAX_LOG_LINES = 10000
 
 
@@ -221,49 +223,51 @@ def history(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _result_owner_exec(principal: Principal, path: Any) -> tuple[str, str, str | None]:
-    """Check a result path belongs to the caller; answers (owner, exec_id, file name or None)."""
+def _result_job(principal: Principal, path: Any) -> tuple[dict[str, Any], int | None]:
+    """The caller's Job a result path names, and the result-set index it names (None for the folder)."""
     if not isinstance(path, str) or not path:
         raise BadRequest("path is required", field="path")
     prefix = f"s3://{settings().bucket_name}/results/"
     if not path.startswith(prefix) or ".." in path or "//" in path[len("s3://") :]:
         raise Forbidden("path is outside your result sets")
     parts = path[len(prefix) :].split("/")
-    if len(parts) < 2 or parts[0] != principal.user_id:
+    if len(parts) < 2 or parts[0] != principal.user_id or len(parts) > 3:
         raise Forbidden("path is outside your result sets")
-    owner, exec_id = parts[0], parts[1]
+    job = jobs.owned_job(principal, parts[1])
     name = parts[2] if len(parts) > 2 and parts[2] else None
-    if len(parts) > 3:
-        raise Forbidden("path is outside your result sets")
-    jobs.owned_job(principal, exec_id)
-    return owner, exec_id, name
+    if name is None:
+        return job, None
+    match = RESULT_FILE.fullmatch(name)
+    if match is None or int(match.group(1)) >= int(job.get("result_sets") or 0):
+        raise NotFound(f"no result file {path}")
+    return job, int(match.group(1))
 
 
 def dir_file_trees(principal: Principal, path: Any) -> dict[str, Any]:
-    """``filesystem/getDirFileTrees``: one child per result set, in order."""
-    owner, exec_id, _ = _result_owner_exec(principal, path)
+    """``filesystem/getDirFileTrees``: one child per result set, in order (the Job knows how many)."""
+    job, _ = _result_job(principal, path)
     base = f"s3://{settings().bucket_name}/"
-    keys = job_store.list_result_keys(owner, exec_id)
-    root = f"{base}{job_store.result_prefix(owner, exec_id)}".rstrip("/")
-    children = [{"name": k.rsplit("/", 1)[-1], "path": f"{base}{k}", "isLeaf": True, "parentPath": root} for k in keys]
-    return {"dirFileTrees": {"name": exec_id, "path": root, "isLeaf": False, "children": children}}
+    root = f"{base}{job_store.result_prefix(job['owner'], job['exec_id'])}"
+    children = [
+        {"name": f"_{i}.json", "path": f"{root}_{i}.json", "isLeaf": True, "parentPath": root.rstrip("/")}
+        for i in range(int(job.get("result_sets") or 0))
+    ]
+    return {"dirFileTrees": {"name": job["exec_id"], "path": root.rstrip("/"), "isLeaf": False, "children": children}}
 
 
 def open_file(principal: Principal, path: Any, page: Any = None, page_size: Any = None) -> dict[str, Any]:
     """``filesystem/openFile``: a page of one result set with its column metadata."""
-    owner, exec_id, name = _result_owner_exec(principal, path)
-    if not name:
+    job, index = _result_job(principal, path)
+    if index is None:
         raise BadRequest("path must name a result file", field="path")
-    key = f"{job_store.result_prefix(owner, exec_id)}{name}"
-    if key not in job_store.list_result_keys(owner, exec_id):
-        raise NotFound(f"no result file {path}")
-    document = json.loads(job_store.get_object(key))
+    owner, exec_id = job["owner"], job["exec_id"]
+    document = json.loads(job_store.get_object(f"{job_store.result_prefix(owner, exec_id)}_{index}.json"))
     number = _int_arg(page, "page", 1, 1, 10**9)
     size = _int_arg(page_size, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     total = int(document.get("total_rows", len(document.get("rows", []))))
     return {
         "metadata": document.get("metadata", []),
-        "fileContent": _rows(owner, exec_id, int(name[1:].split(".")[0]), document, (number - 1) * size, size),
+        "fileContent": _rows(owner, exec_id, index, document, (number - 1) * size, size),
         "type": "2",
         "totalLine": total,
         "page": number,
