@@ -206,13 +206,12 @@ def test_python_argv_and_s3_artefact(api: Api, dispatched: list[dict[str, Any]])
     assert namespace["result"] == [f"s3://{settings().bucket_name}/uploads/job.py", "a", "-Db=c"]
 
 
-def test_emr_flink_and_jar_steps(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.runners.jar import start_artefact_run
-    from chalicelib.store import jobs as job_store
+@pytest.fixture
+def cluster(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A moto EMR cluster the stage is configured to run on (``SPARKGATE_RUNNER=emr``)."""
     from chalicelib.store.aws import client
 
-    emr = client("emr")
-    cluster = emr.run_job_flow(
+    cluster_id: str = client("emr").run_job_flow(
         Name="c",
         ReleaseLabel="emr-7.0.0",
         Instances={"InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True, "MasterInstanceType": "m5.xlarge"},
@@ -220,7 +219,16 @@ def test_emr_flink_and_jar_steps(aws: None, monkeypatch: pytest.MonkeyPatch) -> 
         ServiceRole="EMR_DefaultRole",
     )["JobFlowId"]
     monkeypatch.setenv("SPARKGATE_RUNNER", "emr")
-    monkeypatch.setenv("SPARKGATE_EMR_CLUSTER_ID", cluster)
+    monkeypatch.setenv("SPARKGATE_EMR_CLUSTER_ID", cluster_id)
+    return cluster_id
+
+
+def test_emr_flink_and_jar_steps(cluster: str) -> None:
+    from chalicelib.runners.jar import start_artefact_run
+    from chalicelib.store import jobs as job_store
+    from chalicelib.store.aws import client
+
+    emr = client("emr")
     job = {
         "exec_id": "e1",
         "task_id": 1,
@@ -254,7 +262,7 @@ def test_emr_flink_and_jar_steps(aws: None, monkeypatch: pytest.MonkeyPatch) -> 
     ]
 
 
-def test_emr_artefact_runs_follow_their_step(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_emr_artefact_runs_follow_their_step(cluster: str) -> None:
     """On EMR nothing in the step writes to the table: the tick's sweep moves the Job from the step's state."""
     from botocore.stub import Stubber
 
@@ -265,15 +273,6 @@ def test_emr_artefact_runs_follow_their_step(aws: None, monkeypatch: pytest.Monk
     from chalicelib.tokens import Principal
 
     emr = client("emr")
-    cluster = emr.run_job_flow(
-        Name="c",
-        ReleaseLabel="emr-7.0.0",
-        Instances={"InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True, "MasterInstanceType": "m5.xlarge"},
-        JobFlowRole="EMR_EC2_DefaultRole",
-        ServiceRole="EMR_DefaultRole",
-    )["JobFlowId"]
-    monkeypatch.setenv("SPARKGATE_RUNNER", "emr")
-    monkeypatch.setenv("SPARKGATE_EMR_CLUSTER_ID", cluster)
     client("s3").put_object(Bucket=settings().bucket_name, Key="uploads/app.jar", Body=b"PK")
     owner = Principal("u-emr", "emr")
     body = {
