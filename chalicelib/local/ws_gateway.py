@@ -118,6 +118,7 @@ class WsGateway:
         self._sockets: dict[str, _Socket] = {}
         self._loop = asyncio.new_event_loop()
         self._server: Server | None = None
+        self._limits: asyncio.Task[None] | None = None
         self._admin: ThreadingHTTPServer | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -158,7 +159,7 @@ class WsGateway:
             self._ready.set()
             return
         self.port = self._server.sockets[0].getsockname()[1]
-        self._loop.create_task(self._enforce_limits())
+        self._limits = self._loop.create_task(self._enforce_limits())
         self._ready.set()
         self._loop.run_forever()
 
@@ -194,6 +195,8 @@ class WsGateway:
         if self._server is not None and self._loop.is_running():
 
             async def close(server: Server) -> None:
+                if self._limits is not None:
+                    self._limits.cancel()
                 server.close()
                 await server.wait_closed()
 
