@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -92,6 +93,7 @@ class JobExecutor:
         self.max_rows = int(config.get("max_result_rows") or engine_config.DEFAULT_MAX_RESULT_ROWS)
         self.namespaces: dict[str, dict[str, Any]] = {}
         self._streams_before: dict[str, set[str]] = {}  # per running job: stream ids active when it started
+        self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store")
 
     def _sql_frame(self) -> Any:
         """``spark.sql`` with the geo rewrites (point-vs-polygon predicates) when that module is installed."""
@@ -309,12 +311,18 @@ class JobExecutor:
         for index, document in enumerate(outcome.result_sets):
             if document.get("truncated"):
                 log.warn(f"result set {index + 1} truncated to {self.max_rows} rows (max_result_rows)")
-            job_store.put_result_set(owner, exec_id, index, document)
         sets = len(outcome.result_sets)
+        log.info(f"job {job.get('task_id')} succeeded with {sets} result set(s)")
+        # results (S3) and the last log lines (table) are stored side by side; Succeed only after both
+        stored = [
+            self._io.submit(job_store.put_result_set, owner, exec_id, index, document)
+            for index, document in enumerate(outcome.result_sets)
+        ]
+        lines = log.flush(update_count=False)
+        for future in stored:
+            future.result()
         location = f"s3://{settings().bucket_name}/{job_store.result_prefix(owner, exec_id)}"
         final_info = [{**i, "succeedTasks": i["totalTasks"] - i["failedTasks"], "runningTasks": 0} for i in infos]
-        log.info(f"job {job.get('task_id')} succeeded with {sets} result set(s)")
-        lines = log.flush(update_count=False)
         fields: dict[str, Any] = {
             "ended_at": now_iso(),
             "log_lines": lines,
