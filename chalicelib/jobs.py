@@ -47,6 +47,7 @@ class JobRequest:
     runtime_seconds: int | None = None
     submitter_connection: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    exec_id: str | None = None  # None: a random one; a caller that must find the Job later derives its own
 
 
 def normalise_run_type(run_type: Any) -> str:
@@ -82,7 +83,7 @@ def new_job(request: JobRequest) -> dict[str, Any]:
         raise BadRequest(f"code exceeds {MAX_CODE_BYTES} bytes", field="executionCode")
     stamp = now_iso()
     job: dict[str, Any] = {
-        "exec_id": uuid.uuid4().hex,
+        "exec_id": request.exec_id or uuid.uuid4().hex,
         "task_id": job_store.next_counter("job"),
         "owner": request.owner.user_id,
         "username": request.owner.username,

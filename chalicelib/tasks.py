@@ -131,7 +131,10 @@ def _end_unstarted(task: dict[str, Any]) -> dict[str, Any]:
         return task
     fields = {"error": STALE_START_ERROR.format(what="creating its Job"), "final_status": 3, "ended_at": now_iso()}
     if task_store.end_without_job(task["task_id"], fields):
-        logger.warning("task abandoned before its Job was created", extra={"task_id": task["task_id"]})
+        logger.warning("task abandoned before its Job was attached", extra={"task_id": task["task_id"]})
+        # a Job may exist that the crashed starter never recorded: it must not run (or stay queued)
+        orphan = {"error": "its task ended before the Job started", "ended_at": now_iso()}
+        job_store.transition(work_runs.task_exec_id(task["task_id"]), jobs.ACTIVE, jobs.CANCELLED, orphan)
         return {**task, **fields}
     return task_store.get_task(task["task_id"]) or task
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -149,6 +150,7 @@ def build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any]) 
     category = work.get("category") or ""
     params = [str(p) for p in (work.get("extra_params") or [])]
     source = {"work_id": work["work_id"], "task_id": task["task_id"], "category": category}
+    exec_id = task_exec_id(task["task_id"])
     if category.startswith("FLINK") and settings().runner == "local" and not flink_home():
         raise RunError(FLINK_HELP)
     artefact = resolve_artefact(work.get("work_directory"))
@@ -175,13 +177,22 @@ def build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any]) 
         }
         extra.update({"run_type": "jar" if category == "SPARK_JAR" else "flink", "artefact_run": run})
         code = f"-- {category} {artefact.uri} {main_class or ''} {' '.join(params)}".strip()
-        return jobs.JobRequest(owner, code, "sql", kind="task", source=source, extra=extra)
+        return jobs.JobRequest(owner, code, "sql", kind="task", source=source, extra=extra, exec_id=exec_id)
     text = read_text(artefact)
     if category == "SPARK_SQL":
-        return jobs.JobRequest(owner, substitute_sql(text, params), "sql", kind="task", source=source, extra=extra)
-    return jobs.JobRequest(
-        owner, python_code(text, artefact, params), "python", kind="task", source=source, extra=extra
-    )
+        sql = substitute_sql(text, params)
+        return jobs.JobRequest(owner, sql, "sql", kind="task", source=source, extra=extra, exec_id=exec_id)
+    code = python_code(text, artefact, params)
+    return jobs.JobRequest(owner, code, "python", kind="task", source=source, extra=extra, exec_id=exec_id)
+
+
+_TASK_JOBS = uuid.UUID("5f0c7a43-3f1e-4a52-9d3b-7a4f9e2c1b60")
+
+
+def task_exec_id(task_id: str) -> str:
+    """The execID of a task's Job, derived from the task id: whoever finds a task whose start was
+    interrupted can find (and stop) a Job made for it even though the task never recorded it."""
+    return uuid.uuid5(_TASK_JOBS, task_id).hex
 
 
 def failed_job(owner: Principal, task: dict[str, Any], work: dict[str, Any], error: str) -> dict[str, Any]:
@@ -193,6 +204,7 @@ def failed_job(owner: Principal, task: dict[str, Any], work: dict[str, Any], err
         kind="task",
         source={"work_id": work["work_id"], "task_id": task["task_id"]},
         extra={"work_id": work["work_id"], "work_task_id": task["task_id"]},
+        exec_id=task_exec_id(task["task_id"]),
     )
     job = jobs.new_job(request)
     stamp = now_iso()

@@ -100,7 +100,10 @@ def test_crash_before_the_job_is_created_frees_the_work_after_the_grace_period(
     from chalicelib.errors import StateConflict
     from chalicelib.work_schedule import run_due_works
 
-    work = _work(owner, run_frequency="hourly")  # not due this hour: the tick only sweeps
+    # a weekly work whose slot (Monday 00:00 local) is not this minute, so the tick only sweeps
+    now = datetime.now(UTC)
+    monday_midnight = now.weekday() == 0 and now.hour == 0 and now.minute == 0
+    work = _work(owner, run_frequency="weekly", timezone="Asia/Tokyo" if monday_midnight else "UTC")
     orphan = _start_and_crash(owner, work, monkeypatch, jobs, "new_job")
     # within the grace period the starter may only be slow: the work stays busy, reads change nothing
     assert tasks.owned_task(owner, orphan)["status"] == 7
@@ -123,6 +126,26 @@ def test_crash_before_the_job_is_created_frees_the_work_after_the_grace_period(
     retry = tasks.retry_task(owner, orphan)
     assert (retry["attempt"], retry["retry_of"], retry["status"]) == (2, orphan, 2)
     assert [j["exec_id"] for j in dispatched] == [retry["exec_id"]]
+
+
+def test_crash_between_the_job_and_its_attachment_cancels_the_unrecorded_job(
+    owner: Any, dispatched: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib import tasks, work_runs
+    from chalicelib.store import jobs as job_store
+    from chalicelib.store import tasks as task_store
+
+    work = _work(owner)
+    orphan = _start_and_crash(owner, work, monkeypatch, task_store, "attach_job")
+    made = job_store.get_job(work_runs.task_exec_id(orphan))  # the Job the crashed starter made
+    assert made is not None and made["status"] == "Scheduled" and dispatched == []
+
+    _backdate_task(orphan)
+    tasks.sweep_active()
+    assert _active_task_id(work["work_id"]) is None
+    assert tasks.owned_task(owner, orphan)["status"] == 3
+    left = job_store.get_job(made["exec_id"])
+    assert left is not None and left["status"] == "Cancelled" and "task ended" in left["error"]
 
 
 def test_next_start_notices_an_orphan_without_waiting_for_the_tick(owner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
