@@ -241,22 +241,3 @@ def test_uniform_disc_blend_is_bit_identical(monkeypatch: pytest.MonkeyPatch, si
     monkeypatch.setattr(render, "PATTERN_MIN_SHARE", 0)
     slow = render._draw_discs((h, w), ys, xs, sizes, rgba)
     assert np.array_equal(fast, slow)
-
-
-def test_spark_cell_index_equals_numpy_on_edge_values(geo_spark: SparkSession) -> None:
-    """Cells computed in the JVM (one int per row shipped) equal Viewport.cells, edge values included."""
-    vp = render.viewport(dict(width=400, height=300, bounding_box=BOX1, coordinate_system="EPSG:4326"))
-    rng = np.random.default_rng(11)
-    xs = rng.uniform(BOX1[0] - 0.01, BOX1[2] + 0.01, 5000).tolist()
-    ys = rng.uniform(BOX1[1] - 0.01, BOX1[3] + 0.01, 5000).tolist()
-    corners = [(BOX1[0], BOX1[1]), (BOX1[2], BOX1[3]), (BOX1[0], BOX1[3]), (BOX1[2], BOX1[1])]
-    odd = [(float("nan"), 40.75), (-73.97, float("nan")), (float("inf"), 40.75), (-73.97, float("-inf"))]
-    odd += [(-73.97, 95.0), (-73.97, -95.0), (200.0, 40.75), (None, 40.75), (-73.97, None)]
-    rows = [*zip(xs, ys, strict=True), *corners, *odd]
-    df = geo_spark.createDataFrame(rows, "x double, y double")
-    jvm = [r[0] for r in df.select(render._cell_column(vp, "x", "y")).collect()]
-    x = np.array([np.nan if r[0] is None else r[0] for r in rows], dtype=np.float64)
-    y = np.array([np.nan if r[1] is None else r[1] for r in rows], dtype=np.float64)
-    cell, inside = vp.cells(x, y)
-    assert jvm == [int(c) if ok else -1 for c, ok in zip(cell, inside, strict=True)]
-    assert sum(c >= 0 for c in jvm) > 2000  # about half the points fall on the grid

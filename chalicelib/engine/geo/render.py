@@ -253,17 +253,11 @@ def _xy_columns(batch: pa.RecordBatch) -> tuple[Floats, Floats, npt.NDArray[np.b
     return to_float(x), to_float(y), valid_mask(x) & valid_mask(y)
 
 
-CellReader: TypeAlias = Callable[[pa.RecordBatch], tuple[Ints, npt.NDArray[np.bool_]]]
-
-
-def _binner(
-    size: int, nweights: int, first_weight: int, read_cells: CellReader
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """Build the per-partition function: rows -> sparse (cell index, aggregates).
-
-    ``read_cells(batch)`` answers each row's flat cell index and whether the row is drawn;
-    the weights are the batch's columns from ``first_weight`` on.
-    """
+def _binner(vp: Viewport, nweights: int, xy: bool) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """Build the per-partition function: rows -> sparse (cell index, aggregates)."""
+    size = vp.width * vp.height
+    first_weight = 2 if xy else 1
+    read = _xy_columns if xy else _point_columns
 
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         count = np.zeros(size, dtype=np.float64)
@@ -271,7 +265,9 @@ def _binner(
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            cell, ok = read_cells(batch)
+            x, y, ok = read(batch)
+            cell, inside = vp.cells(x, y)
+            ok &= inside
             weights = []
             for k in range(nweights):
                 col = batch.column(k + first_weight)
@@ -297,48 +293,6 @@ def _binner(
     return fn
 
 
-def _python_cells(vp: Viewport, xy: bool) -> CellReader:
-    """Cells computed in the Python worker from WKB points or raw x/y columns."""
-    read = _xy_columns if xy else _point_columns
-
-    def cells(batch: pa.RecordBatch) -> tuple[Ints, npt.NDArray[np.bool_]]:
-        x, y, ok = read(batch)
-        cell, inside = vp.cells(x, y)
-        return cell, ok & inside
-
-    return cells
-
-
-def _jvm_cells(batch: pa.RecordBatch) -> tuple[Ints, npt.NDArray[np.bool_]]:
-    """Cells computed by Spark (:func:`_cell_column`): -1 where the row is not drawn."""
-    cell = np.asarray(batch.column(0).fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
-    ok = cell >= 0
-    return np.where(ok, cell, 0), ok
-
-
-def _cell_column(vp: Viewport, x_name: str, y_name: str) -> Any:
-    """The flat cell index of lon/lat columns as a Spark expression: :meth:`Viewport.cells`'s
-    operations in the same order on IEEE doubles (``Math.tan``/``Math.log`` for numpy's), so the
-    JVM ships one int per row instead of two doubles, and no trigonometry runs in Python.
-    NaN and null coordinates, and points off the grid, give -1."""
-
-    def finite_or_null(name: str) -> Any:
-        col = F.col(f"`{name}`").cast("double")
-        return F.when(F.isnan(col), F.lit(None).cast("double")).otherwise(col)
-
-    x, y = finite_or_null(x_name), finite_or_null(y_name)
-    fx = ((F.radians(x) * F.lit(WGS84_A)) - F.lit(vp.min_x)) * F.lit(float(vp.width)) / F.lit(vp.max_x - vp.min_x)
-    lat = F.least(F.greatest(y, F.lit(-MAX_LAT)), F.lit(MAX_LAT))
-    merc = F.log(F.tan(F.radians(lat) / F.lit(2.0) + F.lit(math.pi / 4.0))) * F.lit(WGS84_A)
-    fy = (merc - F.lit(vp.min_y)) * F.lit(float(vp.height)) / F.lit(vp.max_y - vp.min_y)
-    inside = (fx > -1.0) & (fx < float(vp.width)) & (fy > -1.0) & (fy < float(vp.height))
-    cell = fy.cast("int") * F.lit(vp.width) + fx.cast("int")
-    return F.when(inside, cell).otherwise(F.lit(-1)).cast("int")
-
-
-_NUMERIC = ("tinyint", "smallint", "int", "bigint", "float", "double")
-
-
 def bin_points(src: Source, vp: Viewport, nweights: int) -> tuple[Floats, list[Floats]]:
     """Aggregate in Spark: per pixel, the point count and the sum of each weight column.
 
@@ -352,26 +306,19 @@ def bin_points(src: Source, vp: Viewport, nweights: int) -> tuple[Floats, list[F
     df = src.df if isinstance(src, XYPoints) else src
     ncoords = 2 if xy else 1
     cols = df.columns
-    types = [f.dataType.simpleString() for f in df.schema.fields]
-    size = vp.width * vp.height
-    weights = [F.col(f"`{c}`") for c in cols[ncoords : ncoords + nweights]]
-    if xy and vp.src_epsg == 4326 and types[0] in _NUMERIC and types[1] in _NUMERIC:
-        sel = df.select(_cell_column(vp, cols[0], cols[1]).alias("cell"), *weights)
-        binner = _binner(size, nweights, 1, _jvm_cells)
-    else:
-        sel = df.select(*[F.col(f"`{c}`") for c in cols[:ncoords]], *weights)
-        binner = _binner(size, nweights, ncoords, _python_cells(vp, xy))
+    sel = df.select(*[F.col(f"`{c}`") for c in cols[: ncoords + nweights]])
     spark = df.sparkSession
     previous = spark.conf.get(_BATCH_CONF, None)
     try:
         if previous is None or int(previous) < BIN_BATCH_ROWS:
             spark.conf.set(_BATCH_CONF, str(BIN_BATCH_ROWS))
-        parts = sel.mapInArrow(binner, _PARTIAL_SCHEMA).collect()  # type: ignore[arg-type]
+        parts = sel.mapInArrow(_binner(vp, nweights, xy), _PARTIAL_SCHEMA).collect()  # type: ignore[arg-type]
     finally:
         if previous is None:
             spark.conf.unset(_BATCH_CONF)
         else:
             spark.conf.set(_BATCH_CONF, previous)
+    size = vp.width * vp.height
     count = np.zeros(size, dtype=np.float64)
     sums = [np.zeros(size, dtype=np.float64) for _ in range(nweights)]
     for row in parts:
