@@ -92,9 +92,9 @@ def plain_value(value: Any) -> Any:
 
 
 def put_new(item: dict[str, Any]) -> bool:
-    """Put ``item`` only if no item has its key; False when one already does."""
+    """Put ``item`` (floats converted, see :func:`dynamo_value`) only if no item has its key; False when one does."""
     try:
-        table().put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        table().put_item(Item=dynamo_value(item), ConditionExpression="attribute_not_exists(pk)")
     except ClientError as err:
         if is_condition_failure(err):
             return False

@@ -17,10 +17,8 @@ import json
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
-from botocore.exceptions import ClientError
 
-from chalicelib.store.aws import dynamo_value, query_all, table, update_if
-from chalicelib.store.errors import is_condition_failure
+from chalicelib.store.aws import put_new, query_all, table, update_if
 from chalicelib.store.jobs import _strip
 
 
@@ -29,20 +27,10 @@ def scope_pk(user_id: str, scope: str) -> str:
     return f"SCOPE#{user_id}#{scope}"
 
 
-def _put_new(item: dict[str, Any]) -> bool:
-    try:
-        table().put_item(Item=dynamo_value(item), ConditionExpression="attribute_not_exists(pk)")
-    except ClientError as err:
-        if is_condition_failure(err):
-            return False
-        raise
-    return True
-
-
 def create_scope(user_id: str, scope: str, created_at: str) -> bool:
     """Store a new scope; False when the user already has one by that name."""
     item = {"pk": scope_pk(user_id, scope), "sk": "SCOPE", "user_id": user_id, "scope": scope}
-    return _put_new({**item, "created_at": created_at, "catalog_seq": 0})
+    return put_new({**item, "created_at": created_at, "catalog_seq": 0})
 
 
 def get_scope(user_id: str, scope: str) -> dict[str, Any] | None:
@@ -54,7 +42,7 @@ def get_scope(user_id: str, scope: str) -> dict[str, Any] | None:
 def create_session(user_id: str, scope: str, record: dict[str, Any]) -> bool:
     """Store a session record (``record["session"]`` is its name); False when the name is taken."""
     item = {"pk": scope_pk(user_id, scope), "sk": f"SESSION#{record['session']}", **record}
-    return _put_new(item)
+    return put_new(item)
 
 
 def get_session(user_id: str, scope: str, session: str) -> dict[str, Any] | None:

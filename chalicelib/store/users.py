@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from chalicelib.errors import Conflict
-from chalicelib.store.aws import table
-from chalicelib.store.errors import is_condition_failure
+from chalicelib.store.aws import put_new, table
 
 
 def _key(username: str) -> dict[str, str]:
@@ -23,12 +20,5 @@ def get_user(username: str) -> dict[str, Any] | None:
 
 def put_new_user(record: dict[str, Any]) -> None:
     """Store a new user; :class:`Conflict` when the username is taken."""
-    try:
-        table().put_item(
-            Item={**_key(record["username"]), **record},
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as err:
-        if is_condition_failure(err):
-            raise Conflict(f"user {record['username']!r} already exists", field="username") from err
-        raise
+    if not put_new({**_key(record["username"]), **record}):
+        raise Conflict(f"user {record['username']!r} already exists", field="username")
