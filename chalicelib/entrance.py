@@ -6,9 +6,7 @@ the WebSocket handler wrap them, so both transports share one behaviour.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from typing import Any
 
 from chalicelib import jobs
@@ -21,7 +19,6 @@ from chalicelib.tokens import Principal
 SUPPORTED_ENGINES = ("spark",)
 DEFAULT_PAGE_SIZE = 5000
 MAX_PAGE_SIZE = 50000
-RESULT_FILE = re.compile(r"_(\d{1,6})\.json")
 MAX_LOG_LINES = 10000
 
 
@@ -237,7 +234,7 @@ def _result_job(principal: Principal, path: Any) -> tuple[dict[str, Any], int | 
     name = parts[2] if len(parts) > 2 and parts[2] else None
     if name is None:
         return job, None
-    match = RESULT_FILE.fullmatch(name)
+    match = job_store.RESULT_FILE.fullmatch(name)
     if match is None or int(match.group(1)) >= int(job.get("result_sets") or 0):
         raise NotFound(f"no result file {path}")
     return job, int(match.group(1))
@@ -248,10 +245,8 @@ def dir_file_trees(principal: Principal, path: Any) -> dict[str, Any]:
     job, _ = _result_job(principal, path)
     base = f"s3://{settings().bucket_name}/"
     root = f"{base}{job_store.result_prefix(job['owner'], job['exec_id'])}"
-    children = [
-        {"name": f"_{i}.json", "path": f"{root}_{i}.json", "isLeaf": True, "parentPath": root.rstrip("/")}
-        for i in range(int(job.get("result_sets") or 0))
-    ]
+    names = [job_store.result_file(i) for i in range(int(job.get("result_sets") or 0))]
+    children = [{"name": n, "path": root + n, "isLeaf": True, "parentPath": root.rstrip("/")} for n in names]
     return {"dirFileTrees": {"name": job["exec_id"], "path": root.rstrip("/"), "isLeaf": False, "children": children}}
 
 
@@ -261,7 +256,7 @@ def open_file(principal: Principal, path: Any, page: Any = None, page_size: Any 
     if index is None:
         raise BadRequest("path must name a result file", field="path")
     owner, exec_id = job["owner"], job["exec_id"]
-    document = json.loads(job_store.get_object(f"{job_store.result_prefix(owner, exec_id)}_{index}.json"))
+    document = job_store.get_result_set(owner, exec_id, index)
     number = _int_arg(page, "page", 1, 1, 10**9)
     size = _int_arg(page_size, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     total = int(document.get("total_rows", len(document.get("rows", []))))

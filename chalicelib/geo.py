@@ -324,8 +324,7 @@ def job_result(job: dict[str, Any]) -> dict[str, Any]:
     if rows and not preview.get("truncated"):
         text = rows[0][0]
     elif int(job.get("result_sets") or 0) > 0:
-        key = f"{job_store.result_prefix(job['owner'], job['exec_id'])}_0.json"
-        text = json.loads(job_store.get_object(key))["rows"][0][0]
+        text = job_store.get_result_set(job["owner"], job["exec_id"], 0)["rows"][0][0]
     else:
         return {}
     loaded: dict[str, Any] = json.loads(text)

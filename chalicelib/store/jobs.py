@@ -234,7 +234,8 @@ def live_sessions() -> list[dict[str, Any]]:
 # ---- results ------------------------------------------------------------------------------------
 
 
-_RESULT_FILE = re.compile(r"_\d+\.json")
+#: The file name of a result set under :func:`result_prefix`; group 1 is its index.
+RESULT_FILE = re.compile(r"_(\d{1,6})\.json")
 
 
 def result_prefix(owner: str, exec_id: str) -> str:
@@ -242,9 +243,14 @@ def result_prefix(owner: str, exec_id: str) -> str:
     return f"results/{owner}/{exec_id}/"
 
 
+def result_file(index: int) -> str:
+    """The file name of result set ``index`` (what :data:`RESULT_FILE` matches)."""
+    return f"_{index}.json"
+
+
 def put_result_set(owner: str, exec_id: str, index: int, document: dict[str, Any]) -> str:
     """Store result set ``index`` (``{"metadata": [...], "rows": [[...]]}``); answers its key."""
-    key = f"{result_prefix(owner, exec_id)}_{index}.json"
+    key = result_prefix(owner, exec_id) + result_file(index)
     client("s3").put_object(
         Bucket=settings().bucket_name,
         Key=key,
@@ -275,6 +281,12 @@ def get_result_page(owner: str, exec_id: str, index: int, page: int) -> list[lis
     return rows
 
 
+def get_result_set(owner: str, exec_id: str, index: int) -> dict[str, Any]:
+    """Result set ``index`` as :func:`put_result_set` stored it."""
+    document: dict[str, Any] = json.loads(get_object(result_prefix(owner, exec_id) + result_file(index)))
+    return document
+
+
 def put_result_blob(owner: str, exec_id: str, name: str, data: bytes, content_type: str) -> str:
     """Store a binary result (a rendered PNG) next to the result sets; answers its key."""
     key = f"{result_prefix(owner, exec_id)}{name}"
@@ -292,8 +304,12 @@ def list_result_keys(owner: str, exec_id: str) -> list[str]:
     """A job's result-set keys, in result order."""
     prefix = result_prefix(owner, exec_id)
     got = client("s3").list_objects_v2(Bucket=settings().bucket_name, Prefix=prefix, Delimiter="/")
-    keys = [o["Key"] for o in got.get("Contents", []) if _RESULT_FILE.fullmatch(o["Key"][len(prefix) :])]
-    return sorted(keys, key=lambda k: int(k.rsplit("_", 1)[-1].split(".")[0]))
+    indexed = []
+    for obj in got.get("Contents", []):
+        match = RESULT_FILE.fullmatch(obj["Key"][len(prefix) :])
+        if match:
+            indexed.append((int(match.group(1)), obj["Key"]))
+    return [key for _, key in sorted(indexed)]
 
 
 def _now_iso() -> str:
