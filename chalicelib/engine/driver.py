@@ -13,10 +13,11 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from chalicelib.config import settings
 from chalicelib.engine import config as engine_config
@@ -94,8 +95,9 @@ class JobExecutor:
         self.namespaces: dict[str, dict[str, Any]] = {}
         self._streams_before: dict[str, set[str]] = {}  # per running job: stream ids active when it started
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store")
+        self._frame = self._sql_frame()
 
-    def _sql_frame(self) -> Any:
+    def _sql_frame(self) -> Callable[[str], DataFrame] | None:
         """``spark.sql`` with the geo rewrites (point-vs-polygon predicates) when that module is installed."""
         try:
             from chalicelib.engine.geo.ops import sql_frame
@@ -126,9 +128,7 @@ class JobExecutor:
             with capture_into(log):
                 sc.setJobGroup(exec_id, f"sparkgate job {job.get('task_id')}", interruptOnCancel=True)
                 if job["run_type"] == "sql":
-                    outcome.result_sets = run_sql(
-                        self.spark, job["code"], self.max_rows, log.info, sinks, self._sql_frame()
-                    )
+                    outcome.result_sets = run_sql(self.spark, job["code"], self.max_rows, log.info, sinks, self._frame)
                 elif job["run_type"] == "python":
                     scope = str(job.get("scope") or DEFAULT_SCOPE)
                     outcome.result_sets = run_python(self.namespace(scope), job["code"], self.max_rows, sinks)
