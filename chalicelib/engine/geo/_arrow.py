@@ -211,15 +211,21 @@ def load_geoms(arr: Any, fname: str) -> tuple[ObjArray | None, Any]:
     is_text = pa.types.is_string(a.type) or pa.types.is_large_string(a.type)
     const = constant_value(a) if len(a) > 1 else None
     if const is not None:
-        key = ("wkt" if is_text else "wkb", const)
-        geom = _cache_get(key)
-        if geom is None:
-            geom = _parse(pa.array([const], type=a.type), is_text, fname)[0]
-            if geom is not None:
-                shapely.prepare(geom)
-                _cache_put(key, geom)
-        return None, geom
+        return None, prepared_constant(const, a.type, fname)
     return _parse(a, is_text, fname), None
+
+
+def prepared_constant(value: bytes | str, arrow_type: pa.DataType, fname: str) -> Any:
+    """A literal geometry (WKT text or WKB), parsed and ``shapely.prepare``d once per worker (cached)."""
+    is_text = pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+    key = ("wkt" if is_text else "wkb", value)
+    geom = _cache_get(key)
+    if geom is None:
+        geom = _parse(pa.array([value], type=arrow_type), is_text, fname)[0]
+        if geom is not None:
+            shapely.prepare(geom)
+            _cache_put(key, geom)
+    return geom
 
 
 def to_geoms(arr: Any, fname: str) -> ObjArray:

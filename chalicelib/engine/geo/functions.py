@@ -48,14 +48,13 @@ from chalicelib.engine.geo._arrow import (
     FloatArray,
     GeoFunctionError,
     ObjArray,
-    _cache_get,
-    _cache_put,
     as_array,
     from_geoms,
     load_geoms,
     parse_wkt,
     points_to_wkb,
     points_xy,
+    prepared_constant,
     to_float,
     to_geoms,
     valid_mask,
@@ -487,12 +486,7 @@ def point_predicate(kind: str, wkt: str) -> Callable[[pa.Array, pa.Array], pa.Ar
 
     def fn(x: pa.Array, y: pa.Array) -> pa.Array:
         x, y = as_array(x), as_array(y)
-        key = ("wkt", wkt)
-        geom = _cache_get(key)
-        if geom is None:
-            geom = parse_wkt(pa.array([wkt], type=pa.string()), "ST_GeomFromText")[0]
-            shapely.prepare(geom)
-            _cache_put(key, geom)
+        geom = prepared_constant(wkt, pa.string(), "ST_GeomFromText")
         valid = valid_mask(x) & valid_mask(y)
         try:
             fx, fy = to_float(x), to_float(y)
