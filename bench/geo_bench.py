@@ -111,6 +111,7 @@ def main() -> None:
     from pyspark.sql import SparkSession
 
     from chalicelib.engine.geo import ops, register_st_functions
+    from chalicelib.engine.geo.parquet_scan import CONF_ENABLED
 
     spark = (
         SparkSession.builder.master("local[2]")
@@ -174,6 +175,24 @@ def main() -> None:
 
     record("pointmap", spark_point, ds_point)
     record("heatmap", spark_heat, ds_heat)
+
+    def row_path(fn: Callable[[], bytes]) -> Callable[[], bytes]:
+        """The same map with the direct Parquet read off: rows come through Spark's row path
+        (what any query that is not a plain Parquet projection takes)."""
+
+        def run() -> bytes:
+            spark.conf.set(CONF_ENABLED, "false")
+            try:
+                return fn()
+            finally:
+                spark.conf.unset(CONF_ENABLED)
+
+        return run
+
+    assert row_path(spark_point)() == spark_point()
+    assert row_path(spark_heat)() == spark_heat()
+    record("pointmap, Spark row path (direct Parquet read off)", row_path(spark_point), ds_point)
+    record("heatmap, Spark row path (direct Parquet read off)", row_path(spark_heat), ds_heat)
 
     def spark_within() -> int:
         spark.read.parquet(str(path)).createOrReplaceTempView("pts")

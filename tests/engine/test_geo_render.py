@@ -241,3 +241,99 @@ def test_uniform_disc_blend_is_bit_identical(monkeypatch: pytest.MonkeyPatch, si
     monkeypatch.setattr(render, "PATTERN_MIN_SHARE", 0)
     slow = render._draw_discs((h, w), ys, xs, sizes, rgba)
     assert np.array_equal(fast, slow)
+
+
+@pytest.fixture(scope="module")
+def taxi_parquet(nyc_taxi: DataFrame, geo_spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The taxi points as table ``taxi_pq``: 3 Parquet files, several row groups each, some null coordinates."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pdf = nyc_taxi.selectExpr(
+        "if(fare_amount > 40, null, pickup_longitude) as lon", "pickup_latitude as lat",
+        "cast(passenger_count as bigint) as n", "cast(fare_amount as float) as fare",
+    ).toPandas()  # fmt: skip
+    folder = tmp_path_factory.mktemp("taxi_pq")
+    for i, part in enumerate(np.array_split(np.arange(len(pdf)), 3)):
+        table = pa.Table.from_pandas(pdf.iloc[part], preserve_index=False)
+        pq.write_table(table, folder / f"part-{i}.parquet", row_group_size=1000)
+    geo_spark.read.parquet(str(folder)).createOrReplaceTempView("taxi_pq")
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    ("kind", "sql", "extra"),
+    [
+        ("pointmap", "select ST_Point(lon, lat) from taxi_pq", dict(point_size=3, point_color="#2DEF4A", opacity=0.5)),
+        ("heatmap", "select ST_Point(lon, lat), n from taxi_pq", dict(map_zoom_level=10)),
+        ("weighted", "select ST_Point(lon, lat) p, fare c, n s from taxi_pq",
+         dict(color_gradient=["#4D904F", "#C23728"], color_bound=[0, 20], size_bound=[0, 6], opacity=1.0)),
+        ("weighted", "select ST_Point(lon, lat) p, lat c, lat s from taxi_pq",
+         dict(color_gradient=["#4D904F", "#C23728"], color_bound=[40.7, 40.8], size_bound=[40, 41], opacity=1.0)),
+    ],
+)  # fmt: skip
+def test_direct_parquet_read_draws_the_same_png(
+    taxi_parquet: str, geo_spark: SparkSession, kind: str, sql: str, extra: dict[str, Any]
+) -> None:
+    """A map of a plain Parquet projection is binned from row groups read by the tasks
+    themselves: same PNG as Spark's row path and as the WKB path."""
+    from chalicelib.engine.geo import ops
+    from chalicelib.engine.geo.parquet_scan import CONF_ENABLED
+
+    src = ops.map_source(geo_spark, kind, sql)
+    assert isinstance(src, render.XYPoints) and src.parquet is not None
+    read = {g for part in src.parquet.slices for uri, groups in part for g in ((uri, x) for x in groups)}
+    assert len(read) == 12 and len(src.parquet.slices) == geo_spark.sparkContext.defaultParallelism
+    params = dict(width=400, height=300, bounding_box=BOX1, coordinate_system="EPSG:4326", **extra)
+    direct = ops.render(geo_spark, kind, sql, params)["png"]
+    geo_spark.conf.set(CONF_ENABLED, "false")
+    try:
+        assert ops.map_source(geo_spark, kind, sql).parquet is None
+        assert ops.render(geo_spark, kind, sql, params)["png"] == direct
+    finally:
+        geo_spark.conf.unset(CONF_ENABLED)
+    assert render.render_map(kind, geo_spark.sql(sql), params) == direct
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select ST_Point(lon, lat) from taxi_pq where n > 1",  # a filter
+        "select ST_Point(lon + 0.001, lat) from taxi_pq",  # a computed coordinate
+        "select ST_Point(lon, lat) from taxi_pq limit 10",
+        "select ST_Point(pickup_longitude, pickup_latitude) from nyc_taxi",  # not Parquet
+        "select ST_Point(a.lon, b.lat) from taxi_pq a join taxi_pq b on a.n = b.n",
+    ],
+)
+def test_other_queries_keep_the_spark_row_path(taxi_parquet: str, geo_spark: SparkSession, sql: str) -> None:
+    from chalicelib.engine.geo import ops
+
+    src = ops.map_source(geo_spark, "pointmap", sql)
+    assert isinstance(src, render.XYPoints) and src.parquet is None
+
+
+def test_parquet_type_spark_reads_differently_keeps_the_row_path(taxi_parquet: str, geo_spark: SparkSession) -> None:
+    """A user schema that makes Spark convert a column (float file column read as double)
+    is not read directly: the direct reader would not apply Spark's conversion."""
+    from chalicelib.engine.geo import ops
+
+    schema = "lon double, lat double, n bigint, fare double"
+    geo_spark.read.schema(schema).parquet(taxi_parquet).createOrReplaceTempView("taxi_pq_schema")
+    src = ops.map_source(geo_spark, "heatmap", "select ST_Point(lon, lat), fare from taxi_pq_schema")
+    assert isinstance(src, render.XYPoints) and src.parquet is None
+    src = ops.map_source(geo_spark, "heatmap", "select ST_Point(lon, lat), n from taxi_pq_schema")
+    assert isinstance(src, render.XYPoints) and src.parquet is not None
+
+
+def test_row_groups_are_balanced_over_the_slices() -> None:
+    from chalicelib.engine.geo.parquet_scan import _balance
+
+    groups = [(1000, "a", 0), (1000, "a", 1), (10, "b", 0), (500, "c", 0), (500, "c", 1), (990, "d", 0)]
+    slices = _balance(groups, 2)
+    assert len(slices) == 2
+    read = sorted((uri, g) for part in slices for uri, gs in part for g in gs)
+    assert read == sorted((uri, g) for _, uri, g in groups)
+    rows = {(uri, g): n for n, uri, g in groups}
+    totals = sorted(sum(rows[(uri, g)] for uri, gs in part for g in gs) for part in slices)
+    assert totals == [2000, 2000]
+    assert len(_balance(groups[:1], 8)) == 1

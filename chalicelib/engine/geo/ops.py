@@ -130,6 +130,7 @@ POINT_MAPS = frozenset({"pointmap", "heatmap", "weighted", "weighted_pointmap", 
 def map_source(spark: SparkSession, kind: str, sql: str) -> Any:
     """The renderer's input for ``sql``: a DataFrame, or ``render.XYPoints`` when a point
     map's SQL starts with ``SELECT ST_Point(a, b)`` (same pixels, no WKB round trip)."""
+    from chalicelib.engine.geo.parquet_scan import plain_parquet_scan
     from chalicelib.engine.geo.render import XYPoints
     from chalicelib.engine.geo.rewrite import rewrite_sql, xy_map_sql
 
@@ -143,7 +144,9 @@ def map_source(spark: SparkSession, kind: str, sql: str) -> Any:
             if df is not None:
                 n = len(df.columns)
                 df = df.toDF(*[f"c{i}" for i in range(n)])
-                return XYPoints(df.select("c0", "c1", *[f"c{i}" for i in range(3, n)]), n - 2)
+                xy = df.select("c0", "c1", *[f"c{i}" for i in range(3, n)])
+                parallelism = spark.sparkContext.defaultParallelism
+                return XYPoints(xy, n - 2, plain_parquet_scan(xy, parallelism))
     return sql_frame(spark, sql)
 
 

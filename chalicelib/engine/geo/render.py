@@ -34,6 +34,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from chalicelib.engine.geo._arrow import points_xy, to_float, valid_mask
+from chalicelib.engine.geo.parquet_scan import ParquetPieces, Slice, read_slice
 from chalicelib.engine.geo.projection import MAX_LAT, WGS84_A, transform_xy
 
 __all__ = [
@@ -222,6 +223,9 @@ class XYPoints:
 
     df: DataFrame
     sql_columns: int
+    #: Set when ``df`` is a plain projection of a Parquet scan: the binning tasks read
+    #: these row groups themselves (see :mod:`chalicelib.engine.geo.parquet_scan`).
+    parquet: ParquetPieces | None = None
 
 
 Source: TypeAlias = DataFrame | XYPoints
@@ -253,44 +257,83 @@ def _xy_columns(batch: pa.RecordBatch) -> tuple[Floats, Floats, npt.NDArray[np.b
     return to_float(x), to_float(y), valid_mask(x) & valid_mask(y)
 
 
-def _binner(vp: Viewport, nweights: int, xy: bool) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """Build the per-partition function: rows -> sparse (cell index, aggregates)."""
+def _bin_batches(vp: Viewport, nweights: int, xy: bool, batches: Iterator[pa.RecordBatch]) -> tuple[bytes, bytes, int]:
+    """Bin one partition's rows into a dense grid; return its non-empty cells as
+    (int32 cell indexes, float64 ``[count, *sums]`` rows, number of value rows)."""
     size = vp.width * vp.height
     first_weight = 2 if xy else 1
     read = _xy_columns if xy else _point_columns
+    count = np.zeros(size, dtype=np.float64)
+    sums = [np.zeros(size, dtype=np.float64) for _ in range(nweights)]
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        x, y, ok = read(batch)
+        cell, inside = vp.cells(x, y)
+        ok &= inside
+        weights = []
+        for k in range(nweights):
+            col = batch.column(k + first_weight)
+            w = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+            ok &= np.isfinite(w)
+            weights.append(w)
+        if not ok.all():
+            cell = cell[ok]
+            weights = [w[ok] for w in weights]
+        count += np.bincount(cell, minlength=size)
+        for k in range(nweights):
+            sums[k] += np.bincount(cell, weights=weights[k], minlength=size)
+    nz = np.flatnonzero(count)
+    vals = np.vstack([count[nz], *[s[nz] for s in sums]])
+    return nz.astype(np.int32).tobytes(), vals.astype(np.float64).tobytes(), 1 + nweights
+
+
+def _binner(vp: Viewport, nweights: int, xy: bool) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The ``mapInArrow`` function: a partition's rows -> one batch of its sparse cells."""
 
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        count = np.zeros(size, dtype=np.float64)
-        sums = [np.zeros(size, dtype=np.float64) for _ in range(nweights)]
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            x, y, ok = read(batch)
-            cell, inside = vp.cells(x, y)
-            ok &= inside
-            weights = []
-            for k in range(nweights):
-                col = batch.column(k + first_weight)
-                w = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-                ok &= np.isfinite(w)
-                weights.append(w)
-            if not ok.all():
-                cell = cell[ok]
-                weights = [w[ok] for w in weights]
-            count += np.bincount(cell, minlength=size)
-            for k in range(nweights):
-                sums[k] += np.bincount(cell, weights=weights[k], minlength=size)
-        nz = np.flatnonzero(count)
-        vals = np.vstack([count[nz], *[s[nz] for s in sums]])
+        idx, vals, nvals = _bin_batches(vp, nweights, xy, batches)
         yield pa.RecordBatch.from_pydict(
             {
-                "idx": pa.array([nz.astype(np.int32).tobytes()], type=pa.binary()),
-                "vals": pa.array([vals.astype(np.float64).tobytes()], type=pa.binary()),
-                "nvals": pa.array([1 + nweights], type=pa.int32()),
+                "idx": pa.array([idx], type=pa.binary()),
+                "vals": pa.array([vals], type=pa.binary()),
+                "nvals": pa.array([nvals], type=pa.int32()),
             }
         )
 
     return fn
+
+
+def _partials(src: Source, vp: Viewport, nweights: int) -> list[tuple[bytes, bytes, int]]:
+    """Every partition's sparse cells, binned inside Spark (see :func:`bin_points`)."""
+    xy = isinstance(src, XYPoints)
+    if isinstance(src, XYPoints) and src.parquet is not None:
+        pieces = src.parquet
+
+        def read_and_bin(parts: Iterator[Slice]) -> Iterator[tuple[bytes, bytes, int]]:
+            for part in parts:
+                yield _bin_batches(vp, nweights, True, read_slice(pieces.columns, part, BIN_BATCH_ROWS))
+
+        sc = src.df.sparkSession.sparkContext
+        binned: list[tuple[bytes, bytes, int]] = (
+            sc.parallelize(pieces.slices, len(pieces.slices)).mapPartitions(read_and_bin).collect()
+        )
+        return binned
+    df = src.df if isinstance(src, XYPoints) else src
+    ncoords = 2 if xy else 1
+    sel = df.select(*[F.col(f"`{c}`") for c in df.columns[: ncoords + nweights]])
+    spark = df.sparkSession
+    previous = spark.conf.get(_BATCH_CONF, None)
+    try:
+        if previous is None or int(previous) < BIN_BATCH_ROWS:
+            spark.conf.set(_BATCH_CONF, str(BIN_BATCH_ROWS))
+        rows = sel.mapInArrow(_binner(vp, nweights, xy), _PARTIAL_SCHEMA).collect()  # type: ignore[arg-type]
+    finally:
+        if previous is None:
+            spark.conf.unset(_BATCH_CONF)
+        else:
+            spark.conf.set(_BATCH_CONF, previous)
+    return [(row["idx"], row["vals"], row["nvals"]) for row in rows]
 
 
 def bin_points(src: Source, vp: Viewport, nweights: int) -> tuple[Floats, list[Floats]]:
@@ -302,30 +345,14 @@ def bin_points(src: Source, vp: Viewport, nweights: int) -> tuple[Floats, list[F
     ncols = _ncols(src)
     if ncols < 1 + nweights:
         raise MapParamError(f"the SQL result needs {1 + nweights} columns, got {ncols}")
-    xy = isinstance(src, XYPoints)
-    df = src.df if isinstance(src, XYPoints) else src
-    ncoords = 2 if xy else 1
-    cols = df.columns
-    sel = df.select(*[F.col(f"`{c}`") for c in cols[: ncoords + nweights]])
-    spark = df.sparkSession
-    previous = spark.conf.get(_BATCH_CONF, None)
-    try:
-        if previous is None or int(previous) < BIN_BATCH_ROWS:
-            spark.conf.set(_BATCH_CONF, str(BIN_BATCH_ROWS))
-        parts = sel.mapInArrow(_binner(vp, nweights, xy), _PARTIAL_SCHEMA).collect()  # type: ignore[arg-type]
-    finally:
-        if previous is None:
-            spark.conf.unset(_BATCH_CONF)
-        else:
-            spark.conf.set(_BATCH_CONF, previous)
     size = vp.width * vp.height
     count = np.zeros(size, dtype=np.float64)
     sums = [np.zeros(size, dtype=np.float64) for _ in range(nweights)]
-    for row in parts:
-        idx = np.frombuffer(row["idx"], dtype=np.int32)
+    for idx_bytes, vals_bytes, nvals in _partials(src, vp, nweights):
+        idx = np.frombuffer(idx_bytes, dtype=np.int32)
         if len(idx) == 0:
             continue
-        vals = np.frombuffer(row["vals"], dtype=np.float64).reshape(row["nvals"], len(idx))
+        vals = np.frombuffer(vals_bytes, dtype=np.float64).reshape(nvals, len(idx))
         count[idx] += vals[0]
         for k in range(nweights):
             sums[k][idx] += vals[k + 1]

@@ -1,0 +1,153 @@
+"""Arrow-native reads for maps drawn straight from a Parquet table.
+
+Binning a map in Python workers normally receives its rows through Spark's row path:
+the vectorised Parquet reader's columns are turned into rows, and every row is
+written into an Arrow batch again for the worker.  For ``SELECT ST_Point(x, y), w
+FROM t`` where ``t`` is a plain Parquet scan (no filter, no expression, no join),
+that round trip is pure overhead: the binning tasks can read the same row groups
+with pyarrow themselves.  The work still runs as Spark tasks (one per slice of row
+groups, spread over the executors) and only the pixel grids reach the driver.
+
+:func:`plain_parquet_scan` recognises such a query from Spark's optimized plan and
+returns the pieces to read, or ``None`` for anything else (filters, computed
+columns, non-Parquet or table-format sources, columns whose Parquet type differs
+from the Spark type, too many files), which then takes the general path.  Both
+paths give the same pixels: tests compare the PNG bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame
+
+__all__ = ["CONF_ENABLED", "ParquetPieces", "plain_parquet_scan", "read_slice"]
+
+#: Spark conf that turns the direct read off (``false``) for a session.
+CONF_ENABLED = "spark.sparkgate.geo.parquetDirect.enabled"
+#: Beyond this many files the driver does not read every footer: general path.
+MAX_FILES = 256
+_PARQUET_FORMAT = "org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat"
+# Spark type name -> the Parquet (Arrow) type that Spark reads into it unchanged.
+_SAME_TYPE = {
+    "double": pa.float64(),
+    "float": pa.float32(),
+    "long": pa.int64(),
+    "integer": pa.int32(),
+    "short": pa.int16(),
+    "byte": pa.int8(),
+}
+
+Slice = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+@dataclass(frozen=True)
+class ParquetPieces:
+    """What the binning tasks read: ``columns`` (file column names, in the map's column
+    order, repeats allowed) from each slice's files and row groups, one task per slice."""
+
+    columns: tuple[str, ...]
+    slices: tuple[Slice, ...]
+
+
+def _name(obj: Any) -> str:
+    return str(obj.getClass().getSimpleName())
+
+
+def _scan_columns(df: DataFrame) -> tuple[Any, list[str]] | None:
+    """(HadoopFsRelation, projected column names) when ``df`` only projects columns of a
+    Parquet file relation; None otherwise."""
+    plan = df._jdf.queryExecution().optimizedPlan()
+    if _name(plan) == "Project":
+        exprs = plan.projectList()
+        child = plan.child()
+    else:
+        exprs = plan.output()
+        child = plan
+    if _name(child) != "LogicalRelation":
+        return None
+    relation = child.relation()
+    if _name(relation) != "HadoopFsRelation" or relation.fileFormat().getClass().getName() != _PARQUET_FORMAT:
+        return None
+    names = []
+    for i in range(exprs.size()):
+        expr = exprs.apply(i)
+        if _name(expr) == "Alias":
+            expr = expr.child()
+        if _name(expr) != "AttributeReference":
+            return None
+        names.append(str(expr.name()))
+    return relation, names
+
+
+def _arrow_uri(uri: str) -> str:
+    # Hadoop's S3 connectors name the scheme s3a/s3n; pyarrow knows it as s3.
+    for scheme in ("s3a://", "s3n://"):
+        if uri.startswith(scheme):
+            return "s3://" + uri[len(scheme) :]
+    return uri
+
+
+def _open(uri: str) -> tuple[pafs.FileSystem, str]:
+    fs, path = pafs.FileSystem.from_uri(_arrow_uri(uri))
+    return fs, path
+
+
+def plain_parquet_scan(df: DataFrame, parallelism: int) -> ParquetPieces | None:
+    """The row groups to read for ``df`` when it is a plain column projection of a Parquet
+    scan whose columns Spark reads unchanged, split into at most ``parallelism`` slices of
+    about equal row counts; None when the general path must be used."""
+    if df.sparkSession.conf.get(CONF_ENABLED, "true").lower() == "false":
+        return None
+    scan = _scan_columns(df)
+    if scan is None:
+        return None
+    relation, names = scan
+    spark_types = {f.name: f.dataType.typeName() for f in df.schema.fields}
+    wanted = [_SAME_TYPE.get(spark_types[c]) for c in df.columns]
+    if any(t is None for t in wanted):
+        return None
+    files = [str(f) for f in relation.location().inputFiles()]
+    if not files or len(files) > MAX_FILES:
+        return None
+    groups: list[tuple[int, str, int]] = []
+    try:
+        for uri in files:
+            fs, path = _open(uri)
+            meta = pq.read_metadata(path, filesystem=fs)
+            schema = meta.schema.to_arrow_schema()
+            for name, typ in zip(names, wanted, strict=True):
+                if schema.get_field_index(name) < 0 or schema.field(name).type != typ:
+                    return None
+            groups.extend((meta.row_group(g).num_rows, uri, g) for g in range(meta.num_row_groups))
+    except (OSError, ValueError, pa.ArrowException):
+        return None  # a file pyarrow cannot open or read here: let Spark do it
+    return ParquetPieces(tuple(names), _balance(groups, max(1, parallelism)))
+
+
+def _balance(groups: list[tuple[int, str, int]], parallelism: int) -> tuple[Slice, ...]:
+    """Row groups into at most ``parallelism`` slices, largest first onto the lightest."""
+    k = min(parallelism, len(groups))
+    rows = [0] * k
+    parts: list[dict[str, list[int]]] = [{} for _ in range(k)]
+    for nrows, uri, g in sorted(groups, key=lambda t: -t[0]):
+        i = rows.index(min(rows))
+        rows[i] += nrows
+        parts[i].setdefault(uri, []).append(g)
+    return tuple(tuple((uri, tuple(sorted(gs))) for uri, gs in part.items()) for part in parts if part)
+
+
+def read_slice(columns: Sequence[str], part: Slice, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``columns`` (in that order) from one slice's row groups."""
+    unique = list(dict.fromkeys(columns))
+    for uri, row_groups in part:
+        fs, path = _open(uri)
+        with fs.open_input_file(path) as handle:
+            reader = pq.ParquetFile(handle)
+            for batch in reader.iter_batches(batch_size=batch_rows, row_groups=list(row_groups), columns=unique):
+                yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], names=list(columns))
