@@ -41,6 +41,10 @@ class StackProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}"
+
     def start(self, timeout: float = 60.0) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
         env.update(
@@ -115,3 +119,10 @@ class StackProcess:
         assert status == 200, body
         token: str = body["data"]["token"]
         return token
+
+    def new_user(self, username: str, password: str | None = None) -> str:
+        """Create a user through the admin route; answers the user's token."""
+        password = password or f"{username}-password"
+        status, body, _ = self.call("POST", "/api/v1/users", {"username": username, "password": password}, self.login())
+        assert status == 201, body
+        return self.login(username, password)

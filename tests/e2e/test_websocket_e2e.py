@@ -7,92 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import ROOT
+from tests.e2e.stack import StackProcess
 
-ADMIN_PASSWORD = "e2e-admin-password"
 FINAL = ("Succeed", "Failed", "Cancelled", "Timeout")
 JOB_SECONDS = 240.0
 
 
-class Stack:
-    def __init__(self, http: str, ws: str) -> None:
-        self.http, self.ws = http, ws
-
-    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Token {token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.http + path, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
-
-    def login(self, username: str, password: str) -> str:
-        status, body = self.call("POST", "/token", {"username": username, "password": password})
-        assert status == 200, body
-        token: str = body["data"]["token"]
-        return token
-
-    def new_user(self, username: str) -> str:
-        admin = self.login("admin", ADMIN_PASSWORD)
-        status, body = self.call("POST", "/api/v1/users", {"username": username, "password": "password-123"}, admin)
-        assert status == 201, body
-        return self.login(username, "password-123")
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    state = tmp_path_factory.mktemp("state")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    env.update({"SPARKGATE_ADMIN_PASSWORD": ADMIN_PASSWORD, "SPARKGATE_AWS_PORT": "0", "PYTHONUNBUFFERED": "1"})
-    cmd = [
-        sys.executable,
-        "-m",
-        "chalicelib.local.stack",
-        "--http-port",
-        "0",
-        "--ws-port",
-        "0",
-        "--state-dir",
-        str(state),
-    ]
-    log = (state / "stack.log").open("w+")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline, text = time.time() + 90, ""
-        while time.time() < deadline and "ready" not in text:
-            assert proc.poll() is None, Path(log.name).read_text()
-            time.sleep(0.2)
-            text = Path(log.name).read_text()
-        http = re.search(r"HTTP on (http://\S+)", text)
-        ws = re.search(r"WebSocket on (ws://[\d.:]+)", text)
-        assert http and ws, text
-        yield Stack(http.group(1), ws.group(1))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
+    process = StackProcess(tmp_path_factory.mktemp("ws-e2e"))
+    process.start(timeout=90)
+    yield process
+    process.stop()
 
 
 def execute_frame(code: str, tag: str, run_type: str = "sql") -> str:
@@ -129,16 +63,16 @@ def log_lines(frames: list[dict[str, Any]], start: int = 0) -> tuple[list[str], 
     return lines, cursor
 
 
-def http_log(stack: Stack, token: str, exec_id: str, from_line: int = 0) -> tuple[list[str], int]:
-    status, body = stack.call("GET", f"/api/rest_j/v1/entrance/{exec_id}/log?fromLine={from_line}", token=token)
+def http_log(stack: StackProcess, token: str, exec_id: str, from_line: int = 0) -> tuple[list[str], int]:
+    status, body, _ = stack.call("GET", f"/api/rest_j/v1/entrance/{exec_id}/log?fromLine={from_line}", token=token)
     assert status == 200, body
     text = body["data"]["log"][3]
     return (text.split("\n") if text else []), body["data"]["fromLine"]
 
 
-def test_connect_is_refused_without_a_valid_token(stack: Stack) -> None:
+def test_connect_is_refused_without_a_valid_token(stack: StackProcess) -> None:
     async def run() -> None:
-        for url in (stack.ws, f"{stack.ws}/?token=forged"):
+        for url in (stack.ws_url, f"{stack.ws_url}/?token=forged"):
             with pytest.raises(InvalidStatus) as refused:
                 async with connect(url):
                     pass
@@ -147,11 +81,11 @@ def test_connect_is_refused_without_a_valid_token(stack: Stack) -> None:
     asyncio.run(run())
 
 
-def test_execute_over_the_socket_pushes_status_log_progress_to_the_owner_only(stack: Stack) -> None:
+def test_execute_over_the_socket_pushes_status_log_progress_to_the_owner_only(stack: StackProcess) -> None:
     alice, bob = stack.new_user("alice"), stack.new_user("bob")
 
     async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        async with connect(f"{stack.ws}/?token={alice}") as mine, connect(f"{stack.ws}/?token={bob}") as theirs:
+        async with connect(f"{stack.ws_url}/?token={alice}") as mine, connect(f"{stack.ws_url}/?token={bob}") as theirs:
             await mine.send(execute_frame("select 1 as one", "run-1"))
             frames: list[dict[str, Any]] = []
             await until_final(mine, frames)
@@ -176,13 +110,13 @@ def test_execute_over_the_socket_pushes_status_log_progress_to_the_owner_only(st
     assert others == []  # bob's socket heard nothing of alice's job
 
 
-def test_disconnect_mid_job_then_finish_the_log_over_http(stack: Stack) -> None:
+def test_disconnect_mid_job_then_finish_the_log_over_http(stack: StackProcess) -> None:
     token = stack.new_user("carol")
     code = "import time\nfor i in range(8):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.5)\nprint('done')"
 
     async def run() -> tuple[str, list[dict[str, Any]]]:
         frames: list[dict[str, Any]] = []
-        async with connect(f"{stack.ws}/?token={token}") as sock:
+        async with connect(f"{stack.ws_url}/?token={token}") as sock:
             await sock.send(execute_frame(code, "mid", run_type="python"))
             exec_id = None
             deadline = time.monotonic() + JOB_SECONDS
@@ -200,7 +134,7 @@ def test_disconnect_mid_job_then_finish_the_log_over_http(stack: Stack) -> None:
     seen, cursor = log_lines(pushes(frames, exec_id, "log"))
     deadline = time.time() + JOB_SECONDS
     while True:
-        status, body = stack.call("GET", f"/api/rest_j/v1/entrance/{exec_id}/status", token=token)
+        status, body, _ = stack.call("GET", f"/api/rest_j/v1/entrance/{exec_id}/status", token=token)
         assert status == 200, body
         if body["data"]["status"] in FINAL:
             break
