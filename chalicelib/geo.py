@@ -290,18 +290,12 @@ def create_session(principal: Principal, body: dict[str, Any]) -> dict[str, Any]
 
 
 def _ensure_driver(principal: Principal, scope: str, record: dict[str, Any]) -> None:
-    """Start (or restart) the session's driver; queue a catalog replay when it is a new driver."""
+    """Start the session's driver unless it runs; a new driver loads the session's catalog itself
+    (``geo_catalog`` in its config) before it takes a Job."""
     from chalicelib import sessions
 
-    live = sessions.ensure_session_driver(record["session_id"], principal.user_id, record["config"])
-    generation = live.get("generation")
-    if generation is None or generation == record.get("replayed_generation"):
-        return
-    tables = geo_store.catalog(principal.user_id, scope, record["session"])
-    if tables:
-        _queue(principal, record, {"op": "replay_catalog", "tables": tables}, "replay catalog")
-    geo_store.set_session_fields(principal.user_id, scope, record["session"], {"replayed_generation": generation})
-    record["replayed_generation"] = generation
+    ref = {"user_id": principal.user_id, "scope": scope, "session": record["session"]}
+    sessions.ensure_session_driver(record["session_id"], principal.user_id, {**record["config"], "geo_catalog": ref})
 
 
 def _queue(principal: Principal, record: dict[str, Any], op: dict[str, Any], code: str) -> dict[str, Any]:

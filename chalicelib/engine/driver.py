@@ -411,6 +411,7 @@ class SessionDriver:
             if not self._update({"state": "running", "heartbeat_at": time.time(), "driver_started_at": now_iso()}):
                 return "superseded"
             self.heartbeat.start()
+            self._replay_catalog(spark)
             reason = self._loop(executor)
             return reason
         finally:
@@ -421,6 +422,19 @@ class SessionDriver:
                     self.generation,
                     {"state": "stopped", "stopped_at": now_iso(), "stop_reason": reason, "current_exec_id": None},
                 )
+
+    def _replay_catalog(self, spark: SparkSession) -> None:
+        """A geo session's tables are temp views: a new driver loads them from the catalog first,
+        whoever started it (a request, or the schedule tick replacing a dead driver)."""
+        ref = self.config.get("geo_catalog")
+        if not ref:
+            return
+        from chalicelib.engine.geo.ops import replay_catalog
+
+        outcome = replay_catalog(spark, ref)
+        for failed in outcome["failed"]:
+            print(f"sparkgate engine: table {failed['name']} not replayed: {failed['error']}", flush=True)
+        self._update({"catalog_replayed": outcome})
 
     def _loop(self, executor: JobExecutor) -> str:
         last_active = time.monotonic()

@@ -18,7 +18,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from chalicelib.store.aws import put_new, query_all, table, update_if
+from chalicelib.store.aws import put_new, query_all, table
 from chalicelib.store.jobs import _strip
 
 
@@ -50,11 +50,6 @@ def get_session(user_id: str, scope: str, session: str) -> dict[str, Any] | None
     key = {"pk": scope_pk(user_id, scope), "sk": f"SESSION#{session}"}
     item = table().get_item(Key=key, ConsistentRead=True).get("Item")
     return _strip(item) if item else None
-
-
-def set_session_fields(user_id: str, scope: str, session: str, fields: dict[str, Any]) -> None:
-    """Update fields of an existing session record (e.g. the driver generation its catalog was replayed into)."""
-    update_if({"pk": scope_pk(user_id, scope), "sk": f"SESSION#{session}"}, fields, "attribute_exists(pk)")
 
 
 def _items(user_id: str, scope: str, prefix: str | None = None) -> list[dict[str, Any]]:

@@ -58,9 +58,10 @@ def _png(body: Any, size: tuple[int, int]) -> None:
     assert image.getchannel("A").getbbox() is not None, "the map is blank"
 
 
-def _session_pid(stack: StackProcess) -> int:
-    """The pid of the scope's live session driver, from the session record (via the stack's AWS)."""
+def _driver(stack: StackProcess, scope: str, session: str) -> dict[str, Any]:
+    """The driver record (pid, generation) of a geo session, read from the stack's AWS."""
     from chalicelib.store import aws
+    from chalicelib.store import geo as geo_store
     from chalicelib.store import jobs as job_store
 
     os.environ["AWS_ENDPOINT_URL"] = (stack.state_dir / "aws-endpoint").read_text().strip()
@@ -68,7 +69,11 @@ def _session_pid(stack: StackProcess) -> int:
         aws.reset()
         live = [s for s in job_store.live_sessions() if str(s["session_id"]).startswith("geo-")]
         assert live, "no live geo session"
-        return int(live[0]["runner_handle"]["pid"])
+        record = geo_store.get_session(str(live[0]["owner"]), scope, session)
+        assert record is not None
+        driver = job_store.get_session(record["session_id"])
+        assert driver is not None
+        return driver
     finally:
         os.environ.pop("AWS_ENDPOINT_URL", None)
         aws.reset()
@@ -87,7 +92,9 @@ def _settled(stack: StackProcess, token: str, method: str, path: str, body: Any 
             if status in ("Succeed", "Failed", "Cancelled", "Timeout"):
                 break
             time.sleep(0.5)
-        assert status == "Succeed", status
+        if status != "Succeed":
+            log = stack.call("GET", f"/api/rest_j/v1/entrance/{exec_id}/log?fromLine=0&size=1000", None, token)
+            raise AssertionError(f"{path} Job {exec_id} ended {status}: {log[1]['data']['log'][0]}")
         answer = stack.call(method, path, body, token)
     return _ok(answer)
 
@@ -95,7 +102,11 @@ def _settled(stack: StackProcess, token: str, method: str, path: str, body: Any 
 def test_geo_flow_with_driver_crash(tmp_path: Path) -> None:
     stack = StackProcess(
         tmp_path / "state",
-        {"SPARKGATE_DATA_ROOTS": str(DATA.parent), "SPARKGATE_SYNC_WAIT_SECONDS": "25"},
+        {
+            "SPARKGATE_DATA_ROOTS": str(DATA.parent),
+            "SPARKGATE_SYNC_WAIT_SECONDS": "25",
+            "SPARKGATE_SCHEDULE_SECONDS": "10",
+        },
     )
     stack.start()
     try:
@@ -173,17 +184,17 @@ def test_geo_flow_with_driver_crash(tmp_path: Path) -> None:
         status, body, _ = call("POST", "/command", {"scope": scope, "command": "1/0"}, token)
         assert status == 400 and "ZeroDivisionError" in body["message"]
 
-        # the driver dies: the next call restarts it and replays the catalog (old_nyc_taxi, then nyc_taxi)
-        pid = _session_pid(stack)
-        os.kill(pid, signal.SIGKILL)
+        # the driver dies: the next call gets a new driver, which replays the catalog (old_nyc_taxi, then
+        # nyc_taxi) before it runs the query
+        before = _driver(stack, scope, "arctern")
+        os.kill(int(before["runner_handle"]["pid"]), signal.SIGKILL)
         time.sleep(1)
         count = {"scope": scope, "session": "arctern", "sql": "select count(*) as n from nyc_taxi"}
-        try:
-            got = _settled(stack, token, "POST", "/query", count)
-        except AssertionError:  # a Job caught by the dying driver fails with it; the next one gets a new driver
-            got = _settled(stack, token, "POST", "/query", count)
+        got = _settled(stack, token, "POST", "/query", count)
         assert got["result"] == [9999]
-        # only a new driver can answer: the old one was SIGKILLed, and the count needs the replayed catalog
+        after = _driver(stack, scope, "arctern")
+        assert int(after["generation"]) == int(before["generation"]) + 1
+        assert after["catalog_replayed"] == {"tables": ["old_nyc_taxi", "nyc_taxi"], "failed": []}
 
         _ok(call("DELETE", f"/scope/{scope}", None, token))
         assert call("POST", "/query", {"scope": scope, "session": "arctern", "sql": "select 1"}, token)[0] == 400

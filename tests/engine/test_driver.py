@@ -398,3 +398,59 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
     while not predicate():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_every_new_geo_driver_loads_its_catalog_before_its_first_job(
+    thread_runner: ThreadRunner, spark: SparkSession, tmp_path: Path
+) -> None:
+    """A geo session's tables are temp views: each driver generation replays the stored catalog,
+    including a generation started from the stored config (as the schedule tick restarts a dead one)."""
+    import json
+
+    from chalicelib import jobs, sessions
+    from chalicelib.store import geo as geo_store
+    from chalicelib.store import jobs as job_store
+    from chalicelib.tokens import Principal
+
+    suffix = uuid.uuid4().hex[:8]
+    scope, t, u = f"scope{suffix}", f"t_{suffix}", f"u_{suffix}"
+    assert geo_store.create_scope(OWNER, scope, "2026-11-21T00:00:00Z")
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b\n1,2\n3,4\n")
+    file_table = {"kind": "file", "name": t, "format": "csv", "path": str(csv), "options": {"header": "true"}}
+    geo_store.append_catalog(OWNER, scope, "spark", {**file_table, "schema": "a INT, b INT"})
+    geo_store.append_catalog(OWNER, scope, "spark", {"kind": "sql", "name": u, "sql": f"select a + b as s from {t}"})
+    geo_store.append_catalog(OWNER, scope, "spark", {**file_table, "name": "gone", "path": str(tmp_path / "no.csv")})
+    geo_store.append_catalog(OWNER, scope, "other", {**file_table, "name": "not_this_session"})
+    sid = f"geo-{suffix}"
+    ref = {"user_id": OWNER, "scope": scope, "session": "spark"}
+    sessions.ensure_session_driver(
+        sid, OWNER, {"heartbeat_seconds": 1, "idle_timeout_seconds": 120, "geo_catalog": ref}
+    )
+    query = {"op": "query", "sql": f"select sum(s) as total from {u}"}
+    try:
+        for generation in (1, 2):
+            job = jobs.new_job(
+                jobs.JobRequest(
+                    owner=Principal(OWNER, "engine"),
+                    code="query",
+                    run_type="geo",
+                    kind="geo",
+                    session_id=sid,
+                    extra={"geo_op": query, "scope": scope, "geo_session": "spark"},
+                )
+            )
+            sessions.dispatch(job)
+            done = finished(job["exec_id"], timeout=120)
+            assert done["status"] == "Succeed", done.get("error")
+            assert json.loads(done["result_preview"]["rows"][0][0])["result"] == [10]
+            session = job_store.get_session(sid)
+            assert session is not None and int(session["generation"]) == generation
+            assert session["catalog_replayed"]["tables"] == [t, u]
+            assert [f["name"] for f in session["catalog_replayed"]["failed"]] == ["gone"]
+            sessions.stop_session(sid)
+            wait_for_session(sid, lambda s: s["state"] not in sessions.LIVE_STATES)
+            for view in (t, u):  # only a replay can bring them back to the shared SparkSession
+                spark.catalog.dropTempView(view)
+    finally:
+        sessions.stop_session(sid)

@@ -265,7 +265,8 @@ def test_synchronous_answers_and_errors(
     _finish_next_job(None, error="NameError: name 'nope' is not defined")
     _error(geo_api.call("POST", "/command", {"scope": "s", "command": "nope"}, token), "NameError")
 
-    # a crash restarted the driver: the catalog is replayed before the next op
+    # every driver is started with its catalog named in its config (the driver replays it itself,
+    # whoever starts it), so a call after a crash queues only its own Job
     _finish_next_job({"tables": ["t"]})
     path = str(Path(os.environ["SPARKGATE_DATA_ROOTS"].split(":")[1]) / "nyc" / "taxi.csv")
     status, body, _ = _load(geo_api, token, path)
@@ -275,8 +276,13 @@ def test_synchronous_answers_and_errors(
     status, body, _ = geo_api.call("POST", "/query", {"scope": "s", "sql": "select * from t"}, token)
     assert status == 202
     queued = job_store.queued_jobs(next(iter(_SESSIONS)))
-    assert [j["geo_op"]["op"] for j in queued] == ["replay_catalog", "query"]
-    assert queued[0]["geo_op"]["tables"][0]["name"] == "t"
+    assert [j["geo_op"]["op"] for j in queued] == ["query"]
+    session_id, owner, config = fake_sessions.ensured[-1]
+    assert session_id == next(iter(_SESSIONS))
+    assert config["geo_catalog"] == {"user_id": owner, "scope": "s", "session": "spark"}
+    from chalicelib.store import geo as geo_store
+
+    assert [t["name"] for t in geo_store.catalog(owner, "s", "spark")] == ["t"]
 
 
 def test_delete_scope_stops_drivers(geo_api: Api, fake_sessions: FakeSessions) -> None:

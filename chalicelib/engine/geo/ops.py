@@ -2,7 +2,8 @@
 
 ``run_geo_op(spark, namespace, op)`` answers a JSON-able dict (a render answers ``png`` bytes,
 which :func:`geo_result_sets` stores in S3 and replaces by its key). Tables are session temp views,
-so a replacement driver gets them back by replaying the scope's catalog (``replay_catalog``).
+so every new driver of a geo session loads them back from the scope's catalog before it takes a Job
+(:func:`replay_catalog`, called by the session driver when its config names a ``geo_catalog``).
 """
 
 from __future__ import annotations
@@ -161,6 +162,25 @@ def render(spark: SparkSession, kind: str, sql: str, params: dict[str, Any]) -> 
     return {"png": bytes(png)}
 
 
+def replay_catalog(spark: SparkSession, ref: dict[str, Any]) -> dict[str, Any]:
+    """Load the session's catalog (``ref``: user_id, scope, session) as temp views, oldest first.
+
+    A definition that fails no longer loads (e.g. its file was removed): it is reported and the
+    others still load, so a query names the missing table instead of the driver failing.
+    """
+    from chalicelib.store import geo as geo_store
+
+    replayed: list[str] = []
+    failed: list[dict[str, str]] = []
+    for table in geo_store.catalog(str(ref["user_id"]), str(ref["scope"]), str(ref["session"])):
+        try:
+            load_table(spark, table)
+            replayed.append(str(table["name"]))
+        except Exception as err:  # one bad definition must not hide the others
+            failed.append({"name": str(table.get("name")), "error": f"{type(err).__name__}: {err}"[:500]})
+    return {"tables": replayed, "failed": failed}
+
+
 def run_geo_op(spark: SparkSession, namespace: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
     """Run one geo operation (see the module docstring); exceptions are the user's error text."""
     kind = op.get("op")
@@ -168,16 +188,6 @@ def run_geo_op(spark: SparkSession, namespace: dict[str, Any], op: dict[str, Any
         for table in op.get("tables") or []:
             load_table(spark, table)
         return {"tables": [t["name"] for t in op.get("tables") or []]}
-    if kind == "replay_catalog":
-        replayed, failed = [], []
-        for table in op.get("tables") or []:
-            try:
-                load_table(spark, table)
-                replayed.append(table["name"])
-            except Exception as err:  # one bad definition must not hide the others
-                failed.append({"name": table.get("name"), "error": f"{type(err).__name__}: {err}"[:500]})
-                print(f"replay of table {table.get('name')} failed: {err}")
-        return {"tables": replayed, "failed": failed}
     if kind == "table_info":
         return table_info(spark, str(op["table"]))
     if kind == "query":
