@@ -61,7 +61,7 @@ def test_bad_tokens_are_refused(api: Api) -> None:
     assert api.call("GET", "/api/v1/works", token=token)[0] == 200
     none_alg = _forge(token, header={"alg": "none"}).rsplit(".", 1)[0] + "."
     tampered = _forge(token, claims={"sub": "someone-else"})
-    hs256 = jwt.encode({"sub": "x", "iat": int(time.time()), "exp": int(time.time()) + 60}, "k", algorithm="HS256")
+    hs256 = jwt.encode({"sub": "x", "iat": int(time.time()), "exp": int(time.time()) + 60}, "k" * 32, algorithm="HS256")
     for bad in (none_alg, tampered, hs256, "garbage", token[:-4] + "AAAA"):
         status, body, _ = api.call("GET", "/api/v1/works", token=bad)
         assert status == 401, bad
