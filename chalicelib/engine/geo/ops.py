@@ -130,7 +130,8 @@ POINT_MAPS = frozenset({"pointmap", "heatmap", "weighted", "weighted_pointmap", 
 
 def map_source(spark: SparkSession, kind: str, sql: str) -> Any:
     """The renderer's input for ``sql``: a DataFrame, or ``render.XYPoints`` when a point
-    map's SQL starts with ``SELECT ST_Point(a, b)`` (same pixels, no WKB round trip)."""
+    map's SQL starts with ``SELECT ST_Point(a, b)`` (same pixels, no WKB round trip), carrying
+    the Parquet row groups to read directly when that query is a plain Parquet projection."""
     from chalicelib.engine.geo.parquet_scan import plain_parquet_scan
     from chalicelib.engine.geo.render import XYPoints
     from chalicelib.engine.geo.rewrite import rewrite_sql, xy_map_sql
