@@ -11,7 +11,8 @@ numpy grid (``mapInArrow``) and ships only the non-empty cells, so at most
 ``width * height`` cells per partition ever reach the driver, whatever the row
 count.  A point query that is a plain projection of a Parquet table is binned by Spark
 tasks that read its row groups themselves (:mod:`chalicelib.engine.geo.parquet_scan`).
-Drawing (stamps, kernels, colour ramps, polygons) is numpy/Pillow on the driver.  Output colours follow OpenGL's ``SRC_ALPHA, ONE_MINUS_SRC_ALPHA``
+Drawing (stamps, kernels, colour ramps, polygons) is numpy/Pillow on the driver.
+Output colours follow OpenGL's ``SRC_ALPHA, ONE_MINUS_SRC_ALPHA``
 blending onto a transparent framebuffer, which is what Arctern's PNGs contain:
 a fragment of colour ``c`` and alpha ``a`` leaves ``(a*c, a*a)``.
 """
