@@ -100,10 +100,19 @@ def _settled(stack: StackProcess, token: str, method: str, path: str, body: Any 
 
 
 def test_geo_flow_with_driver_crash(tmp_path: Path) -> None:
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    # the taxi points as a Parquet file too (4 row groups): maps of it take the direct Parquet read
+    parquet = tmp_path / "pq" / "taxi_points.parquet"
+    parquet.parent.mkdir()
+    columns = ["pickup_longitude", "pickup_latitude"]
+    points = pa_csv.read_csv(DATA, convert_options=pa_csv.ConvertOptions(include_columns=columns))
+    pq.write_table(points, parquet, row_group_size=2500)
     stack = StackProcess(
         tmp_path / "state",
         {
-            "SPARKGATE_DATA_ROOTS": str(DATA.parent),
+            "SPARKGATE_DATA_ROOTS": f"{DATA.parent}:{parquet.parent}",
             "SPARKGATE_SYNC_WAIT_SECONDS": "25",
             "SPARKGATE_SCHEDULE_SECONDS": "10",
         },
@@ -179,13 +188,33 @@ def test_geo_flow_with_driver_crash(tmp_path: Path) -> None:
             body = {"scope": scope, "session": "arctern", "sql": map_sql, "params": {**params, **extra}}
             _png(_ok(call("POST", f"/{route}", body, token)), (256, 224))
 
+        table = {"name": "taxi_pq", "format": "parquet", "path": str(parquet)}
+        _settled(stack, token, "POST", "/loadfile", {"scope": scope, "session": "arctern", "tables": [table]})
+        point_params = {**params, "point_color": "#2DEF4A", "point_size": 3, "opacity": 0.5}
+        pngs = [
+            _ok(
+                call(
+                    "POST",
+                    "/pointmap",
+                    {"scope": scope, "session": "arctern", "sql": sql, "params": point_params},
+                    token,
+                )
+            )
+            for sql in (
+                "select ST_Point(pickup_longitude, pickup_latitude) from taxi_pq",  # direct Parquet read
+                "select ST_Point(pickup_longitude, pickup_latitude) from old_nyc_taxi",  # the CSV, Spark's row path
+            )
+        ]
+        _png(pngs[0], (256, 224))
+        assert pngs[0]["result"] == pngs[1]["result"]
+
         cmd = _ok(call("POST", "/command", {"scope": scope, "command": "x = 20\nprint('hi')\nx + 22"}, token))
         assert cmd["output"] == "hi\n" and cmd["result"] == 42
         status, body, _ = call("POST", "/command", {"scope": scope, "command": "1/0"}, token)
         assert status == 400 and "ZeroDivisionError" in body["message"]
 
-        # the driver dies: the next call gets a new driver, which replays the catalog (old_nyc_taxi, then
-        # nyc_taxi) before it runs the query
+        # the driver dies: the next call gets a new driver, which replays the catalog (old_nyc_taxi,
+        # nyc_taxi, taxi_pq) before it runs the query
         before = _driver(stack, scope, "arctern")
         os.kill(int(before["runner_handle"]["pid"]), signal.SIGKILL)
         time.sleep(1)
@@ -194,7 +223,7 @@ def test_geo_flow_with_driver_crash(tmp_path: Path) -> None:
         assert got["result"] == [9999]
         after = _driver(stack, scope, "arctern")
         assert int(after["generation"]) == int(before["generation"]) + 1
-        assert after["catalog_replayed"] == {"tables": ["old_nyc_taxi", "nyc_taxi"], "failed": []}
+        assert after["catalog_replayed"] == {"tables": ["old_nyc_taxi", "nyc_taxi", "taxi_pq"], "failed": []}
 
         _ok(call("DELETE", f"/scope/{scope}", None, token))
         assert call("POST", "/query", {"scope": scope, "session": "arctern", "sql": "select 1"}, token)[0] == 400
