@@ -468,7 +468,8 @@ class SessionDriver:
             if claimed is None:
                 continue
             executor.run(claimed)
-            self._update({"current_exec_id": None, "last_job_at": now_iso()})
+            # current_exec_id keeps naming the finished job until the next claim: the reaper only
+            # fails it while Running, so clearing it would be a write per job for nothing
             return True
         return False
 
