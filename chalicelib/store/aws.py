@@ -33,13 +33,20 @@ def client(service: str) -> Any:
     return _client(service, os.environ.get("AWS_ENDPOINT_URL"))
 
 
+@lru_cache(maxsize=8)
+def _table(endpoint: str | None, name: str) -> Any:
+    # boto3 builds a sub-resource's class on every ``.Table(...)`` call: build it once
+    return _resource("dynamodb", endpoint).Table(name)
+
+
 def table() -> Any:
     """The sparkgate DynamoDB table (boto3 ``Table`` resource)."""
-    return _resource("dynamodb", os.environ.get("AWS_ENDPOINT_URL")).Table(settings().table_name)
+    return _table(os.environ.get("AWS_ENDPOINT_URL"), settings().table_name)
 
 
 def reset() -> None:
     """Forget cached handles (tests that start a fresh moto backend call this)."""
+    _table.cache_clear()
     _resource.cache_clear()
     _client.cache_clear()
 
