@@ -337,3 +337,29 @@ def test_row_groups_are_balanced_over_the_slices() -> None:
     totals = sorted(sum(rows[(uri, g)] for uri, gs in part for g in gs) for part in slices)
     assert totals == [2000, 2000]
     assert len(_balance(groups[:1], 8)) == 1
+
+
+def test_parquet_footers_are_read_once_per_file_version(
+    taxi_parquet: str, geo_spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Repeated maps of a table read no footer again; a file Spark lists with a new length is re-read."""
+    from chalicelib.engine.geo import parquet_scan
+
+    df = geo_spark.sql("select lon, lat from taxi_pq")
+    first = parquet_scan.plain_parquet_scan(df, 2)
+    reads: list[str] = []
+    real = parquet_scan.pq.read_metadata
+
+    def counting(path: str, **kwargs: Any) -> Any:
+        reads.append(path)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(parquet_scan.pq, "read_metadata", counting)
+    assert parquet_scan.plain_parquet_scan(df, 2) == first
+    assert reads == []
+    files = parquet_scan._files(df._jdf.queryExecution().optimizedPlan().child().relation())
+    assert files is not None and len(files) == 3
+    uri, length, mtime = files[0]
+    monkeypatch.setattr(parquet_scan, "_files", lambda relation: [(uri, length + 1, mtime), *files[1:]])
+    assert parquet_scan.plain_parquet_scan(df, 2) == first
+    assert len(reads) == 1

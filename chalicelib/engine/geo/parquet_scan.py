@@ -17,6 +17,7 @@ paths give the same pixels: tests compare the PNG bytes.
 
 from __future__ import annotations
 
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,22 +113,66 @@ def plain_parquet_scan(df: DataFrame, parallelism: int) -> ParquetPieces | None:
     wanted = [_SAME_TYPE.get(spark_types[c]) for c in df.columns]
     if any(t is None for t in wanted):
         return None
-    files = [str(f) for f in relation.location().inputFiles()]
-    if not files or len(files) > MAX_FILES:
+    files = _files(relation)
+    if files is None or not files or len(files) > MAX_FILES:
         return None
     groups: list[tuple[int, str, int]] = []
     try:
-        for uri in files:
-            fs, path = _open(uri)
-            meta = pq.read_metadata(path, filesystem=fs)
-            schema = meta.schema.to_arrow_schema()
+        for status in files:
+            footer = _footer(status)
             for name, typ in zip(names, wanted, strict=True):
-                if schema.get_field_index(name) < 0 or schema.field(name).type != typ:
+                if footer.types.get(name) != typ:
                     return None
-            groups.extend((meta.row_group(g).num_rows, uri, g) for g in range(meta.num_row_groups))
+            groups.extend((rows, status[0], g) for g, rows in enumerate(footer.row_groups))
     except (OSError, ValueError, pa.ArrowException):
         return None  # a file pyarrow cannot open or read here: let Spark do it
     return ParquetPieces(tuple(names), _balance(groups, max(1, parallelism)))
+
+
+FileStatus = tuple[str, int, int]  # uri, length, modification time (ms)
+
+
+def _files(relation: Any) -> list[FileStatus] | None:
+    """The relation's files as Spark's file index lists them (no I/O: the index is cached)."""
+    try:
+        listed = relation.location().allFiles()
+    except Exception:  # a file index without a file listing: general path
+        return None
+    return [
+        (str(st.getPath().toString()), int(st.getLen()), int(st.getModificationTime()))
+        for st in (listed.apply(i) for i in range(listed.size()))
+    ]
+
+
+@dataclass(frozen=True)
+class _Footer:
+    row_groups: tuple[int, ...]  # rows of each row group
+    types: dict[str, pa.DataType]  # top-level column -> Arrow type
+
+
+# Footers by (uri, length, mtime): repeated maps of a table (pan, zoom) read no footer again,
+# and a rewritten file has a new length or mtime, so it is read afresh.
+_FOOTERS: OrderedDict[FileStatus, _Footer] = OrderedDict()
+_FOOTERS_MAX = 4096
+
+
+def _footer(status: FileStatus) -> _Footer:
+    cached = _FOOTERS.get(status)
+    if cached is not None:
+        _FOOTERS.move_to_end(status)
+        return cached
+    fs, path = _open(status[0])
+    meta = pq.read_metadata(path, filesystem=fs)
+    schema = meta.schema.to_arrow_schema()
+    seen = Counter(schema.names)
+    footer = _Footer(
+        tuple(meta.row_group(g).num_rows for g in range(meta.num_row_groups)),
+        {f.name: f.type for f in schema if seen[f.name] == 1},  # an ambiguous name is never read directly
+    )
+    _FOOTERS[status] = footer
+    if len(_FOOTERS) > _FOOTERS_MAX:
+        _FOOTERS.popitem(last=False)
+    return footer
 
 
 def _balance(groups: list[tuple[int, str, int]], parallelism: int) -> tuple[Slice, ...]:
