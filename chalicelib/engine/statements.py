@@ -154,20 +154,24 @@ def run_sql(
     return sets
 
 
-def run_python(
-    namespace: dict[str, Any], code: str, max_rows: int, sinks: Callable[[int], PageSink] | None = None
-) -> list[ResultSet]:
-    """Exec ``code`` in ``namespace``; a final expression's value is printed (a DataFrame becomes a result set)."""
-    tree = ast.parse(code, filename="<code>", mode="exec")
+def exec_final_value(code: str, namespace: dict[str, Any], filename: str) -> Any:
+    """Exec ``code`` in ``namespace``, as a notebook cell runs: answers the value of its last
+    statement when that is an expression (None otherwise)."""
+    tree = ast.parse(code, filename=filename, mode="exec")
     last: ast.Expression | None = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         final = tree.body.pop()
         assert isinstance(final, ast.Expr)
         last = ast.Expression(final.value)
-    exec(compile(tree, "<code>", "exec"), namespace)
-    if last is None:
-        return []
-    value = eval(compile(last, "<code>", "eval"), namespace)
+    exec(compile(tree, filename, "exec"), namespace)
+    return None if last is None else eval(compile(last, filename, "eval"), namespace)
+
+
+def run_python(
+    namespace: dict[str, Any], code: str, max_rows: int, sinks: Callable[[int], PageSink] | None = None
+) -> list[ResultSet]:
+    """Exec ``code`` in ``namespace``; a final expression's value is printed (a DataFrame becomes a result set)."""
+    value = exec_final_value(code, namespace, "<code>")
     if isinstance(value, DataFrame):
         return [result_set(value, max_rows, sinks(0) if sinks else None)]
     if value is not None:

@@ -8,7 +8,6 @@ so every new driver of a geo session loads them back from the scope's catalog be
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import io
 import json
@@ -17,7 +16,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from chalicelib.engine.statements import json_value
+from chalicelib.engine.statements import exec_final_value, json_value
 from chalicelib.store import jobs as job_store
 
 MAX_QUERY_ROWS = 50_000
@@ -103,20 +102,11 @@ def query(spark: SparkSession, sql: str) -> dict[str, Any]:
 
 def command(namespace: dict[str, Any], code: str) -> dict[str, Any]:
     """Exec ``code`` in ``namespace``: printed output and the repr of a final expression's value."""
-    tree = ast.parse(code, filename="<command>", mode="exec")
-    last: ast.Expression | None = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        final = tree.body.pop()
-        assert isinstance(final, ast.Expr)
-        last = ast.Expression(final.value)
     import sys
 
     tee = _Tee(sys.stdout)
-    value: Any = None
     with contextlib.redirect_stdout(tee):
-        exec(compile(tree, "<command>", "exec"), namespace)
-        if last is not None:
-            value = eval(compile(last, "<command>", "eval"), namespace)
+        value = exec_final_value(code, namespace, "<command>")
     output = tee.buffer_text.getvalue()
     shown = None if value is None else (value if isinstance(value, (bool, int, str)) else repr(value))
     if isinstance(value, float):
