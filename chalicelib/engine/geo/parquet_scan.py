@@ -17,9 +17,10 @@ paths give the same pixels: tests compare the PNG bytes.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -150,29 +151,18 @@ class _Footer:
     types: dict[str, pa.DataType]  # top-level column -> Arrow type
 
 
-# Footers by (uri, length, mtime): repeated maps of a table (pan, zoom) read no footer again,
+# Cached by (uri, length, mtime): repeated maps of a table (pan, zoom) read no footer again,
 # and a rewritten file has a new length or mtime, so it is read afresh.
-_FOOTERS: OrderedDict[FileStatus, _Footer] = OrderedDict()
-_FOOTERS_MAX = 4096
-
-
+@lru_cache(maxsize=4096)
 def _footer(status: FileStatus) -> _Footer:
-    cached = _FOOTERS.get(status)
-    if cached is not None:
-        _FOOTERS.move_to_end(status)
-        return cached
     fs, path = _open(status[0])
     meta = pq.read_metadata(path, filesystem=fs)
     schema = meta.schema.to_arrow_schema()
     seen = Counter(schema.names)
-    footer = _Footer(
+    return _Footer(
         tuple(meta.row_group(g).num_rows for g in range(meta.num_row_groups)),
         {f.name: f.type for f in schema if seen[f.name] == 1},  # an ambiguous name is never read directly
     )
-    _FOOTERS[status] = footer
-    if len(_FOOTERS) > _FOOTERS_MAX:
-        _FOOTERS.popitem(last=False)
-    return footer
 
 
 def _balance(groups: list[tuple[int, str, int]], parallelism: int) -> tuple[Slice, ...]:
