@@ -102,19 +102,10 @@ _seq = iter(range(1000, 10**6))
 
 
 def record(name: str, new: dict[str, Any] | None, old: dict[str, Any] | None = None) -> dict[str, Any]:
-    from decimal import Decimal
+    from chalicelib.store.aws import dynamo_value
 
     def typed(item: dict[str, Any]) -> dict[str, Any]:
-        def conv(v: Any) -> Any:
-            if isinstance(v, float):
-                return Decimal(str(v))
-            if isinstance(v, dict):
-                return {k: conv(x) for k, x in v.items()}
-            if isinstance(v, list):
-                return [conv(x) for x in v]
-            return v
-
-        return {k: _SER.serialize(conv(v)) for k, v in item.items()}
+        return {k: _SER.serialize(dynamo_value(v)) for k, v in item.items()}
 
     image = new or old or {}
     body: dict[str, Any] = {
