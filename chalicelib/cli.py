@@ -18,16 +18,14 @@ from pathlib import Path
 def _point_at_local_stack() -> None:
     if os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("SPARKGATE_STAGE", "local") != "local":
         return
-    marker = Path(os.environ.get("SPARKGATE_STATE_DIR", ".sparkgate")) / "aws-endpoint"
-    if not marker.exists():
+    from chalicelib.local.credentials import local_stack_environment
+
+    try:  # the running stack's endpoint and platform credential (files of the stack's uid, 0600)
+        os.environ.update(local_stack_environment(Path(os.environ.get("SPARKGATE_STATE_DIR", ".sparkgate"))))
+    except FileNotFoundError:
         sys.exit("sparkgate: the local stack is not running (start it with `make run`)")
-    os.environ["AWS_ENDPOINT_URL"] = marker.read_text().strip()
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "local"),
-        ("AWS_SECRET_ACCESS_KEY", "local"),
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-    ):
-        os.environ.setdefault(name, value)
+    except PermissionError:
+        sys.exit("sparkgate: the local stack's state dir is not readable: run as the stack's user")
 
 
 def main(argv: list[str] | None = None) -> int:

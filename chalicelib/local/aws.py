@@ -1,17 +1,34 @@
-"""The embedded AWS: a moto server on loopback that every boto3 client of the process uses."""
+"""The embedded AWS: a moto server on loopback that every boto3 client of the process uses.
+
+It answers only requests signed (SigV4, verified in full) with the stack's platform credential,
+which :func:`start_embedded_aws` generates for each run and exports as ``AWS_ACCESS_KEY_ID`` /
+``AWS_SECRET_ACCESS_KEY``: the processes the stack starts inherit it; anything else on loopback
+gets 403 in AWS's error shape and changes nothing.
+"""
 
 from __future__ import annotations
 
 import functools
+import io
+import json
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
+from xml.sax.saxutils import escape
 
 from moto import backends as moto_backends
 from moto.dynamodb.responses import DynamoHandler
-from moto.moto_server.werkzeug_app import MotoRequestHandler
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
+
+from chalicelib.local.credentials import Credentials
+from chalicelib.local.sigv4 import Refusal, SigV4Verifier
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _DYNAMODB_LOCK = threading.RLock()
 
@@ -50,10 +67,128 @@ def _cache_service_lookup() -> None:
     moto_backends.list_of_moto_modules = cached
 
 
-def start_embedded_aws(port: int = 0) -> tuple[ThreadedMotoServer, str]:
-    """Start moto on 127.0.0.1 and point this process (and its children) at it."""
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+# AWS's names for a refusal, per protocol family (JSON services, S3's REST-XML, the query services)
+_JSON_CODES = {
+    "MissingAuthenticationToken": "MissingAuthenticationTokenException",
+    "SignatureDoesNotMatch": "InvalidSignatureException",
+}
+_S3_CODES = {
+    "MissingAuthenticationToken": "AccessDenied",
+    "UnrecognizedClientException": "InvalidAccessKeyId",
+    "IncompleteSignatureException": "AuthorizationHeaderMalformed",
+    "InvalidSignatureException": "RequestTimeTooSkewed",
+}
+
+
+def _wsgi_headers(environ: dict[str, Any]) -> dict[str, str]:
+    headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    for key, name in (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length")):
+        if environ.get(key):
+            headers[name] = environ[key]
+    return headers
+
+
+def _read_wsgi_body(environ: dict[str, Any]) -> bytes:
+    """The whole request body; ``wsgi.input`` is replaced so the app reads the same bytes again."""
+    stream = environ["wsgi.input"]
+    if environ.get("wsgi.input_terminated"):
+        body = stream.read()
+    else:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = stream.read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return bytes(body)
+
+
+def _error_body(refusal: Refusal, headers: dict[str, str], query: str) -> tuple[bytes, str]:
+    content_type = headers.get("content-type", "")
+    if "x-amz-target" in headers or "amz-json" in content_type:
+        code = _JSON_CODES.get(refusal.code, refusal.code)
+        doc = {"__type": f"com.amazon.coral.service#{code}", "message": refusal.message}
+        return json.dumps(doc).encode(), "application/x-amz-json-1.0"
+    if "x-www-form-urlencoded" in content_type or "Action=" in query:
+        xml = (
+            "<ErrorResponse><Error><Type>Sender</Type>"
+            f"<Code>{escape(refusal.code)}</Code><Message>{escape(refusal.message)}</Message>"
+            "</Error><RequestId>0</RequestId></ErrorResponse>"
+        )
+        return xml.encode(), "text/xml"
+    code = _S3_CODES.get(refusal.code, refusal.code)
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{escape(code)}</Code><Message>{escape(refusal.message)}</Message></Error>"
+    )
+    return xml.encode(), "application/xml"
+
+
+class SignedOnly:
+    """WSGI middleware: the wrapped app sees only requests signed with the platform credential."""
+
+    def __init__(self, app: WsgiApp, verifier: SigV4Verifier) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        headers = _wsgi_headers(environ)
+        target = environ.get("RAW_URI") or environ.get("PATH_INFO", "/")
+        if "?" not in target and environ.get("QUERY_STRING"):
+            target = f"{target}?{environ['QUERY_STRING']}"
+        body: list[bytes] = []
+
+        def read_body() -> bytes:
+            if not body:
+                body.append(_read_wsgi_body(environ))
+            return body[0]
+
+        refusal = self.verifier.verify(environ.get("REQUEST_METHOD", "GET"), target, headers, read_body)
+        if refusal is None:
+            return self.app(environ, start_response)
+        raw, content_type = _error_body(refusal, headers, environ.get("QUERY_STRING", ""))
+        start_response(
+            f"{refusal.status} {'Forbidden' if refusal.status == 403 else 'Bad Request'}",
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(raw))),
+                ("x-amzn-ErrorType", refusal.code),
+                ("Connection", "close"),
+            ],
+        )
+        return [raw]
+
+
+class SignedMotoServer(ThreadedMotoServer):  # type: ignore[misc]
+    """moto's threaded server behind :class:`SignedOnly`."""
+
+    def __init__(self, credentials: Credentials, ip_address: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(ip_address=ip_address, port=port, verbose=False)
+        self.credentials = credentials
+        self.verifier = SigV4Verifier(credentials)
+
+    def _server_entry(self) -> None:
+        app = SignedOnly(DomainDispatcherApplication(create_backend_app), self.verifier)
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+def export_credentials(credentials: Credentials) -> None:
+    """Make ``credentials`` this process's (and its future children's) AWS credential."""
+    os.environ["AWS_ACCESS_KEY_ID"] = credentials.access_key_id
+    os.environ["AWS_SECRET_ACCESS_KEY"] = credentials.secret_access_key
+    for stale in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        os.environ.pop(stale, None)
+
+
+def start_embedded_aws(port: int = 0, credentials: Credentials | None = None) -> tuple[SignedMotoServer, str]:
+    """Start moto on 127.0.0.1 and point this process (and its children) at it.
+
+    ``credentials`` (default: a fresh random one) is the only credential it accepts; it is
+    exported to this process's environment and kept in ``server.credentials``. Any AWS
+    credential the environment held before is replaced: a real one never reaches the stand-in.
+    """
+    credentials = credentials or Credentials.generate()
+    export_credentials(credentials)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     os.environ.setdefault("AWS_REGION", os.environ["AWS_DEFAULT_REGION"])
     os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
@@ -62,9 +197,9 @@ def start_embedded_aws(port: int = 0) -> tuple[ThreadedMotoServer, str]:
     # headers and body leave in separate writes; without this each answer waits for a delayed ACK
     MotoRequestHandler.disable_nagle_algorithm = True
     _cache_service_lookup()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = SignedMotoServer(credentials, ip_address="127.0.0.1", port=port)
     server.start()
-    host, real_port = server._server.server_address[:2]
+    host, real_port = server.get_host_and_port()
     endpoint = f"http://{host}:{real_port}"
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     return server, endpoint

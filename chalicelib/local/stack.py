@@ -4,6 +4,16 @@ One process tree: the embedded AWS (moto) with the table and bucket restored fro
 directory, the Chalice app's HTTP routes, the WebSocket gateway (``ws://host:8001``) with its
 ``@connections`` API, the stream pump that feeds the table's stream to ``on_dynamodb_record``, and
 the schedule timer. Ctrl-C saves state and stops.
+
+Isolation from the users' code (which may run on this machine and reach loopback):
+
+- the embedded AWS and the ``@connections`` API answer only requests SigV4-signed with the
+  platform credential, generated afresh at every start, exported as ``AWS_ACCESS_KEY_ID`` /
+  ``AWS_SECRET_ACCESS_KEY`` to the stack's environment (so the engine supervisors it starts inherit
+  it) and written to ``<state dir>/aws-credentials`` (0600) for operator tools of the same uid;
+- the state directory is 0700 and every file in it 0600 (tightened at start);
+- ``SPARKGATE_ADMIN_PASSWORD`` leaves the environment once the first admin is seeded;
+- each HTTP request runs with its own ``current_request`` (chalice's app holds one per thread).
 """
 
 from __future__ import annotations
@@ -11,11 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from chalice.local import ChaliceRequestHandler
 
@@ -30,6 +42,88 @@ class _NoDelayHandler(ChaliceRequestHandler):  # type: ignore[misc]
     holding the body until the client's delayed ACK of the headers adds ~40 ms per request."""
 
     disable_nagle_algorithm = True
+
+
+def secure_state_dir(state_dir: Path) -> None:
+    """Create ``state_dir`` mode 0700 and take group/other permissions off everything already in it.
+
+    Symbolic links are neither followed nor changed (``chmod`` of a link would change its target).
+    """
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o700)
+    for root, dirs, files in os.walk(state_dir):
+        for name in [*dirs, *files]:
+            path = os.path.join(root, name)
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode) or not stat.S_IMODE(info.st_mode) & 0o077:
+                continue
+            os.chmod(path, stat.S_IMODE(info.st_mode) & 0o700)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by this uid only (0600), replacing it atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def per_thread_requests(app: Any) -> Any:
+    """Give ``app`` one ``current_request`` (and ``lambda_context``) per thread; answers ``app``.
+
+    A Chalice app keeps the request being served in a plain attribute, which is right for Lambda
+    (one request per process at a time) and wrong for a threaded local server: every thread would
+    read whichever request was set last, and run with another request's token and body. chalice's
+    own ``create_local_server`` swaps the app's class for ``LocalChalice`` (a thread-local
+    ``current_request``) for the same reason; this does the same for the server the stack builds.
+    """
+    from chalice.local import LocalChalice
+
+    if isinstance(app, LocalChalice):
+        return app
+    base = type(app)
+    app.__class__ = type(f"PerThread{base.__name__}", (_PerThreadRequest, LocalChalice, base), {})
+    return app
+
+
+class _PerThreadRequest:
+    """``current_request`` and ``lambda_context`` in a ``threading.local`` of the app (None until set)."""
+
+    def _local(self) -> threading.local:
+        local = self.__dict__.get("_sparkgate_thread_state")
+        if local is None:
+            local = self.__dict__.setdefault("_sparkgate_thread_state", threading.local())
+        return local  # type: ignore[no-any-return]
+
+    @property
+    def current_request(self) -> Any:
+        return getattr(self._local(), "current_request", None)
+
+    @current_request.setter
+    def current_request(self, value: Any) -> None:
+        self._local().current_request = value
+
+    @property
+    def lambda_context(self) -> Any:
+        return getattr(self._local(), "lambda_context", None)
+
+    @lambda_context.setter
+    def lambda_context(self, value: Any) -> None:
+        self._local().lambda_context = value
+
+
+def isolation_mode() -> str:
+    """How users' code is isolated, as the engine's sandbox reports it (``unknown`` until it exists)."""
+    try:
+        from chalicelib.engine.sandbox import isolation_mode as sandbox_mode  # type: ignore[attr-defined,unused-ignore]
+    except (ImportError, AttributeError):
+        return "unknown (chalicelib.engine.sandbox is not available): users are NOT isolated"
+    try:
+        return str(sandbox_mode())
+    except Exception as err:  # the banner must not stop the stack
+        return f"unknown ({err!r}): users are NOT isolated"
 
 
 class LocalStack:
@@ -49,12 +143,16 @@ class LocalStack:
         """Bring everything up; returns once the HTTP server listens."""
         os.environ["SPARKGATE_STAGE"] = "local"
         os.environ["SPARKGATE_STATE_DIR"] = str(self.state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        secure_state_dir(self.state_dir)
+        (self.state_dir / "drivers").mkdir(mode=0o700, exist_ok=True)
         from chalicelib.local.aws import start_embedded_aws
+        from chalicelib.local.credentials import CREDENTIALS_FILE, ENDPOINT_FILE, Credentials
 
-        moto, endpoint = start_embedded_aws(int(os.environ.get("SPARKGATE_AWS_PORT", "0")))
+        self.credentials = Credentials.generate()
+        self.credentials.save(self.state_dir / CREDENTIALS_FILE)
+        moto, endpoint = start_embedded_aws(int(os.environ.get("SPARKGATE_AWS_PORT", "0")), self.credentials)
         self._stoppers.append(moto.stop)
-        (self.state_dir / "aws-endpoint").write_text(endpoint)
+        write_private(self.state_dir / ENDPOINT_FILE, endpoint)
 
         from chalicelib.config import settings
         from chalicelib.store.provision import ensure_table_and_bucket
@@ -70,6 +168,7 @@ class LocalStack:
         password = os.environ.get("SPARKGATE_ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD)
         if ensure_user(admin, password, admin=True):
             print(f"sparkgate: created admin user {admin!r}", flush=True)
+        os.environ.pop("SPARKGATE_ADMIN_PASSWORD", None)  # nothing started from here on inherits it
 
         self._start_http()
         self._start_background()
@@ -83,7 +182,7 @@ class LocalStack:
         config = factory.create_config_obj(chalice_stage_name="local")
         for key, value in config.environment_variables.items():
             os.environ.setdefault(key, value)
-        app = factory.load_chalice_app(config.environment_variables)
+        app = per_thread_requests(factory.load_chalice_app(config.environment_variables))
         server = LocalDevServer(app, config, self.host, self.http_port, handler_cls=_NoDelayHandler)
         self.http_port = server.server.server_address[1]
         self.http_url = f"http://{self.host}:{self.http_port}"
@@ -110,6 +209,7 @@ class LocalStack:
             self.ws_admin_port,
             idle_seconds=float(os.environ.get("SPARKGATE_WS_IDLE_SECONDS", IDLE_SECONDS)),
             max_seconds=float(os.environ.get("SPARKGATE_WS_MAX_SECONDS", MAX_SECONDS)),
+            credentials=self.credentials,
         )
         gateway.start()
         self._stoppers.insert(0, gateway.stop)
@@ -117,7 +217,7 @@ class LocalStack:
         self.ws_port, self.ws_admin_port = gateway.port, gateway.admin_port
         self.ws_url, self.ws_endpoint = gateway.ws_url, gateway.endpoint
         os.environ["SPARKGATE_WS_ENDPOINT"] = gateway.endpoint  # where the push code posts
-        (self.state_dir / "ws-url").write_text(gateway.ws_url)
+        write_private(self.state_dir / "ws-url", gateway.ws_url)
 
         pump = StreamPump(resolve_stream_handler(self.app), settings().table_name)
         pump.start()
@@ -140,6 +240,7 @@ class LocalStack:
         return [
             f"sparkgate: WebSocket on {self.ws_url}/?token=<jwt>",
             f"sparkgate: @connections API on {self.ws_endpoint} (SPARKGATE_WS_ENDPOINT)",
+            f"sparkgate: isolation: {isolation_mode()}",
         ]
 
     def _snapshot_loop(self) -> None:

@@ -7,8 +7,12 @@
   registered handler exactly as Lambda calls it: ``handler(event, context)``. A ``$connect`` answer
   other than 2xx refuses the handshake with that HTTP status, as API Gateway does.
 - The ``@connections`` management API over HTTP on its own port (``POST``/``GET``/``DELETE``
-  ``/@connections/{connectionId}``; a stage prefix in the path is accepted too). Unknown or closed
-  connections answer 410 ``GoneException``; bodies over 128 KB answer 413, as in the cloud.
+  ``/@connections/{connectionId}``; a stage prefix in the path is accepted too). Like API Gateway's
+  it requires IAM auth: a request must be SigV4-signed (verified in full) with the platform
+  credential (``credentials``, default the process's ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
+  which botocore's ``apigatewaymanagementapi`` client signs with); anything else answers 403
+  ``ForbiddenException`` and reaches no socket. Unknown or closed connections answer 410
+  ``GoneException``; bodies over 128 KB answer 413, as in the cloud.
 - API Gateway's connection limits: a socket idle for 10 minutes (no message either way) or open for
   2 hours is closed with 1001 "Going away" and gets its ``$disconnect`` (``idle_seconds`` /
   ``max_seconds``; the local stack reads ``SPARKGATE_WS_IDLE_SECONDS`` / ``SPARKGATE_WS_MAX_SECONDS``).
@@ -37,6 +41,9 @@ from chalice.local import LambdaContext
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from chalicelib.local.credentials import Credentials
+from chalicelib.local.sigv4 import SigV4Verifier
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -110,8 +117,11 @@ class WsGateway:
         stage: str = "local",
         idle_seconds: float = IDLE_SECONDS,
         max_seconds: float = MAX_SECONDS,
+        credentials: Credentials | None = None,
     ) -> None:
         self.handlers = dict(handlers)
+        # without a credential every @connections request is refused
+        self.verifier = SigV4Verifier(credentials or Credentials.from_environment())
         self.idle_seconds, self.max_seconds = idle_seconds, max_seconds
         self.host, self.port, self.admin_port = host, port, admin_port
         self.api_id, self.stage = api_id, stage
@@ -340,8 +350,12 @@ class WsGateway:
         return list(self._sockets)
 
 
+class _TooLarge(Exception):
+    """The body is over :data:`MAX_MESSAGE_BYTES` (raised instead of reading it)."""
+
+
 class _ConnectionsApi(BaseHTTPRequestHandler):
-    """``/@connections/{id}`` as botocore's ``apigatewaymanagementapi`` calls it."""
+    """``/@connections/{id}`` as botocore's ``apigatewaymanagementapi`` calls it (IAM-signed)."""
 
     owner: WsGateway
     protocol_version = "HTTP/1.1"
@@ -357,8 +371,53 @@ class _ConnectionsApi(BaseHTTPRequestHandler):
             self.send_header("x-amzn-ErrorType", error)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(raw)
+
+    def _length(self) -> int:
+        try:
+            return max(0, int(self.headers.get("Content-Length") or 0))
+        except ValueError:
+            return -1
+
+    def _authorized_body(self) -> bytes | None:
+        """The request's body when it is signed with the platform credential; else answer and None.
+
+        The body is read only once the claimed key id and the signature's date hold, and only up to
+        the message limit, so an unsigned client cannot make the gateway read anything.
+        """
+        length = self._length()
+        if length < 0:
+            self.close_connection = True
+            self._reply(400, {"message": "bad Content-Length"}, "BadRequestException")
+            return None
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
+        body: list[bytes] = []
+
+        def read_body() -> bytes:
+            if length > MAX_MESSAGE_BYTES:
+                raise _TooLarge
+            if not body:
+                body.append(self.rfile.read(length) if length else b"")
+            return body[0]
+
+        try:
+            refusal = self.owner.verifier.verify(self.command, self.path, headers, read_body, s3_path=False)
+        except _TooLarge:
+            self.close_connection = True
+            self._reply(413, {"message": f"message exceeds {MAX_MESSAGE_BYTES} bytes"}, "PayloadTooLargeException")
+            return None
+        if refusal is not None:
+            if length and not body:
+                self.close_connection = True  # the unread body must not be taken for the next request
+            self._reply(403, {"message": refusal.message}, "ForbiddenException")
+            return None
+        return body[0] if body else b""
 
     def _connection_id(self) -> str | None:
         matched = _CONNECTIONS_PATH.search(urlsplit(self.path).path)
@@ -369,13 +428,12 @@ class _ConnectionsApi(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         """PostToConnection."""
-        length = int(self.headers.get("Content-Length") or 0)
-        data = self.rfile.read(length)
+        data = self._authorized_body()
+        if data is None:
+            return
         connection_id = self._connection_id()
         if connection_id is None:
             self._reply(404, {"message": "not found"}, "NotFoundException")
-        elif length > MAX_MESSAGE_BYTES:
-            self._reply(413, {"message": f"message exceeds {MAX_MESSAGE_BYTES} bytes"}, "PayloadTooLargeException")
         elif self.owner.post(connection_id, data):
             self._reply(200)
         else:
@@ -383,6 +441,8 @@ class _ConnectionsApi(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         """GetConnection."""
+        if self._authorized_body() is None:
+            return
         connection_id = self._connection_id()
         info = self.owner.info(connection_id) if connection_id else None
         if info is None:
@@ -392,6 +452,8 @@ class _ConnectionsApi(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         """DeleteConnection."""
+        if self._authorized_body() is None:
+            return
         connection_id = self._connection_id()
         if connection_id and self.owner.close(connection_id):
             self._reply(204)

@@ -2,7 +2,8 @@
 
 The snapshot is plain files under the state directory: ``table.jsonl`` (one item per line in
 DynamoDB's typed JSON) and ``s3/<key>`` for every object. Writes go to a temporary file first,
-then replace the old one, so a crash mid-save never leaves a torn snapshot.
+then replace the old one, so a crash mid-save never leaves a torn snapshot. The snapshot holds
+every item (password hashes included): its files are 0600 and its directories 0700.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.config import Settings
+from chalicelib.observability import logger
 from chalicelib.store.aws import client
 
 
@@ -72,7 +74,7 @@ class Snapshotter:
 
     def save(self) -> bool:
         """Write what changed since the last save; True when anything was written."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         items = _scan_items(self.cfg.table_name)
         lines = sorted(json.dumps(i, sort_keys=True) for i in items)
         data = ("\n".join(lines) + "\n").encode()
@@ -87,6 +89,9 @@ class Snapshotter:
         seen: dict[str, str] = {}
         for obj in self._list_objects():
             key, etag = obj["Key"], obj["ETag"]
+            if not _safe_key(key):
+                logger.warning("object not snapshotted: its key leaves the snapshot folder", extra={"key": key})
+                continue
             seen[key] = etag
             if self._etags.get(key) != etag:
                 body = s3.get_object(Bucket=self.cfg.bucket_name, Key=key)["Body"].read()
@@ -99,10 +104,27 @@ class Snapshotter:
         return changed
 
 
+def _safe_key(key: str) -> bool:
+    """True when ``s3/<key>`` names a file inside the snapshot's ``s3`` folder."""
+    parts = key.split("/")
+    return not key.startswith("/") and all(part not in ("", ".", "..") for part in parts)
+
+
+def _private_dirs(path: Path) -> None:
+    """Create ``path`` and missing parents mode 0700 (``mkdir(parents=True)`` gives parents the umask's mode)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _private_dirs(path.parent)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    tmp.unlink(missing_ok=True)  # a left-over of a crash may have another mode
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
