@@ -115,12 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         state = Path(tmp)
         proc, http, ws_url = start_stack(state)
         try:
-            os.environ["AWS_ENDPOINT_URL"] = (state / "aws-endpoint").read_text().strip()
+            from chalicelib.local.credentials import local_stack_environment
+
+            os.environ.update(local_stack_environment(state))  # the stack's endpoint and platform credential
             os.environ.update({"SPARKGATE_STAGE": "local", "SPARKGATE_STATE_DIR": str(state)})
-            os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-            os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-            os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
             admin = _post(f"{http}/token", {"username": "admin", "password": ADMIN_PASSWORD})["data"]["token"]
             _post(f"{http}/api/v1/users", {"username": "bench", "password": "bench-password"}, admin)
             token = _post(f"{http}/token", {"username": "bench", "password": "bench-password"})["data"]["token"]

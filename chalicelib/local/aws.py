@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from xml.sax.saxutils import escape
 
+import boto3
 from moto import backends as moto_backends
 from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -178,6 +179,9 @@ def export_credentials(credentials: Credentials) -> None:
     os.environ["AWS_SECRET_ACCESS_KEY"] = credentials.secret_access_key
     for stale in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         os.environ.pop(stale, None)
+    boto3.DEFAULT_SESSION = (
+        None  # it caches the credential it resolved first; clients made from now on sign with this one
+    )
 
 
 def start_embedded_aws(port: int = 0, credentials: Credentials | None = None) -> tuple[SignedMotoServer, str]:

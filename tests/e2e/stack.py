@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,26 @@ class StackProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise
+
+    @contextlib.contextmanager
+    def aws(self) -> Iterator[None]:
+        """This process's boto3 points at the stack's embedded AWS, with its platform credential, inside."""
+        from chalicelib.local.credentials import local_stack_environment
+        from chalicelib.store import aws
+
+        wanted = local_stack_environment(self.state_dir)
+        saved = {name: os.environ.get(name) for name in wanted}
+        os.environ.update(wanted)
+        aws.reset()
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            aws.reset()
 
     def call(
         self, method: str, path: str, body: Any = None, token: str | None = None, headers: dict[str, str] | None = None

@@ -103,18 +103,12 @@ def alice(stack: StackProcess) -> Linkis:
 
 def _driver_pid(stack: StackProcess, prefix: str) -> int:
     """The pid of the live session driver whose id starts with ``prefix`` (read through the stack's AWS)."""
-    from chalicelib.store import aws
     from chalicelib.store import jobs as job_store
 
-    os.environ["AWS_ENDPOINT_URL"] = (stack.state_dir / "aws-endpoint").read_text().strip()
-    try:
-        aws.reset()
+    with stack.aws():
         live = [s for s in job_store.live_sessions() if str(s["session_id"]).startswith(prefix)]
         assert live and live[0].get("runner_handle"), "no live driver"
         return int(live[0]["runner_handle"]["pid"])
-    finally:
-        os.environ.pop("AWS_ENDPOINT_URL", None)
-        aws.reset()
 
 
 def test_submit_poll_log_and_fetch_the_result_set(alice: Linkis) -> None:

@@ -60,13 +60,10 @@ def _png(body: Any, size: tuple[int, int]) -> None:
 
 def _driver(stack: StackProcess, scope: str, session: str) -> dict[str, Any]:
     """The driver record (pid, generation) of a geo session, read from the stack's AWS."""
-    from chalicelib.store import aws
     from chalicelib.store import geo as geo_store
     from chalicelib.store import jobs as job_store
 
-    os.environ["AWS_ENDPOINT_URL"] = (stack.state_dir / "aws-endpoint").read_text().strip()
-    try:
-        aws.reset()
+    with stack.aws():
         live = [s for s in job_store.live_sessions() if str(s["session_id"]).startswith("geo-")]
         assert live, "no live geo session"
         record = geo_store.get_session(str(live[0]["owner"]), scope, session)
@@ -74,9 +71,6 @@ def _driver(stack: StackProcess, scope: str, session: str) -> dict[str, Any]:
         driver = job_store.get_session(record["session_id"])
         assert driver is not None
         return driver
-    finally:
-        os.environ.pop("AWS_ENDPOINT_URL", None)
-        aws.reset()
 
 
 def _settled(stack: StackProcess, token: str, method: str, path: str, body: Any = None) -> Any:
