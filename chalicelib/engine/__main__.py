@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     for pair in args.env:
         key, _, value = pair.partition("=")
         os.environ[key] = value
-    from chalicelib.engine import driver
+    from chalicelib.engine import supervisor as driver
 
     driver.install_signal_handlers()
     if args.mode == "session":

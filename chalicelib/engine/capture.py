@@ -1,78 +1,24 @@
-"""Per-job log buffers and the stdout/stderr router that sends a job thread's prints to its log."""
+"""The stdout/stderr router that sends a job thread's prints to its log (used inside the kernel)."""
 
 from __future__ import annotations
 
 import io
 import sys
 import threading
-from typing import Any, TextIO
-
-from chalicelib.store import jobs as job_store
-
-MAX_LINE_CHARS = 16_000
-MAX_CHUNK_CHARS = 200_000  # keeps a log chunk well under DynamoDB's 400 KB item limit
+from typing import Any, Protocol, TextIO
 
 
-class JobLog:
-    """Log lines of one job (level, text), flushed as contiguous chunks ``append_log(exec_id, first, lines)``."""
-
-    def __init__(self, exec_id: str, first_line: int = 0) -> None:
-        self.exec_id = exec_id
-        self._lines: list[tuple[str, str]] = []
-        self._base = first_line  # line number of self._lines[0]
-        self.flushed = first_line
-        self._lock = threading.Lock()
-        self._flush_lock = threading.Lock()
+class LineSink(Protocol):
+    """Anything that takes log lines."""
 
     def add(self, level: str, text: str) -> None:
-        """Append one or more lines (``text`` is split on newlines)."""
-        with self._lock:
-            for line in text.splitlines() or [""]:
-                self._lines.append((level, line[:MAX_LINE_CHARS]))
-
-    def info(self, text: str) -> None:
-        """An INFO line."""
-        self.add("INFO", text)
-
-    def warn(self, text: str) -> None:
-        """A WARN line."""
-        self.add("WARN", text)
-
-    def error(self, text: str) -> None:
-        """An ERROR line."""
-        self.add("ERROR", text)
-
-    @property
-    def total(self) -> int:
-        """Lines written so far (flushed or not)."""
-        with self._lock:
-            return self._base + len(self._lines)
-
-    def flush(self, *, update_count: bool = True) -> int:
-        """Store pending lines as chunks; answers the number of lines stored in total."""
-        with self._flush_lock:
-            with self._lock:
-                pending = self._lines[self.flushed - self._base :]
-            if not pending:
-                return self.flushed
-            start = 0
-            while start < len(pending):
-                size, end = 0, start
-                while end < len(pending) and (end == start or size + len(pending[end][1]) < MAX_CHUNK_CHARS):
-                    size += len(pending[end][1])
-                    end += 1
-                job_store.append_log(self.exec_id, self.flushed, pending[start:end])
-                self.flushed += end - start
-                start = end
-            if update_count:
-                job_store.update_job_fields(self.exec_id, {"log_lines": self.flushed})
-            return self.flushed
+        """Append one or more lines (split on newlines)."""
 
 
 class _LineWriter(io.TextIOBase):
     """A text stream that turns writes into log lines (partial lines wait for their newline)."""
 
-    def __init__(self, log: JobLog, level: str) -> None:
+    def __init__(self, log: LineSink, level: str) -> None:
         self.log, self.level, self._partial = log, level, ""
 
     def write(self, s: str) -> int:
@@ -127,7 +73,7 @@ def install_router() -> None:
 class capture_into:
     """``with capture_into(log):`` the current thread's print goes to ``log`` (stdout INFO, stderr WARN)."""
 
-    def __init__(self, log: JobLog) -> None:
+    def __init__(self, log: LineSink) -> None:
         self.out, self.err = _LineWriter(log, "INFO"), _LineWriter(log, "WARN")
 
     def __enter__(self) -> None:

@@ -65,7 +65,7 @@ class ThreadRunner(Runner):
         self.threads: dict[str, threading.Thread] = {}
 
     def start_session(self, session: dict[str, Any]) -> dict[str, Any]:
-        from chalicelib.engine.driver import SessionDriver
+        from chalicelib.engine.supervisor import SessionDriver
 
         driver = SessionDriver(session["session_id"], int(session["generation"]), spark=self.spark)
         key = f"{session['session_id']}/{session['generation']}"
@@ -74,7 +74,7 @@ class ThreadRunner(Runner):
         return {"runner": self.name, "key": key}
 
     def start_batch(self, job: dict[str, Any]) -> dict[str, Any]:
-        from chalicelib.engine.driver import run_batch
+        from chalicelib.engine.supervisor import run_batch
 
         key = f"batch/{job['exec_id']}"
         self.threads[key] = threading.Thread(target=run_batch, args=(job["exec_id"], self.spark), daemon=True)

@@ -1,23 +1,21 @@
 """The operations a session driver runs for geo Jobs (``run_type='geo'``, field ``geo_op``).
 
-``run_geo_op(spark, namespace, op)`` answers a JSON-able dict (a render answers ``png`` bytes,
-which :func:`geo_result_sets` stores in S3 and replaces by its key). Tables are session temp views,
-so every new driver of a geo session loads them back from the scope's catalog before it takes a Job
-(:func:`replay_catalog`, called by the session driver when its config names a ``geo_catalog``).
+``run_geo_op(spark, namespace, op)`` answers a JSON-able dict (a render answers ``png`` bytes, which
+the kernel hands to its supervisor, which stores them in S3 and puts their key in the answer). Tables
+are session temp views, so every new kernel of a geo session loads them back from the scope's catalog
+(read by the supervisor) with :func:`load_table` before it takes a Job. Nothing here touches the store.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
 from chalicelib.engine.statements import exec_final_value, json_value
-from chalicelib.store import jobs as job_store
 
 MAX_QUERY_ROWS = 50_000
 MAX_OUTPUT_CHARS = 256_000
@@ -153,25 +151,6 @@ def render(spark: SparkSession, kind: str, sql: str, params: dict[str, Any]) -> 
     return {"png": bytes(png)}
 
 
-def replay_catalog(spark: SparkSession, ref: dict[str, Any]) -> dict[str, Any]:
-    """Load the session's catalog (``ref``: user_id, scope, session) as temp views, oldest first.
-
-    A definition that fails no longer loads (e.g. its file was removed): it is reported and the
-    others still load, so a query names the missing table instead of the driver failing.
-    """
-    from chalicelib.store import geo as geo_store
-
-    replayed: list[str] = []
-    failed: list[dict[str, str]] = []
-    for table in geo_store.catalog(str(ref["user_id"]), str(ref["scope"]), str(ref["session"])):
-        try:
-            load_table(spark, table)
-            replayed.append(str(table["name"]))
-        except Exception as err:  # one bad definition must not hide the others
-            failed.append({"name": str(table.get("name")), "error": f"{type(err).__name__}: {err}"[:500]})
-    return {"tables": replayed, "failed": failed}
-
-
 def run_geo_op(spark: SparkSession, namespace: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
     """Run one geo operation (see the module docstring); exceptions are the user's error text."""
     kind = op.get("op")
@@ -188,17 +167,3 @@ def run_geo_op(spark: SparkSession, namespace: dict[str, Any], op: dict[str, Any
     if kind == "command":
         return command(namespace, str(op["code"]))
     raise ValueError(f"unknown geo operation {kind!r}")
-
-
-def geo_result_sets(spark: SparkSession, namespace: dict[str, Any], job: dict[str, Any]) -> list[dict[str, Any]]:
-    """Run a geo Job's ``geo_op``; answers its one result set (the result as a JSON string cell).
-
-    A PNG goes to S3 next to the result sets (``map.png``) and the result names its key.
-    """
-    result = run_geo_op(spark, namespace, dict(job.get("geo_op") or {}))
-    png = result.pop("png", None)
-    if isinstance(png, bytes):
-        result["png_key"] = job_store.put_result_blob(job["owner"], job["exec_id"], "map.png", png, "image/png")
-    text = json.dumps(result, default=str)
-    metadata = [{"columnName": "geo_result", "dataType": "string", "comment": "geo answer (JSON)"}]
-    return [{"metadata": metadata, "rows": [[text]], "truncated": False}]
