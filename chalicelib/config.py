@@ -11,6 +11,12 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+def _cap(name: str, default: int) -> int:
+    """A per-user cap from the environment: a whole number, 0 for no cap; anything else is the default."""
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw.isdigit() else default
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a handler needs to know about the stage it runs in."""
@@ -29,6 +35,10 @@ class Settings:
     data_roots: tuple[str, ...] = field(
         default_factory=lambda: tuple(p for p in _env("SPARKGATE_DATA_ROOTS", "../shared/data").split(":") if p)
     )
+    #: Live session drivers per user (geo sessions and the entrance's warm session); 0: no cap.
+    max_sessions_per_user: int = field(default_factory=lambda: _cap("SPARKGATE_MAX_SESSIONS_PER_USER", 4))
+    #: Queued and running Jobs per user (every surface); 0: no cap.
+    max_active_jobs_per_user: int = field(default_factory=lambda: _cap("SPARKGATE_MAX_ACTIVE_JOBS_PER_USER", 20))
 
     @property
     def is_local(self) -> bool:

@@ -56,9 +56,9 @@ class GeoDialect:
         return json_response({"status": "success", "code": status, **fields}, status)
 
     def error(self, err: SparkgateError, method: str) -> Response:
-        """Authentication failures keep 401; every other error answers 400 as the spec says."""
+        """Authentication failures keep 401, a quota 429; every other error answers 400 as the spec says."""
         status = 401 if err.http_status == 401 else 400
-        if err.http_status >= 500:
+        if err.http_status >= 500 or err.http_status == 429:
             status = err.http_status
         return json_response({"status": "error", "code": status, "message": err.message}, status)
 
@@ -80,8 +80,8 @@ class LinkisDialect:
         return self.envelope(method, {"errorType": type(err).__name__}, err.linkis_status, err.message)
 
     def error(self, err: SparkgateError, method: str) -> Response:
-        """The error envelope with the HTTP status the Linkis spec pairs with its status."""
+        """The error envelope with the HTTP status the Linkis spec pairs with its status (429 for a quota)."""
         http = LINKIS_HTTP_STATUS.get(err.linkis_status, 400)
-        if err.http_status >= 500:
+        if err.http_status >= 500 or err.http_status == 429:
             http = err.http_status
         return json_response(self.error_body(err, method), http)

@@ -59,24 +59,25 @@ def _start(
     if isinstance(run_type, str) and run_type.lower() in jobs.INTERNAL_RUN_TYPES:
         raise BadRequest(f"runType {run_type!r} is internal; use one of: sql, python (py, pyspark)", field="runType")
     session_id = entrance_session_id(principal, engine)
-    job = jobs.new_job(
-        jobs.JobRequest(
-            owner=principal,
-            code=code,
-            run_type=run_type,
-            kind="entrance",
-            session_id=session_id,
-            params=params,
-            source=source if isinstance(source, dict) else {},
-            submitter_connection=connection_id,
-            extra={"engine_type": engine, "request_app": app},
-        )
+    request = jobs.JobRequest(
+        owner=principal,
+        code=code,
+        run_type=run_type,
+        kind="entrance",
+        session_id=session_id,
+        params=params,
+        source=source if isinstance(source, dict) else {},
+        submitter_connection=connection_id,
+        extra={"engine_type": engine, "request_app": app},
     )
+    jobs.check_request(request)  # a request that cannot run starts no driver
+    # the driver first: at the session cap nothing is queued (QuotaExceeded); a warm driver just answers
     sessions.ensure_session_driver(
         session_id,
         principal.user_id,
         {"master": settings().spark_master, "app_name": f"sparkgate-{principal.username}"},
     )
+    job = jobs.new_job(request)  # QuotaExceeded at the Job cap
     return {"execID": job["exec_id"], "taskID": job["task_id"]}
 
 

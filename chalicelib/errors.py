@@ -79,6 +79,18 @@ class StateConflict(Conflict):
     code = 409102
 
 
+class QuotaExceeded(SparkgateError):
+    """A per-user cap is reached (live sessions, queued and running Jobs): retry once one of yours ended.
+
+    HTTP 429 on every surface (the works envelope's code 429100; Linkis status 1; the geo envelope
+    with code 429), like 503 a "not now" rather than a malformed request.
+    """
+
+    http_status = 429
+    code = 429100
+    linkis_status = 1
+
+
 class Unavailable(SparkgateError):
     """A dependency (the engine, the runner) cannot take the request right now."""
 

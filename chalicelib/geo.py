@@ -18,10 +18,9 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from chalicelib import jobs
+from chalicelib import jobs, quotas, user_files
 from chalicelib.config import settings
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.store import geo as geo_store
@@ -80,6 +79,7 @@ MAPS = {
 MAX_TABLES = 50
 MAX_SQL_BYTES = 64 * 1024
 MAX_COMMAND_BYTES = 128 * 1024
+MAX_ICON_BYTES = 5 * 1024 * 1024
 
 
 @dataclass
@@ -156,35 +156,16 @@ def schema_ddl(schema: Any) -> str | None:
     return ", ".join(columns)
 
 
-def data_roots() -> list[Path]:
-    """The local folders /loadfile may read, as absolute real paths (``SPARKGATE_DATA_ROOTS``)."""
-    return [Path(os.path.realpath(root)) for root in settings().data_roots]
+def loadfile_paths(principal: Principal, raw: Any) -> list[str]:
+    """What Spark reads for a /loadfile ``path``: an upload as ``s3a://``, or the explicit local files.
 
-
-def allowed_path(principal: Principal, raw: Any) -> str:
-    """The path to hand to Spark, if ``raw`` lies under an allowed root; BadRequest otherwise.
-
-    Allowed: ``s3://<stage bucket>/uploads/<your user id>/...`` and files under the data roots.
-    ``..`` anywhere, other schemes, and symlinks that lead out of a root are refused.
+    ``s3://<stage bucket>/uploads/<your user id>/...`` (``user_files.upload_key``), or a local file or
+    folder in your own area or a shared root (``user_files.resolve_local``: symlinks followed, patterns
+    expanded here and every match checked). Anything else, missing or not yours, is one refusal.
     """
-    if not isinstance(raw, str) or not raw.strip():
-        raise BadRequest("path is required", field="path")
-    path = raw.strip()
-    if "\x00" in path or ".." in path.replace("\\", "/").split("/"):
-        raise BadRequest("path must not contain '..'", field="path")
-    if path.startswith("s3://") or path.startswith("s3a://"):
-        rest = path.split("://", 1)[1]
-        prefix = f"{settings().bucket_name}/uploads/{principal.user_id}/"
-        if not rest.startswith(prefix) or len(rest) == len(prefix) or "//" in rest:
-            raise BadRequest(f"path must be under s3://{prefix}", field="path")
-        return f"s3a://{rest}"
-    if "://" in path or path.startswith("file:"):
-        raise BadRequest("path must be an s3:// upload or a local file under the data roots", field="path")
-    real = Path(os.path.realpath(path))
-    for root in data_roots():
-        if real == root or root in real.parents:
-            return str(real)
-    raise BadRequest("path is outside the allowed data roots", field="path")
+    if user_files.is_upload_uri(raw):
+        return [f"s3a://{settings().bucket_name}/{user_files.upload_key(principal.user_id, raw, what='path')}"]
+    return user_files.resolve_local(principal.user_id, raw, what="path", kind="file_or_folder", patterns=True)
 
 
 def sync_wait_seconds() -> float:
@@ -280,7 +261,9 @@ def create_session(principal: Principal, body: dict[str, Any]) -> dict[str, Any]
     name = _name(body.get("session"), "session", default=DEFAULT_SESSION)
     config = session_config(body)
     record = _new_session_record(scope, name, config)
+    quotas.reserve_session(principal.user_id, record["session_id"])  # before the record: 429 leaves nothing
     if not geo_store.create_session(principal.user_id, scope, record):
+        quotas.release_session(principal.user_id, record["session_id"])
         raise Conflict(f"session {name} already exists in scope {scope}", field="session")
     _ensure_driver(principal, scope, record)
     return {"scope": scope, "session": name, "app_name": config["app_name"], "master": config["master"]}
@@ -383,16 +366,13 @@ def loadfile_tables(principal: Principal, body: dict[str, Any]) -> list[dict[str
         fmt = table.get("format", "csv")
         if fmt not in FORMATS:
             raise BadRequest(f"format must be one of {', '.join(FORMATS)}", field="format")
-        out.append(
-            {
-                "kind": "file",
-                "name": _table_name(table.get("name")),
-                "format": fmt,
-                "path": allowed_path(principal, table.get("path")),
-                "options": _str_map(table.get("options"), "options"),
-                "schema": schema_ddl(table.get("schema")),
-            }
-        )
+        paths = loadfile_paths(principal, table.get("path"))
+        definition: dict[str, Any] = {"kind": "file", "name": _table_name(table.get("name")), "format": fmt}
+        # one file: ``path``; a pattern with several matches: ``paths`` (the engine reads the list)
+        definition.update({"path": paths[0]} if len(paths) == 1 else {"paths": paths})
+        definition["options"] = _str_map(table.get("options"), "options")
+        definition["schema"] = schema_ddl(table.get("schema"))
+        out.append(definition)
     return out
 
 
@@ -436,15 +416,30 @@ def query(principal: Principal, body: dict[str, Any]) -> Outcome:
     """``/query``: rows of a SELECT, or the effect of DDL."""
     sql = _sql(body.get("sql"))
     outcome = run(principal, body.get("scope"), body.get("session"), {"op": "query", "sql": sql}, sql)
-    created = (outcome.result or {}).get("created_table")
-    if isinstance(created, dict):
+    created = _created_view((outcome.result or {}).get("created_table"))
+    if created is not None:
         session = _name(body.get("session"), "session", default=DEFAULT_SESSION)
         geo_store.append_catalog(principal.user_id, str(body.get("scope")), session, created)
     return outcome
 
 
-def render_params(params: Any) -> dict[str, Any]:
-    """Structural checks of map ``params`` (the renderer checks the rest and answers ValueError text)."""
+def _created_view(created: Any) -> dict[str, Any] | None:
+    """The CTAS view a /query answer reports, if it is one: the engine's answer is not trusted to
+    add anything else to the catalog (a file definition there would skip the path checks)."""
+    if not isinstance(created, dict) or created.get("kind") != "sql":
+        return None
+    name, sql = created.get("name"), created.get("sql")
+    if not isinstance(name, str) or not TABLE_RE.match(name) or not isinstance(sql, str) or not sql.strip():
+        return None
+    return {"kind": "sql", "name": name, "sql": sql}
+
+
+def render_params(principal: Principal, params: Any) -> dict[str, Any]:
+    """Structural checks of map ``params`` (the renderer checks the rest and answers ValueError text).
+
+    ``icon_path`` must be a regular file of at most ``MAX_ICON_BYTES`` in the caller's own area or a
+    shared root (``user_files.resolve_local``); it is handed on as its real path.
+    """
     if not isinstance(params, dict):
         raise BadRequest("params must be an object", field="params")
     for key in ("width", "height"):
@@ -460,7 +455,13 @@ def render_params(params: Any) -> dict[str, Any]:
         raise BadRequest("params.bounding_box must be [min_x, min_y, max_x, max_y]", field="params")
     if not (box[0] < box[2] and box[1] < box[3]):
         raise BadRequest("params.bounding_box must have min < max", field="params")
-    return params
+    if "icon_path" in params:
+        (icon,) = user_files.resolve_local(
+            principal.user_id, params["icon_path"], what="params.icon_path", max_bytes=MAX_ICON_BYTES
+        )
+        return {**params, "icon_path": icon}
+    checked: dict[str, Any] = params
+    return checked
 
 
 def render(principal: Principal, route: str, body: dict[str, Any]) -> Outcome:
@@ -469,7 +470,7 @@ def render(principal: Principal, route: str, body: dict[str, Any]) -> Outcome:
     if kind is None:
         raise NotFound(f"unknown map {route}")
     sql = _sql(body.get("sql"))
-    params = render_params(body.get("params"))
+    params = render_params(principal, body.get("params"))
     return run(
         principal,
         body.get("scope"),

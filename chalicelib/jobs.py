@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib import quotas
 from chalicelib.errors import BadRequest, Forbidden, NotFound
 from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
@@ -48,6 +49,9 @@ class JobRequest:
     submitter_connection: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     exec_id: str | None = None  # None: a random one; a caller that must find the Job later derives its own
+    #: Reserve one of the owner's active-Job slots (``quotas.reserve_job``). False: the caller reserved
+    #: it already (a work's run), or the Job is born final (a run that could not start).
+    quota: bool = True
 
 
 def normalise_run_type(run_type: Any) -> str:
@@ -75,25 +79,38 @@ def runtime_limit(params: dict[str, Any], default: int = DEFAULT_RUNTIME_SECONDS
     return value
 
 
-def new_job(request: JobRequest) -> dict[str, Any]:
-    """Build and store a Job in status Scheduled (queued for its session, or for its own driver)."""
+def check_request(request: JobRequest) -> tuple[str, int]:
+    """The request's canonical run type and run-time limit; BadRequest for code or params that cannot run."""
     if not isinstance(request.code, str) or not request.code.strip():
         raise BadRequest("executionCode must be non-empty code", field="executionCode")
     if len(request.code.encode()) > MAX_CODE_BYTES:
         raise BadRequest(f"code exceeds {MAX_CODE_BYTES} bytes", field="executionCode")
+    run_type = (
+        request.run_type
+        if INTERNAL_RUN_TYPES.get(str(request.run_type)) == request.kind
+        else normalise_run_type(request.run_type)
+    )
+    return run_type, request.runtime_seconds or runtime_limit(request.params)
+
+
+def new_job(request: JobRequest) -> dict[str, Any]:
+    """Build and store a Job in status Scheduled (queued for its session, or for its own driver).
+
+    The Job takes one of its owner's active-Job slots first (``request.quota``): QuotaExceeded at the cap.
+    """
+    run_type, runtime_seconds = check_request(request)
+    exec_id = request.exec_id or uuid.uuid4().hex
+    if request.quota:
+        quotas.reserve_job(request.owner.user_id, exec_id)
     stamp = now_iso()
     job: dict[str, Any] = {
-        "exec_id": request.exec_id or uuid.uuid4().hex,
+        "exec_id": exec_id,
         "task_id": job_store.next_counter("job"),
         "owner": request.owner.user_id,
         "username": request.owner.username,
         "kind": request.kind,
         "code": request.code,
-        "run_type": (
-            request.run_type
-            if INTERNAL_RUN_TYPES.get(str(request.run_type)) == request.kind
-            else normalise_run_type(request.run_type)
-        ),
+        "run_type": run_type,
         "params": request.params,
         "source": request.source,
         "session_id": request.session_id,
@@ -106,7 +123,7 @@ def new_job(request: JobRequest) -> dict[str, Any]:
         "result_location": None,
         "error_code": None,
         "error": None,
-        "runtime_seconds": request.runtime_seconds or runtime_limit(request.params),
+        "runtime_seconds": runtime_seconds,
         "cancel_requested": False,
         "submitter_connection": request.submitter_connection,
         "runner_handle": None,

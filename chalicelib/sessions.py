@@ -17,9 +17,9 @@ import os
 import time
 from typing import Any
 
-from chalicelib import jobs
+from chalicelib import jobs, quotas
 from chalicelib.engine.config import ERR_DRIVER_DIED, batch_driver_id, session_config
-from chalicelib.errors import Forbidden
+from chalicelib.errors import Forbidden, QuotaExceeded
 from chalicelib.runners import Runner, get_runner, runner_for_handle
 from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
@@ -65,7 +65,8 @@ def ensure_session_driver(
     """The session with a live driver: the current one, or a new generation started through the runner.
 
     ``config`` (master, app_name, configs, envs, idle_timeout_seconds, max_result_rows) applies to a
-    newly started driver; None keeps the stored one. Raises Forbidden for another owner's session.
+    newly started driver; None keeps the stored one. Raises Forbidden for another owner's session,
+    QuotaExceeded when a new driver would pass the owner's live-session cap (``quotas``).
     """
     known = _known
     for _ in range(8):
@@ -78,6 +79,7 @@ def ensure_session_driver(
                 return current
             _reap(current, "no heartbeat from the driver", restart=False)
             continue
+        quotas.reserve_session(owner_user_id, session_id)  # renewing this session's own slot is free
         generation = int(current["generation"]) + 1 if current else 1
         stored = current.get("config") if current else None
         record: dict[str, Any] = {
@@ -167,6 +169,8 @@ def stop_session(session_id: str) -> dict[str, Any] | None:
     session = job_store.get_session(session_id)
     if session is None:
         return None
+    if session.get("owner"):
+        quotas.release_session(str(session["owner"]), session_id)  # a stopping driver no longer counts
     for queued in job_store.queued_jobs(session_id, limit=100):
         jobs.request_cancel(queued)
     if session.get("state") in LIVE_STATES:
@@ -233,7 +237,12 @@ def _reap(session: dict[str, Any], reason: str, *, restart: bool) -> dict[str, A
     restarted: int | None = None
     waiting = fresh.get("kind") == "session" and job_store.queued_jobs(session_id, limit=1)
     if restart and waiting and not fresh.get("stop_requested"):
-        restarted = int(ensure_session_driver(session_id, fresh["owner"], fresh.get("config"))["generation"])
+        try:
+            restarted = int(ensure_session_driver(session_id, fresh["owner"], fresh.get("config"))["generation"])
+        except QuotaExceeded as err:  # the owner started other sessions meanwhile: the waiting Jobs end
+            for queued in job_store.queued_jobs(session_id, limit=100):
+                ended = {"error": err.message, "error_code": ERR_DRIVER_DIED, "ended_at": now_iso()}
+                job_store.transition(queued["exec_id"], jobs.QUEUED, jobs.FAILED, ended, dequeue=True)
     return {
         "session_id": session_id,
         "generation": generation,

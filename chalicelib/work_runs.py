@@ -1,12 +1,15 @@
 """What a work runs: resolve its artefact, build the batch Job, start it.
 
-A work names its artefact in ``work_directory`` (see docs/tasks.md):
+A work names its artefact in ``work_directory`` (see docs/tasks.md); it must be its owner's:
 
-- ``s3://<stage bucket>/<key>``: an object in the stage's bucket (other buckets are refused);
-- a path under one of the local work roots (``SPARKGATE_WORK_ROOTS``, colon-separated; when unset,
-  ``SPARKGATE_DATA_ROOTS``): absolute, or relative to a root. ``..`` and anything resolving outside
-  the roots (symlinks included) are refused.
+- ``s3://<stage bucket>/uploads/<owner's user id>/<key>``: one of the owner's uploads
+  (``user_files.upload_key``; other prefixes and buckets are refused);
+- a local file in the owner's own area or a work root (``SPARKGATE_WORK_ROOTS``, colon-separated;
+  when unset, the shared ``SPARKGATE_DATA_ROOTS``): absolute, or relative to the own area, then to
+  each root (``user_files.resolve_local``). ``..``, patterns and anything resolving elsewhere
+  (symlinks included) are refused, with the same message as a missing file.
 
+The path is checked when the work is saved (400 naming ``work_directory``) and again at each run.
 The file's extension must fit the work's category: ``.sql`` for SPARK_SQL / FLINK_SQL, ``.py`` for
 PYSPARK, ``.jar`` (with ``main_class_name``) for SPARK_JAR / FLINK_JAR. Problems found here do not
 answer 400: the task is created and fails at once with the reason kept in its ``error``, so a
@@ -23,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from chalicelib import jobs
+from chalicelib import jobs, quotas, user_files
 from chalicelib.config import settings
+from chalicelib.errors import BadRequest, QuotaExceeded
 from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
 from chalicelib.tokens import Principal
@@ -52,10 +56,14 @@ class Artefact:
 
 
 def work_roots() -> tuple[Path, ...]:
-    """The local folders work artefacts may live in (``SPARKGATE_WORK_ROOTS`` or the data roots)."""
+    """The shared folders work artefacts may live in (``SPARKGATE_WORK_ROOTS`` or the data roots)."""
     raw = os.environ.get("SPARKGATE_WORK_ROOTS")
     roots = tuple(p for p in raw.split(":") if p) if raw else settings().data_roots
     return tuple(Path(r).resolve() for r in roots)
+
+
+def _roots_setting() -> str:
+    return "SPARKGATE_WORK_ROOTS" if os.environ.get("SPARKGATE_WORK_ROOTS") else "SPARKGATE_DATA_ROOTS"
 
 
 def flink_home() -> str | None:
@@ -63,30 +71,42 @@ def flink_home() -> str | None:
     return os.environ.get("SPARKGATE_FLINK_HOME") or None
 
 
-def resolve_artefact(work_directory: str | None) -> Artefact:
-    """Where ``work_directory`` points, checked against the bucket / roots; :class:`RunError` otherwise."""
+def _artefact(work_directory: Any, owner_id: str, *, must_exist: bool) -> Artefact:
+    """Where ``work_directory`` points for its owner; BadRequest (field ``work_directory``) otherwise."""
+    if user_files.is_upload_uri(work_directory):
+        key = user_files.upload_key(owner_id, work_directory, what="work_directory")
+        uri = f"s3://{settings().bucket_name}/{key}"
+        return Artefact("s3", key, uri, PurePosixPath(key).suffix.lower())
+    (real,) = user_files.resolve_local(
+        owner_id,
+        work_directory,
+        what="work_directory",
+        must_exist=must_exist,
+        shared=work_roots(),
+        shared_setting=_roots_setting(),
+    )
+    return Artefact("local", real, real, PurePosixPath(real).suffix.lower())
+
+
+def check_work_directory(owner_id: str, work_directory: Any) -> None:
+    """When a work is saved: ``work_directory`` must be its owner's (the file may come later)."""
+    _artefact(work_directory, owner_id, must_exist=False)
+
+
+def resolve_artefact(work_directory: str | None, owner_id: str) -> Artefact:
+    """Where ``work_directory`` points, if it is ``owner_id``'s file; :class:`RunError` otherwise."""
     if not work_directory:
         raise RunError("the work has no work_directory: set it to the .sql, .py or .jar to run")
-    if ".." in PurePosixPath(work_directory.removeprefix("s3://")).parts:
-        raise RunError("work_directory must not contain '..'")
-    if work_directory.startswith("s3://"):
-        bucket, _, key = work_directory[5:].partition("/")
-        if bucket != settings().bucket_name or not key:
-            raise RunError(f"work_directory must be s3://{settings().bucket_name}/<key> (the stage bucket)")
-        return Artefact("s3", key, work_directory, PurePosixPath(key).suffix.lower())
-    roots = work_roots()
-    given = Path(work_directory)
-    candidates = [given] if given.is_absolute() else [root / given for root in roots]
-    for candidate in candidates:
-        real = candidate.resolve()
-        if not any(real == root or root in real.parents for root in roots):
-            continue
-        if real.is_file():
-            return Artefact("local", str(real), str(real), real.suffix.lower())
-    raise RunError(
-        f"work_directory {work_directory!r} is not a file under the work roots "
-        f"({', '.join(str(r) for r in roots) or 'none configured'}; set SPARKGATE_WORK_ROOTS)"
-    )
+    try:
+        return _artefact(work_directory, owner_id, must_exist=True)
+    except BadRequest as err:
+        raise RunError(err.message) from None
+
+
+def _not_found(artefact: Artefact) -> str:
+    """A missing upload answers like an upload that is not the owner's (``upload_key``'s message)."""
+    prefix = "/".join(artefact.path.split("/", 2)[:2])
+    return f"work_directory is not an object in your uploads (s3://{settings().bucket_name}/{prefix}/)"
 
 
 def read_text(artefact: Artefact) -> str:
@@ -97,6 +117,8 @@ def read_text(artefact: Artefact) -> str:
     except (OSError, UnicodeDecodeError) as err:
         raise RunError(f"cannot read {artefact.uri}: {err}") from err
     except Exception as err:  # S3 errors surface as botocore exceptions; keep the domain boto-free
+        if "NoSuchKey" in str(err) or "Not Found" in str(err):
+            raise RunError(_not_found(artefact)) from None
         raise RunError(f"cannot read {artefact.uri}: {err}") from err
 
 
@@ -146,14 +168,28 @@ def check_java(requested: str | None) -> None:
 
 
 def build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any]) -> jobs.JobRequest:
-    """The batch :class:`JobRequest` for one run of ``work``; :class:`RunError` when it cannot run."""
+    """The batch :class:`JobRequest` for one run of ``work``; :class:`RunError` when it cannot run.
+
+    The run takes one of its owner's active-Job slots here (so ``jobs.new_job`` does not): at the cap
+    the run fails at once with the quota's message, as any run that cannot start does.
+    """
+    request = _build_request(work, owner, task)
+    try:
+        quotas.reserve_job(work["user_id"], str(request.exec_id))
+    except QuotaExceeded as err:
+        raise RunError(err.message) from None
+    request.quota = False
+    return request
+
+
+def _build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any]) -> jobs.JobRequest:
     category = work.get("category") or ""
     params = [str(p) for p in (work.get("extra_params") or [])]
     source = {"work_id": work["work_id"], "task_id": task["task_id"], "category": category}
     exec_id = task_exec_id(task["task_id"])
     if category.startswith("FLINK") and settings().runner == "local" and not flink_home():
         raise RunError(FLINK_HELP)
-    artefact = resolve_artefact(work.get("work_directory"))
+    artefact = resolve_artefact(work.get("work_directory"), work["user_id"])
     expected = EXTENSIONS.get(category)
     if expected is None:
         raise RunError(f"category {category!r} cannot run")
@@ -205,6 +241,7 @@ def failed_job(owner: Principal, task: dict[str, Any], work: dict[str, Any], err
         source={"work_id": work["work_id"], "task_id": task["task_id"]},
         extra={"work_id": work["work_id"], "work_task_id": task["task_id"]},
         exec_id=task_exec_id(task["task_id"]),
+        quota=False,  # born final: it never holds a slot
     )
     job = jobs.new_job(request)
     stamp = now_iso()

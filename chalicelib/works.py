@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from chalicelib import work_runs
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.store import works as work_store
 from chalicelib.timeutil import now_iso
@@ -152,6 +153,9 @@ def _validate(body: Any, principal: Principal, *, creating: bool) -> dict[str, A
     if clean.get("user_id") not in (None, principal.user_id):
         raise BadRequest("user_id must be your own user id (or omitted)", field="user_id")
     clean.pop("user_id", None)
+    if clean.get("work_directory") is not None:
+        # the artefact must be the owner's (own area, a work root, own uploads); the file may come later
+        work_runs.check_work_directory(principal.user_id, clean["work_directory"])
     if creating:
         for field in REQUIRED_ON_CREATE:
             if clean.get(field) is None:

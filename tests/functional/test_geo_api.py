@@ -165,10 +165,10 @@ def test_loadfile_path_allow_list(geo_api: Api, data_root: Path, tmp_path: Path)
     assert table["path"] == str((data_root / "nyc" / "taxi.csv").resolve()) and table["schema"] == "`a` int, `b` double"
     for bad, needle in [
         (f"{data_root}/nyc/../../secret.csv", ".."),
-        (str(tmp_path / "secret.csv"), "outside"),
-        (str(data_root / "nyc" / "link.csv"), "outside"),  # symlink leading out
-        (str(data_root / "escape" / "secret.csv"), "outside"),  # symlinked folder leading out
-        ("/etc/passwd", "outside"),
+        (str(tmp_path / "secret.csv"), "your data area"),
+        (str(data_root / "nyc" / "link.csv"), "your data area"),  # symlink leading out
+        (str(data_root / "escape" / "secret.csv"), "your data area"),  # symlinked folder leading out
+        ("/etc/passwd", "your data area"),
         ("hdfs://nn/data.csv", "s3://"),
         ("file:///etc/passwd", "s3://"),
         ("s3://sparkgate/uploads/someone-else/a.csv", "uploads"),
