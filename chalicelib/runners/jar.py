@@ -90,31 +90,29 @@ def local_command(run: dict[str, Any], master: str) -> list[str]:
 
 
 def emr_step(job: dict[str, Any]) -> dict[str, Any]:
-    """The EMR step (``command-runner.jar``) that runs ``job``'s artefact on the cluster."""
+    """The EMR step (``command-runner.jar``) that runs ``job``'s artefact on the cluster.
+
+    No user text is ever parsed by a shell: every value is one element of the argument list
+    ``command-runner.jar`` executes; FLINK_SQL's copy-then-run is ``emr.FLINK_SQL_SCRIPT``, a constant
+    program that receives the URI as a positional parameter. The caller must submit the step under
+    the owner's runtime role (``EmrRunner().submit_step(emr_step(job), job["owner"])``).
+    """
+    from chalicelib.runners import emr
+
     run: dict[str, Any] = job["artefact_run"]
-    args = [str(a) for a in run.get("args") or []]
-    if run.get("engine") == "flink":
-        if run.get("sql"):
-            command = [
-                "bash",
-                "-c",
-                f"aws s3 cp {run['artefact']} /tmp/{job['exec_id']}.sql && "
-                f"/usr/lib/flink/bin/sql-client.sh -f /tmp/{job['exec_id']}.sql",
-            ]
-        else:
-            command = ["flink", "run", "-m", "yarn-cluster", "-c", str(run["main_class"]), str(run["artefact"]), *args]
+    exec_id = emr.check_exec_id(job["exec_id"])
+    artefact = emr.check_artefact_uri(run.get("artefact"))
+    args = emr.check_step_args(run.get("args") or [])
+    if run.get("engine") == "flink" and run.get("sql"):
+        command = ["bash", "-c", emr.FLINK_SQL_SCRIPT, "sparkgate-flink-sql", artefact]
     else:
-        command = [
-            "spark-submit",
-            "--deploy-mode",
-            "cluster",
-            "--class",
-            str(run["main_class"]),
-            str(run["artefact"]),
-            *args,
-        ]
+        main_class = emr.check_java_class(run.get("main_class"))
+        if run.get("engine") == "flink":
+            command = ["flink", "run", "-m", "yarn-cluster", "-c", main_class, artefact, *args]
+        else:
+            command = ["spark-submit", "--deploy-mode", "cluster", "--class", main_class, artefact, *args]
     return {
-        "Name": f"sparkgate-task-{job['exec_id']}",
+        "Name": f"sparkgate-task-{exec_id}",
         "ActionOnFailure": "CONTINUE",
         "HadoopJarStep": {"Jar": "command-runner.jar", "Args": command},
     }
