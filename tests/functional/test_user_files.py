@@ -158,7 +158,7 @@ def test_loadfile_refusals_answer_like_a_missing_file(tenants: Tenants) -> None:
     }
     for name, path in hostile.items():
         assert _refused(_load(t, path)) == missing, name
-    text_only = {
+    text_only: dict[str, tuple[Any, str]] = {
         "traversal": (f"{t.shared}/data/../../secret.csv", "'..'"),
         "traversal relative": ("../bob/private.csv", "'..'"),
         "traversal in a brace": (f"{t.shared}/{{data,..}}/secret.csv", "'..'"),
