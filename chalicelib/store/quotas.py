@@ -17,7 +17,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from chalicelib.config import settings
-from chalicelib.store.aws import from_dynamo, table, to_dynamo
+from chalicelib.store.aws import table
 from chalicelib.store.errors import is_condition_failure
 
 Kind = Literal["jobs", "sessions"]
@@ -91,11 +91,11 @@ def items_by_pk(pks: list[str], sk: str, attributes: tuple[str, ...]) -> dict[st
     found: dict[str, dict[str, Any]] = {}
     names = {f"#a{i}": name for i, name in enumerate(("pk", *attributes))}
     name = settings().table_name
-    dynamo = table().meta.client
+    dynamo = table().meta.client  # the resource's client: plain Python values in and out
     for start in range(0, len(pks), 100):
         request: dict[str, Any] = {
             name: {
-                "Keys": [to_dynamo({"pk": pk, "sk": sk}) for pk in pks[start : start + 100]],
+                "Keys": [{"pk": pk, "sk": sk} for pk in pks[start : start + 100]],
                 "ProjectionExpression": ", ".join(names),
                 "ExpressionAttributeNames": names,
                 "ConsistentRead": True,
@@ -103,8 +103,7 @@ def items_by_pk(pks: list[str], sk: str, attributes: tuple[str, ...]) -> dict[st
         }
         for _ in range(5):
             got = dynamo.batch_get_item(RequestItems=request)
-            for raw in got.get("Responses", {}).get(name, []):
-                item = from_dynamo(raw)
+            for item in got.get("Responses", {}).get(name, []):
                 found[str(item["pk"])] = item
             request = got.get("UnprocessedKeys") or {}
             if not request:
