@@ -111,7 +111,7 @@ def test_job_cap_fails_a_works_run_with_the_reason(api: Api, monkeypatch: pytest
     alice = _user(api, "alice")
     ids = []
     for name in ("a", "b"):
-        body = {"name": name, "description": "d", "type": "BATCH", "category": "SPARK_SQL"}
+        body: dict[str, Any] = {"name": name, "description": "d", "type": "BATCH", "category": "SPARK_SQL"}
         body.update(work_directory="count_trips.sql", extra_params=["-Dcsv=x", "-Dmin_fare=1"])
         status, got, _ = api.call("POST", "/api/v1/works", body, alice)
         assert status == 201, got
