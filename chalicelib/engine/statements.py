@@ -9,13 +9,14 @@ import itertools
 import math
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from chalicelib.engine import sql_guard
 from chalicelib.engine.config import RESULT_PAGE_ROWS
 
 _ENGINE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -135,11 +136,13 @@ def run_sql(
     say: Any,
     sinks: Callable[[int], PageSink] | None = None,
     frame: Callable[[str], DataFrame] | None = None,
+    roots: Sequence[str] | None = None,
 ) -> list[ResultSet]:
     """Run each statement; every statement with output columns gives one result set.
 
     ``sinks(index)`` answers the page sink of result set ``index`` (see :func:`result_set`);
-    ``frame(statement)`` turns a statement into a DataFrame (default ``spark.sql``).
+    ``frame(statement)`` turns a statement into a DataFrame (default ``spark.sql``). Every statement
+    first passes the SQL guard (``roots`` default: :func:`sql_guard.roots_from_env`).
     """
     sets: list[ResultSet] = []
     statements = split_sql(code)
@@ -148,7 +151,8 @@ def run_sql(
     for number, statement in enumerate(statements, 1):
         if len(statements) > 1:
             say(f"statement {number}/{len(statements)}: {statement[:200]}")
-        df = frame(statement) if frame else spark.sql(statement)
+        with sql_guard.guarded(spark, statement, roots):
+            df = frame(statement) if frame else spark.sql(statement)
         if df.columns:
             sets.append(result_set(df, max_rows, sinks(len(sets)) if sinks else None))
     return sets

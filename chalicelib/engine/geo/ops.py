@@ -46,9 +46,12 @@ def sql_frame(spark: SparkSession, sql: str) -> DataFrame:
     """``spark.sql(sql)`` after the result-preserving geo rewrites (``geo.rewrite``).
 
     If the rewritten text does not analyse, the original runs (and reports its own error).
+    ``sql`` passes the SQL guard first (once: not again inside a ``sql_guard.guarded`` block).
     """
+    from chalicelib.engine import sql_guard
     from chalicelib.engine.geo.rewrite import rewrite_sql
 
+    sql_guard.guard(spark, sql, sql_guard.roots_from_env())
     rewritten = rewrite_sql(spark, sql)
     if rewritten != sql:
         try:
@@ -63,8 +66,12 @@ def load_table(spark: SparkSession, table: dict[str, Any]) -> None:
     if table.get("kind") == "sql":
         sql_frame(spark, str(table["sql"])).createOrReplaceTempView(str(table["name"]))
         return
-    reader = spark.read.format(str(table.get("format") or "csv"))
-    for key, value in (table.get("options") or {}).items():
+    from chalicelib.engine import sql_guard
+
+    fmt, options = str(table.get("format") or "csv"), table.get("options") or {}
+    sql_guard.check_file_source(fmt, str(table["path"]), options, sql_guard.roots_from_env())
+    reader = spark.read.format(fmt)
+    for key, value in options.items():
         reader = reader.option(str(key), str(value))
     if table.get("schema"):
         reader = reader.schema(str(table["schema"]))
@@ -87,15 +94,18 @@ def _rows(df: DataFrame) -> list[Any]:
 
 def query(spark: SparkSession, sql: str) -> dict[str, Any]:
     """Rows of ``sql`` (a single column gives a list of values); CTAS creates a view and reports it."""
-    ctas = CTAS_RE.match(sql)
-    if ctas:
-        name, select = ctas.group(1), ctas.group(2)
-        if select.startswith("(") and select.endswith(")"):
-            select = select[1:-1]
-        sql_frame(spark, select).createOrReplaceTempView(name)
-        return {"result": [], "created_table": {"kind": "sql", "name": name, "sql": select}}
-    df = sql_frame(spark, sql)
-    return {"result": _rows(df) if df.columns else []}
+    from chalicelib.engine import sql_guard
+
+    with sql_guard.guarded(spark, sql):
+        ctas = CTAS_RE.match(sql)
+        if ctas:
+            name, select = ctas.group(1), ctas.group(2)
+            if select.startswith("(") and select.endswith(")"):
+                select = select[1:-1]
+            sql_frame(spark, select).createOrReplaceTempView(name)  # the select is guarded on its own too
+            return {"result": [], "created_table": {"kind": "sql", "name": name, "sql": select}}
+        df = sql_frame(spark, sql)
+        return {"result": _rows(df) if df.columns else []}
 
 
 def command(namespace: dict[str, Any], code: str) -> dict[str, Any]:
@@ -119,25 +129,28 @@ POINT_MAPS = frozenset({"pointmap", "heatmap", "weighted", "weighted_pointmap", 
 def map_source(spark: SparkSession, kind: str, sql: str) -> Any:
     """The renderer's input for ``sql``: a DataFrame, or ``render.XYPoints`` when a point
     map's SQL starts with ``SELECT ST_Point(a, b)`` (same pixels, no WKB round trip), carrying
-    the Parquet row groups to read directly when that query is a plain Parquet projection."""
+    the Parquet row groups to read directly when that query is a plain Parquet projection.
+    ``sql`` passes the SQL guard once; ``xy_sql`` is rewritten from it."""
+    from chalicelib.engine import sql_guard
     from chalicelib.engine.geo.parquet_scan import plain_parquet_scan
     from chalicelib.engine.geo.render import XYPoints
     from chalicelib.engine.geo.rewrite import rewrite_sql, xy_map_sql
 
-    if kind in POINT_MAPS:
-        xy_sql = xy_map_sql(rewrite_sql(spark, sql))
-        if xy_sql is not None:
-            try:
-                df = spark.sql(xy_sql)
-            except Exception:  # e.g. GROUP BY the point: keep the general path
-                df = None
-            if df is not None:
-                n = len(df.columns)
-                df = df.toDF(*[f"c{i}" for i in range(n)])
-                xy = df.select("c0", "c1", *[f"c{i}" for i in range(3, n)])
-                parallelism = spark.sparkContext.defaultParallelism
-                return XYPoints(xy, n - 2, plain_parquet_scan(xy, parallelism))
-    return sql_frame(spark, sql)
+    with sql_guard.guarded(spark, sql):
+        if kind in POINT_MAPS:
+            xy_sql = xy_map_sql(rewrite_sql(spark, sql))
+            if xy_sql is not None:
+                try:
+                    df = spark.sql(xy_sql)
+                except Exception:  # e.g. GROUP BY the point: keep the general path
+                    df = None
+                if df is not None:
+                    n = len(df.columns)
+                    df = df.toDF(*[f"c{i}" for i in range(n)])
+                    xy = df.select("c0", "c1", *[f"c{i}" for i in range(3, n)])
+                    parallelism = spark.sparkContext.defaultParallelism
+                    return XYPoints(xy, n - 2, plain_parquet_scan(xy, parallelism))
+        return sql_frame(spark, sql)
 
 
 def render(spark: SparkSession, kind: str, sql: str, params: dict[str, Any]) -> dict[str, Any]:
