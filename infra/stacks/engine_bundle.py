@@ -16,6 +16,8 @@ ENGINE_ZIP = "sparkgate-engine.zip"
 #: The spark-submit entry script, next to the zip (the EmrRunner derives its URI from the zip's).
 ENGINE_MAIN = "engine_main.py"
 BOOTSTRAP_SCRIPT = "bootstrap.sh"
+#: The supervisor credential broker the bootstrap installs on the primary node.
+CREDENTIAL_BROKER = "credential_broker.py"
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
@@ -62,9 +64,10 @@ def entry_script(source_dir: Path) -> Path:
 
 
 def stage_engine_assets(source_dir: Path, staging_dir: Path) -> Path:
-    """Lay out the ``engine/`` prefix (bundle zip, entry point, EMR bootstrap) in ``staging_dir``."""
+    """Lay out the ``engine/`` prefix (zip, entry point, EMR bootstrap, credential broker) in ``staging_dir``."""
     staging_dir.mkdir(parents=True, exist_ok=True)
     build_engine_zip(source_dir, staging_dir / ENGINE_ZIP)
     shutil.copyfile(entry_script(source_dir), staging_dir / ENGINE_MAIN)
     shutil.copyfile(ASSETS_DIR / "bootstrap.sh", staging_dir / BOOTSTRAP_SCRIPT)
+    shutil.copyfile(ASSETS_DIR / CREDENTIAL_BROKER, staging_dir / CREDENTIAL_BROKER)
     return staging_dir

@@ -3,7 +3,9 @@
 One stack per stage (``dev``, ``prod``). The table and the bucket are built from
 ``chalicelib/store/definition.py``, the same definition the local stack creates its embedded
 table and bucket from. The Chalice app (REST API, WebSocket API, stream and schedule handlers)
-is packaged by ``chalice.cdk.Chalice`` and runs under a least-privilege role made here.
+is packaged by ``chalice.cdk.Chalice`` and runs under a least-privilege role made here. What code on
+the cluster may reach (per-user runtime roles, the supervisor role, the nodes' own access, the EMR
+security configuration) is built by ``isolation.py``.
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ from aws_cdk import aws_s3_deployment as s3deploy
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from chalicelib.runners import emr as emr_runner
 from chalicelib.store import definition
 
+from . import isolation
 from .engine_bundle import BOOTSTRAP_SCRIPT, ENGINE_ZIP, stage_engine_assets
 
 #: Key prefix of the engine bundle in the bucket (kept forever by the lifecycle rules).
-ENGINE_PREFIX = "engine/"
+ENGINE_PREFIX = isolation.ENGINE_PREFIX
 #: Where EMR writes its cluster and step logs (under ``logs/``, so they expire with the logs).
-EMR_LOG_PREFIX = "logs/emr/"
+EMR_LOG_PREFIX = isolation.EMR_LOG_PREFIX
 
 #: The Python the engine runs on EMR (installed by the bootstrap action; EMR 7's python3 is 3.9).
 ENGINE_PYTHON = "/usr/bin/python3.11"
@@ -71,15 +75,13 @@ STREAM_ACTIONS = [
     "dynamodb:GetRecords",
     "dynamodb:GetShardIterator",
 ]
-#: What the Lambda role and the EMR nodes may do to objects in the bucket.
+#: What the Lambda role may do to objects in the bucket.
 OBJECT_ACTIONS = [
     "s3:AbortMultipartUpload",
     "s3:DeleteObject",
     "s3:GetObject",
     "s3:PutObject",
 ]
-#: What the Lambda role may do to the step runner's cluster.
-EMR_ACTIONS = ["elasticmapreduce:AddJobFlowSteps", "elasticmapreduce:CancelSteps", "elasticmapreduce:DescribeStep"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class StageSettings:
     source_dir: Path
     #: Use this running EMR cluster instead of creating one.
     existing_cluster_id: str | None = None
+    #: That cluster's EC2 instance role (required with it): the runtime and supervisor roles trust it.
+    existing_instance_role_arn: str | None = None
     #: Subnet for the new cluster (None: the account's default VPC).
     emr_subnet_id: str | None = None
     emr_release_label: str = "emr-7.9.0"
@@ -120,7 +124,23 @@ class SparkgateStack(cdk.Stack):
         self.secret = self._jwt_secret(removal)
         self.engine_deployment = self._engine_bundle()
         self.engine_uri = f"s3://{self.bucket.bucket_name}/{ENGINE_PREFIX}{ENGINE_ZIP}"
-        self.engine_access_policy = self._engine_access_policy()
+        self.instance_role: iam.Role | None = None
+        if settings.existing_cluster_id:
+            if not settings.existing_instance_role_arn:
+                raise ValueError(
+                    "existingClusterId needs existingInstanceRoleArn (that cluster's EC2 instance role): "
+                    "the runtime and supervisor roles trust it; see docs/security-cloud.md"
+                )
+            self.instance_role_arn = settings.existing_instance_role_arn
+        else:
+            self.instance_role = iam.Role(
+                self,
+                "EmrInstanceRole",
+                assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+                description="sparkgate EMR nodes (EC2 instance profile)",
+            )
+            self.instance_role_arn = self.instance_role.role_arn
+        self._isolation()
         self.cluster: emr.CfnCluster | None = None
         if settings.existing_cluster_id:
             self.cluster_id = settings.existing_cluster_id
@@ -223,39 +243,25 @@ class SparkgateStack(cdk.Stack):
             retain_on_delete=False,
         )
 
-    def _engine_access_policy(self) -> iam.ManagedPolicy:
-        """What the engine drivers on the cluster need: the table and the bucket.
-
-        Attached to the instance role of the cluster made here; with an existing cluster, attach
-        it to that cluster's EC2 instance role (its ARN is a stack output).
-        """
-        return iam.ManagedPolicy(
-            self,
-            "EngineAccess",
-            description=f"sparkgate {self.settings.stage}: what the engine on EMR reads and writes",
-            statements=[
-                iam.PolicyStatement(
-                    sid="Table",
-                    actions=TABLE_ACTIONS,
-                    resources=[self.table.table_arn, f"{self.table.table_arn}/index/*"],
-                ),
-                iam.PolicyStatement(
-                    sid="BucketObjects", actions=OBJECT_ACTIONS, resources=[self.bucket.arn_for_objects("*")]
-                ),
-                iam.PolicyStatement(sid="BucketList", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]),
-            ],
+    def _isolation(self) -> None:
+        """Per-user runtime roles' policy, the supervisor role, the nodes' policy, the security configuration."""
+        stage = self.settings.stage
+        self.runtime_policy = isolation.runtime_access_policy(self, stage, self.bucket)
+        self.supervisor_role = isolation.supervisor_role(self, stage, self.table, self.bucket, self.instance_role_arn)
+        self.engine_access_policy = isolation.node_access_policy(
+            self, stage, self.bucket, self.supervisor_role, isolation.runtime_roles_arn(self, stage)
         )
+        if self.instance_role is not None:
+            # Attached from the policy's side: the supervisor role trusts the instance role, so the
+            # instance role must not depend on a policy that names the supervisor role.
+            self.engine_access_policy.attach_to_role(self.instance_role)
+        self.security_configuration = isolation.security_configuration(self)
 
     def _emr_cluster(self) -> emr.CfnCluster:
         """A long-running Spark cluster that runs several engine drivers (steps) at once."""
         settings = self.settings
-        instance_role = iam.Role(
-            self,
-            "EmrInstanceRole",
-            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            managed_policies=[self.engine_access_policy],
-            description="sparkgate EMR nodes (EC2 instance profile)",
-        )
+        instance_role = self.instance_role
+        assert instance_role is not None, "a new cluster has its own instance role"
         instance_profile = iam.CfnInstanceProfile(self, "EmrInstanceProfile", roles=[instance_role.role_name])
         service_role = iam.Role(
             self,
@@ -289,6 +295,7 @@ class SparkgateStack(cdk.Stack):
             visible_to_all_users=True,
             log_uri=f"s3://{bucket_name}/{EMR_LOG_PREFIX}",
             step_concurrency_level=settings.step_concurrency,
+            security_configuration=self.security_configuration.ref,
             configurations=[
                 emr.CfnCluster.ConfigurationProperty(
                     classification="spark-env",
@@ -301,13 +308,22 @@ class SparkgateStack(cdk.Stack):
                             },
                         )
                     ],
-                )
+                ),
+                # Every application gets its own secret (YARN distributes it): no tenant's code can
+                # talk to another tenant's driver, executors or shuffle blocks.
+                emr.CfnCluster.ConfigurationProperty(
+                    classification="spark-defaults", configuration_properties={"spark.authenticate": "true"}
+                ),
+                emr.CfnCluster.ConfigurationProperty(
+                    classification="yarn-site", configuration_properties={"spark.authenticate": "true"}
+                ),
             ],
             bootstrap_actions=[
                 emr.CfnCluster.BootstrapActionConfigProperty(
                     name="install-engine-dependencies",
                     script_bootstrap_action=emr.CfnCluster.ScriptBootstrapActionConfigProperty(
-                        path=f"s3://{bucket_name}/{ENGINE_PREFIX}{BOOTSTRAP_SCRIPT}"
+                        path=f"s3://{bucket_name}/{ENGINE_PREFIX}{BOOTSTRAP_SCRIPT}",
+                        args=self.bootstrap_args(),
                     ),
                 )
             ],
@@ -327,11 +343,30 @@ class SparkgateStack(cdk.Stack):
             ),
             tags=[cdk.CfnTag(key="for-use-with-amazon-emr-managed-policies", value="true")],
         )
-        # The bootstrap script must be in the bucket before the nodes start, and the service
-        # role's PassRole grant must exist before EMR passes the instance role.
+        # The bootstrap script must be in the bucket before the nodes start, the service role's
+        # PassRole grant must exist before EMR passes the instance role, and the nodes need their
+        # policy (attached from the policy's side) to fetch the bootstrap script.
         cluster.node.add_dependency(self.engine_deployment)
         cluster.node.add_dependency(pass_role)
+        cluster.node.add_dependency(self.engine_access_policy)
         return cluster
+
+    def bootstrap_args(self) -> list[str]:
+        """``bootstrap.sh``'s arguments (also what an existing cluster's bootstrap action must pass)."""
+        return [
+            "--supervisor-role-arn",
+            self.supervisor_role.role_arn,
+            "--bundle",
+            f"s3://{self.bucket.bucket_name}/{ENGINE_PREFIX}",
+            "--region",
+            self.region,
+            "--supervisor-profile",
+            isolation.SUPERVISOR_PROFILE,
+            "--supervisor-user",
+            isolation.STEP_USER,
+            "--kernel-uid-min",
+            str(isolation.KERNEL_UID_MIN),
+        ]
 
     # -- the app ---------------------------------------------------------------------------
 
@@ -361,7 +396,7 @@ class SparkgateStack(cdk.Stack):
                 sid="BucketObjects", actions=OBJECT_ACTIONS, resources=[self.bucket.arn_for_objects("*")]
             ),
             iam.PolicyStatement(sid="BucketList", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]),
-            iam.PolicyStatement(sid="StepRunner", actions=EMR_ACTIONS, resources=[self.cluster_arn]),
+            *isolation.app_step_statements(self, self.settings.stage, self.cluster_arn, self.runtime_policy),
             iam.PolicyStatement(
                 sid="JwtKeys", actions=["secretsmanager:GetSecretValue"], resources=[self.secret.secret_arn]
             ),
@@ -388,6 +423,10 @@ class SparkgateStack(cdk.Stack):
                 "SPARKGATE_RUNNER": "emr",
                 "SPARKGATE_EMR_CLUSTER_ID": self.cluster_id,
                 "SPARKGATE_ENGINE_URI": self.engine_uri,
+                emr_runner.RUNTIME_ROLE_ENV: isolation.runtime_role_arn_template(self, self.settings.stage),
+                emr_runner.RUNTIME_POLICY_ENV: self.runtime_policy.managed_policy_arn,
+                emr_runner.INSTANCE_ROLE_ENV: self.instance_role_arn,
+                emr_runner.SUPERVISOR_PROFILE_ENV: isolation.SUPERVISOR_PROFILE,
             },
         }
 
@@ -481,4 +520,16 @@ class SparkgateStack(cdk.Stack):
             "EngineAccessPolicyArn",
             value=self.engine_access_policy.managed_policy_arn,
             description="Attach to the EC2 instance role of an existing cluster",
+        )
+        cdk.CfnOutput(
+            self,
+            "EmrSecurityConfigurationName",
+            value=self.security_configuration.ref,
+            description="An existing cluster must have been created with this security configuration",
+        )
+        cdk.CfnOutput(
+            self,
+            "EngineSupervisorRoleArn",
+            value=self.supervisor_role.role_arn,
+            description="bootstrap.sh --supervisor-role-arn on an existing cluster",
         )

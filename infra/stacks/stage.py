@@ -28,6 +28,7 @@ def settings_from_context(app: cdk.App, source_dir: Path = REPO_ROOT) -> StageSe
         stage=stage,
         source_dir=source_dir,
         existing_cluster_id=context("existingClusterId"),
+        existing_instance_role_arn=context("existingInstanceRoleArn"),
         emr_subnet_id=context("emrSubnetId"),
         emr_release_label=context("emrReleaseLabel") or defaults.emr_release_label,
         emr_instance_type=context("emrInstanceType") or defaults.emr_instance_type,

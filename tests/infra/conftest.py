@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from synth_support import EXISTING_CLUSTER_ID, REPO_ROOT, Synth, copy_project, synthesize
+from synth_support import EXISTING_CLUSTER_ID, EXISTING_INSTANCE_ROLE_ARN, REPO_ROOT, Synth, copy_project, synthesize
 
 
 @pytest.fixture(scope="session")
@@ -34,5 +34,9 @@ def prod_existing(tmp_path_factory: pytest.TempPathFactory, project_copy: Path) 
     yield synthesize(
         tmp_path_factory.mktemp("synth-prod"),
         project_copy,
-        {"stage": "prod", "existingClusterId": EXISTING_CLUSTER_ID},
+        {
+            "stage": "prod",
+            "existingClusterId": EXISTING_CLUSTER_ID,
+            "existingInstanceRoleArn": EXISTING_INSTANCE_ROLE_ARN,
+        },
     )

@@ -27,6 +27,7 @@ for _path in (str(INFRA_DIR), str(REPO_ROOT)):
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 EXISTING_CLUSTER_ID = "j-2AXXXXXXGAPLF"
+EXISTING_INSTANCE_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/existing-emr-ec2-role"
 
 
 @dataclass

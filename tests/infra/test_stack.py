@@ -32,6 +32,13 @@ def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
 
 
+def resource_id(template: dict[str, Any], resource_type: str, prefix: str) -> str:
+    """The logical id of the one ``resource_type`` whose id starts with ``prefix`` (CDK adds a hash)."""
+    found = [k for k, v in template["Resources"].items() if v["Type"] == resource_type and k.startswith(prefix)]
+    assert len(found) == 1, f"expected one {resource_type} {prefix}*, found {found}"
+    return found[0]
+
+
 def app_role_id(template: dict[str, Any]) -> str:
     """The logical id of the role every app function runs under."""
     roles = {fn["Properties"]["Role"]["Fn::GetAtt"][0] for fn in functions(template).values()}
@@ -74,6 +81,10 @@ def expected_app_statements(template: dict[str, Any], cluster_id: Any) -> list[d
         ]
     }
     cluster_arn = arn("elasticmapreduce", ["cluster/", cluster_id])
+    runtime_roles = {
+        "Fn::Join": ["", ["arn:", PARTITION, f":iam::{ACCOUNT}:role/sparkgate/{template['_stage']}/runtime/*"]]
+    }
+    runtime_policy = {"Ref": resource_id(template, "AWS::IAM::ManagedPolicy", "EmrRuntimeAccess")}
     return [
         {"Sid": "Logs", "Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": log_groups},
         {
@@ -116,13 +127,33 @@ def expected_app_statements(template: dict[str, Any], cluster_id: Any) -> list[d
         {
             "Sid": "StepRunner",
             "Effect": "Allow",
-            "Action": [
-                "elasticmapreduce:AddJobFlowSteps",
-                "elasticmapreduce:CancelSteps",
-                "elasticmapreduce:DescribeStep",
-            ],
+            "Action": ["elasticmapreduce:CancelSteps", "elasticmapreduce:DescribeStep"],
             "Resource": cluster_arn,
         },
+        {
+            "Sid": "AddStepsUnderRuntimeRoles",
+            "Effect": "Allow",
+            "Action": "elasticmapreduce:AddJobFlowSteps",
+            "Resource": cluster_arn,
+            "Condition": {"ArnLike": {"elasticmapreduce:ExecutionRoleArn": runtime_roles}},
+        },
+        {"Sid": "RuntimeRolesRead", "Effect": "Allow", "Action": "iam:GetRole", "Resource": runtime_roles},
+        {
+            "Sid": "RuntimeRolesCreate",
+            "Effect": "Allow",
+            "Action": "iam:CreateRole",
+            "Resource": runtime_roles,
+            "Condition": {"StringEquals": {"iam:PermissionsBoundary": runtime_policy}},
+        },
+        {"Sid": "RuntimeRolesTag", "Effect": "Allow", "Action": "iam:TagRole", "Resource": runtime_roles},
+        {
+            "Sid": "RuntimeRolesPolicy",
+            "Effect": "Allow",
+            "Action": ["iam:AttachRolePolicy", "iam:DetachRolePolicy"],
+            "Resource": runtime_roles,
+            "Condition": {"ArnEquals": {"iam:PolicyARN": runtime_policy}},
+        },
+        {"Sid": "RuntimeRolesDelete", "Effect": "Allow", "Action": "iam:DeleteRole", "Resource": runtime_roles},
         {"Sid": "JwtKeys", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": secret}},
     ]
 
@@ -130,13 +161,13 @@ def expected_app_statements(template: dict[str, Any], cluster_id: Any) -> list[d
 @pytest.fixture(scope="module")
 def dev_t(dev: Synth) -> dict[str, Any]:
     """The dev template as JSON, with the stack name alongside."""
-    return {**dev.template_json, "_stack_name": dev.stack.stack_name}
+    return {**dev.template_json, "_stack_name": dev.stack.stack_name, "_stage": "dev"}
 
 
 @pytest.fixture(scope="module")
 def prod_t(prod_existing: Synth) -> dict[str, Any]:
     """The prod (existing cluster) template as JSON, with the stack name alongside."""
-    return {**prod_existing.template_json, "_stack_name": prod_existing.stack.stack_name}
+    return {**prod_existing.template_json, "_stack_name": prod_existing.stack.stack_name, "_stage": "prod"}
 
 
 # -- the table --------------------------------------------------------------------------------
@@ -243,10 +274,27 @@ def test_emr_cluster_runs_spark_steps_concurrently_with_the_engine_deps(dev_t: d
     assert props["Applications"] == [{"Name": "Spark"}]
     assert props["StepConcurrencyLevel"] > 1
     assert props["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+    supervisor = resource_id(dev_t, "AWS::IAM::Role", "EngineSupervisorRole")
     assert props["BootstrapActions"] == [
         {
             "Name": "install-engine-dependencies",
-            "ScriptBootstrapAction": {"Path": {"Fn::Join": ["", ["s3://", {"Ref": bucket}, "/engine/bootstrap.sh"]]}},
+            "ScriptBootstrapAction": {
+                "Path": {"Fn::Join": ["", ["s3://", {"Ref": bucket}, "/engine/bootstrap.sh"]]},
+                "Args": [
+                    "--supervisor-role-arn",
+                    {"Fn::GetAtt": [supervisor, "Arn"]},
+                    "--bundle",
+                    {"Fn::Join": ["", ["s3://", {"Ref": bucket}, "/engine/"]]},
+                    "--region",
+                    REGION,
+                    "--supervisor-profile",
+                    "sparkgate-supervisor",
+                    "--supervisor-user",
+                    "hadoop",
+                    "--kernel-uid-min",
+                    "200000",
+                ],
+            },
         }
     ]
     assert props["Configurations"] == [
@@ -261,7 +309,9 @@ def test_emr_cluster_runs_spark_steps_concurrently_with_the_engine_deps(dev_t: d
                     },
                 }
             ],
-        }
+        },
+        {"Classification": "spark-defaults", "ConfigurationProperties": {"spark.authenticate": "true"}},
+        {"Classification": "yarn-site", "ConfigurationProperties": {"spark.authenticate": "true"}},
     ]
     assert props["LogUri"] == {"Fn::Join": ["", ["s3://", {"Ref": bucket}, "/logs/emr/"]]}
     # The bootstrap script is uploaded before the cluster starts.
@@ -280,10 +330,17 @@ def test_emr_roles(dev_t: dict[str, Any]) -> None:
     profile_id, profile = only(dev_t, "AWS::IAM::InstanceProfile")
     assert props["JobFlowRole"] == {"Ref": profile_id}
     instance_role = profile["Properties"]["Roles"][0]["Ref"]
-    engine_policy = logical_id(dev_t, "AWS::IAM::ManagedPolicy")
+    engine_policy = resource_id(dev_t, "AWS::IAM::ManagedPolicy", "EngineAccess")
     role = dev_t["Resources"][instance_role]["Properties"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
-    assert role["ManagedPolicyArns"] == [{"Ref": engine_policy}]
+    # The nodes' policy is attached from its own side (the supervisor role trusts the instance role).
+    assert "ManagedPolicyArns" not in role and "Policies" not in role
+    attached = [
+        k
+        for k, r in dev_t["Resources"].items()
+        if r["Type"] == "AWS::IAM::ManagedPolicy" and {"Ref": instance_role} in r["Properties"].get("Roles", [])
+    ]
+    assert attached == [engine_policy]
     service_role = props["ServiceRole"]["Ref"]
     service = dev_t["Resources"][service_role]["Properties"]
     assert service["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
@@ -309,10 +366,12 @@ def test_emr_roles(dev_t: dict[str, Any]) -> None:
     ]
 
 
-def test_engine_access_policy_is_the_table_and_the_bucket(dev_t: dict[str, Any]) -> None:
-    policy = only(dev_t, "AWS::IAM::ManagedPolicy")[1]["Properties"]["PolicyDocument"]["Statement"]
-    app_statements = {s["Sid"]: s for s in expected_app_statements(dev_t, "unused")}
-    assert policy == [app_statements["Table"], app_statements["BucketObjects"], app_statements["BucketList"]]
+def test_engine_access_policy_is_the_nodes_own_not_the_table(dev_t: dict[str, Any]) -> None:
+    # What it grants exactly is asserted in test_isolation.py; here: the table is not in it.
+    policy = dev_t["Resources"][resource_id(dev_t, "AWS::IAM::ManagedPolicy", "EngineAccess")]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    actions = [a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])]
+    assert not [a for a in actions if a.startswith("dynamodb:")]
 
 
 def test_engine_bundle_is_uploaded_to_the_bucket(dev: Synth, dev_t: dict[str, Any], project_copy: Path) -> None:
@@ -324,7 +383,15 @@ def test_engine_bundle_is_uploaded_to_the_bucket(dev: Synth, dev_t: dict[str, An
     # The staged asset holds the bundle zip (chalicelib at its root), its entry point and the script.
     staged = [p for p in dev.assembly_dir.glob("asset.*") if (p / "sparkgate-engine.zip").is_file()]
     assert len(staged) == 1
-    assert sorted(p.name for p in staged[0].iterdir()) == ["bootstrap.sh", "engine_main.py", "sparkgate-engine.zip"]
+    assert sorted(p.name for p in staged[0].iterdir()) == [
+        "bootstrap.sh",
+        "credential_broker.py",
+        "engine_main.py",
+        "sparkgate-engine.zip",
+    ]
+    assert (staged[0] / "credential_broker.py").read_bytes() == (
+        INFRA_DIR / "assets" / "credential_broker.py"
+    ).read_bytes()
     with zipfile.ZipFile(staged[0] / "sparkgate-engine.zip") as bundle:
         names = bundle.namelist()
     assert "chalicelib/__init__.py" in names
@@ -350,8 +417,14 @@ def test_existing_cluster_variant_creates_no_cluster(prod_t: dict[str, Any]) -> 
     for fn in functions(prod_t).values():
         assert fn["Properties"]["Environment"]["Variables"]["SPARKGATE_EMR_CLUSTER_ID"] == EXISTING_CLUSTER_ID
     # The policy an existing cluster's instance role needs is still there, and an output.
-    policy = logical_id(prod_t, "AWS::IAM::ManagedPolicy")
+    policy = resource_id(prod_t, "AWS::IAM::ManagedPolicy", "EngineAccess")
     assert prod_t["Outputs"]["EngineAccessPolicyArn"]["Value"] == {"Ref": policy}
+    assert "Roles" not in prod_t["Resources"][policy]["Properties"]  # the operator attaches it
+    assert prod_t["Outputs"]["EmrSecurityConfigurationName"]["Value"] == {
+        "Ref": logical_id(prod_t, "AWS::EMR::SecurityConfiguration")
+    }
+    supervisor = resource_id(prod_t, "AWS::IAM::Role", "EngineSupervisorRole")
+    assert prod_t["Outputs"]["EngineSupervisorRoleArn"]["Value"] == {"Fn::GetAtt": [supervisor, "Arn"]}
 
 
 # -- the app ----------------------------------------------------------------------------------
@@ -408,6 +481,17 @@ def test_every_function_gets_the_stage_environment(dev_t: dict[str, Any]) -> Non
         "SPARKGATE_RUNNER": "emr",
         "SPARKGATE_EMR_CLUSTER_ID": {"Ref": cluster},
         "SPARKGATE_ENGINE_URI": {"Fn::Join": ["", ["s3://", {"Ref": bucket}, "/engine/sparkgate-engine.zip"]]},
+        "SPARKGATE_EMR_RUNTIME_ROLE_ARN": {
+            "Fn::Join": [
+                "",
+                ["arn:", PARTITION, f":iam::{ACCOUNT}:role/sparkgate/dev/runtime/sparkgate-dev-rt-{{user_id}}"],
+            ]
+        },
+        "SPARKGATE_EMR_RUNTIME_POLICY_ARN": {"Ref": resource_id(dev_t, "AWS::IAM::ManagedPolicy", "EmrRuntimeAccess")},
+        "SPARKGATE_EMR_INSTANCE_ROLE_ARN": {
+            "Fn::GetAtt": [resource_id(dev_t, "AWS::IAM::Role", "EmrInstanceRole"), "Arn"]
+        },
+        "SPARKGATE_EMR_SUPERVISOR_PROFILE": "sparkgate-supervisor",
         "SPARKGATE_WS_ENDPOINT": {
             "Fn::Join": [
                 "",
