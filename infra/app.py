@@ -4,7 +4,9 @@
 Context (``-c key=value``):
 
 - ``stage``: ``dev`` (default) or ``prod``; the stack is named ``sparkgate-<stage>``.
-- ``existingClusterId``: run steps on this EMR cluster instead of creating one.
+- ``existingClusterId``: run steps on this EMR cluster instead of creating one; it needs
+  ``existingInstanceRoleArn`` (that cluster's EC2 instance role, which the runtime and supervisor
+  roles trust) and must have been created with the stack's security configuration and bootstrap.
 - ``emrSubnetId``, ``emrReleaseLabel``, ``emrInstanceType``, ``emrCoreInstances``,
   ``stepConcurrency``: tune the cluster the stack creates.
 
