@@ -135,8 +135,9 @@ def test_an_unsigned_huge_body_is_refused_without_being_read(gateway: WsGateway)
 
 
 def test_without_a_credential_every_call_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     gw = WsGateway(_accept_all(), port=0)
     gw.start()
     try:

@@ -42,8 +42,9 @@ class Embedded:
 @pytest.fixture
 def embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Embedded]:
     """``start_embedded_aws`` as the stack calls it, its changes to the environment undone afterwards."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.setenv(name, "")  # recorded, so the teardown restores (or removes) what the stack sets
+        monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_SESSION_TOKEN", "a-real-token-that-must-not-reach-the-stand-in")
     monkeypatch.setenv("SPARKGATE_STAGE", "local")
     monkeypatch.setenv("SPARKGATE_STATE_DIR", str(tmp_path))
@@ -62,6 +63,7 @@ def embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Embedd
     finally:
         aws.reset()
         server.stop()
+        boto3.DEFAULT_SESSION = None
 
 
 def _raw(url: str, data: bytes | None = None, headers: dict[str, str] | None = None, method: str = "GET") -> int:
