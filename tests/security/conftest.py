@@ -177,6 +177,9 @@ def stack(layout: Layout) -> Iterator[StackProcess]:
     try:
         process.stop(timeout=60)
     finally:
+        # what the stack printed, for whoever reads a failure (the temp folder goes away)
+        with contextlib.suppress(OSError):
+            Path(tempfile.gettempdir(), "sg-security-stack.log").write_text("".join(process.output))
         # drivers the stack left behind (it should leave none) must not outlive the suite
         for pid in descendants({process.proc.pid} if process.proc else set()):
             with contextlib.suppress(OSError):
@@ -443,7 +446,10 @@ class Tenant:
     def run_work(
         self, category: str, work_directory: str, extra_params: list[str] | None = None, timeout: float = 240
     ) -> tuple[dict[str, Any], Outcome | None]:
-        """Create a BATCH work, start a task, wait for it; the final task detail and its Job's outcome."""
+        """Create a BATCH work, start a task, wait for it; the final task detail and its Job's outcome.
+
+        A ``work_directory`` the works API refuses outright (400 when the work is made) answers a
+        task-like ``{"status": 3, "error": <message>}`` and no outcome."""
         body = {
             "name": f"sec-{secrets.token_hex(4)}",
             "description": "security suite",
@@ -453,6 +459,9 @@ class Tenant:
             "extra_params": extra_params or [],
         }
         status, answer = self.call("POST", "/api/v1/works", body)
+        if status == 400 and "work_directory" in str(answer.get("msg")):
+            # refused when the work is made: like a run that cannot start, status 3 with the reason
+            return {"status": 3, "error": str(answer["msg"]), "refused_at": "create"}, None
         assert status == 201, answer
         work_id = answer["data"]["work_id"]
         status, answer = self.call("POST", f"/api/v1/works/{work_id}/tasks")

@@ -18,7 +18,7 @@ from tests.security.conftest import Secrets, Tenants
 @dataclass(frozen=True)
 class Case:
     sql: str
-    names: str  # a regex the refusal's message must match (case-insensitive)
+    names: str  # a regex the refusal's message must match (case-insensitive): it names what was refused
 
 
 def _cases(tenants: Tenants) -> dict[str, Case]:
@@ -37,7 +37,7 @@ def _cases(tenants: Tenants) -> dict[str, Case]:
         ),
         "reflect getProperty": Case("select reflect('java.lang.System', 'getProperty', 'user.home') as v", r"reflect"),
         "insert overwrite directory": Case(
-            f"insert overwrite directory '{written}' using text select 'pwned' as value", r"insert overwrite directory"
+            f"insert overwrite directory '{written}' using text select 'pwned' as value", r"insert overwrite.*directory"
         ),
         "add jar": Case(f"add jar {jars[0]}", r"add\s+jar"),
         "add file": Case(f"add file {keyfile}", r"add\s+file"),
@@ -48,7 +48,7 @@ def _cases(tenants: Tenants) -> dict[str, Case]:
         "binaryFile view": Case(
             f"create temporary view sg_bin using binaryFile options (path '{keyfile}'); "
             "select cast(content as string) as c from sg_bin",
-            r"binaryfile",
+            r"binaryfile|jwt-keys\.json",  # the source, or the path it was pointed at
         ),
     }
 
