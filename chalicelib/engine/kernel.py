@@ -272,6 +272,9 @@ class Kernel:
         except JobInterrupted:
             done["interrupted"] = True
         except BaseException as err:
+            if not self._jvm_alive():  # e.g. it ran out of memory and exited: this kernel is done for
+                print(f"sparkgate kernel: the JVM is gone ({type(err).__name__})", file=sys.stderr, flush=True)
+                os._exit(75)
             if self._cancelled.is_set():
                 done["interrupted"] = True
             else:
@@ -287,6 +290,14 @@ class Kernel:
         with contextlib.suppress(ChannelClosed):
             log.send()
             self.channel.send(done, blob)
+
+    def _jvm_alive(self) -> bool:
+        try:
+            assert self.spark is not None
+            self.spark.sparkContext._jvm.java.lang.System.nanoTime()  # type: ignore[union-attr]
+        except Exception:
+            return False
+        return True
 
     def _side_loop(self, exec_id: str, log: ChannelLog, stop: threading.Event) -> None:
         """While the job runs: its log lines every 100 ms, its progress every 500 ms when it changed."""

@@ -67,8 +67,8 @@ class KernelLimits:
 
     @property
     def jvm_heap_mb(self) -> int:
-        """The Spark driver's heap: 60% of the quota, the rest is for the JVM's own, Python and workers."""
-        return max(256, self.memory_mb * 6 // 10)
+        """The Spark driver's heap: half the quota, the rest is for the JVM's own, Python and workers."""
+        return max(256, self.memory_mb // 2)
 
 
 def _int_env(name: str, default: int) -> int:

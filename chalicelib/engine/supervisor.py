@@ -194,7 +194,12 @@ class KernelHandle:
         if "OutOfMemoryError" in text:
             return (
                 "the Spark driver ran out of memory (java.lang.OutOfMemoryError); "
-                "use less driver memory (e.g. fewer rows collected) or a larger spark.driver.memory"
+                "collect fewer rows to the driver, or ask for a larger spark.driver.memory"
+            )
+        if "insufficient memory for the Java Runtime" in text or "MemoryError" in text:
+            return (
+                f"the kernel ran out of memory (its quota is {sandbox.limits().memory_mb} MiB, "
+                "SPARKGATE_KERNEL_MEMORY_MB); collect fewer rows to the driver"
             )
         if code is not None and code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)

@@ -94,6 +94,8 @@ class LocalRunner(Runner):
         with _LOCK:
             _CHILDREN[proc.pid] = proc
             _CHILD_START[proc.pid] = start_time
+        # reaped the moment it exits (no zombie); the exit code stays readable through ``proc``
+        threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
         return {
             "runner": self.name,
             "pid": proc.pid,

@@ -288,14 +288,14 @@ def test_failures_carry_the_error_text(session_id: str) -> None:
     assert any(level == "ERROR" and "no_such_table_here" in t for level, t in log_of(bad_sql["exec_id"]))
     assert py_done["status"] == "Failed"
     assert "ZeroDivisionError" in py_done["error"] and 'File "<code>", line 2, in f' in py_done["error"]
-    assert "driver.py" not in py_done["error"]
+    assert "kernel.py" not in py_done["error"] and "supervisor.py" not in py_done["error"]
     assert finished(after["exec_id"])["status"] == "Succeed"  # the session survives its failures
 
 
 def test_kill_cancels_a_running_spark_job_while_the_next_waits(session_id: str) -> None:
     from chalicelib import jobs
 
-    slow = submit("select reflect('java.lang.Thread', 'sleep', cast(60000 as bigint)) from range(2)", "sql", session_id)
+    slow = submit("select count(*) from range(0, 400000000000, 1, 2)", "sql", session_id)
     nxt = submit("select 2 as two", "sql", session_id)
     running = wait_for(slow["exec_id"], lambda j: j["status"] == "Running" and bool(j["progress_info"]))
     assert running["progress_info"][0]["totalTasks"] >= 1
@@ -370,13 +370,15 @@ def test_sigkilled_driver_process_fails_its_job_and_the_next_job_gets_a_new_driv
     sessions.ensure_session_driver(sid, OWNER, config)
     handles: list[dict[str, Any]] = []
     try:
-        slow = submit("select reflect('java.lang.Thread', 'sleep', cast(60000 as bigint)) from range(1)", "sql", sid)
+        slow = submit("import time\ntime.sleep(60)", "python", sid)
         nxt = submit("select 'second' as which", "sql", sid)
         wait_for(slow["exec_id"], lambda j: j["status"] == "Running", timeout=120)
         session = wait_for_session(sid, lambda s: bool(s.get("runner_handle")))
         handles.append(session["runner_handle"])
+        assert kernel_processes(), "the driver's kernel is a process of its own"
         os.kill(int(session["runner_handle"]["pid"]), signal.SIGKILL)
         wait_until(lambda: LocalRunner().probe(session["runner_handle"]) != "running")
+        wait_until(lambda: not kernel_processes())  # the kernel (and its JVM) die with their supervisor
 
         actions = sessions.check_heartbeats()
         [action] = [a for a in actions if a["session_id"] == sid]
@@ -393,6 +395,21 @@ def test_sigkilled_driver_process_fails_its_job_and_the_next_job_gets_a_new_driv
             LocalRunner().cancel(handle)
 
 
+def kernel_processes() -> list[int]:
+    """Kernel processes (the sandbox entry, its namespace's reaper, the kernel) of this module's state dir."""
+    state = os.environ["SPARKGATE_STATE_DIR"]
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"--state-dir" in cmdline and state.encode() in cmdline:
+                found.append(int(entry))
+    return found
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -401,7 +418,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
 
 
 def test_every_new_geo_driver_loads_its_catalog_before_its_first_job(
-    thread_runner: ThreadRunner, spark: SparkSession, tmp_path: Path
+    thread_runner: ThreadRunner, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A geo session's tables are temp views: each driver generation replays the stored catalog,
     including a generation started from the stored config (as the schedule tick restarts a dead one)."""
@@ -412,6 +429,8 @@ def test_every_new_geo_driver_loads_its_catalog_before_its_first_job(
     from chalicelib.store import jobs as job_store
     from chalicelib.tokens import Principal
 
+    sessions.use_runner(thread_runner)  # in-process drivers, whatever an earlier test chose
+    monkeypatch.setenv("SPARKGATE_KERNEL_ROOTS", str(tmp_path))  # the folder the kernel may read
     suffix = uuid.uuid4().hex[:8]
     scope, t, u = f"scope{suffix}", f"t_{suffix}", f"u_{suffix}"
     assert geo_store.create_scope(OWNER, scope, "2026-11-21T00:00:00Z")
@@ -454,3 +473,38 @@ def test_every_new_geo_driver_loads_its_catalog_before_its_first_job(
                 spark.catalog.dropTempView(view)
     finally:
         sessions.stop_session(sid)
+
+
+def test_a_kernel_that_runs_out_of_memory_fails_its_job_with_the_reason_and_the_next_job_gets_a_fresh_one(
+    moto_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real sandboxed kernel with a small quota: a JVM OutOfMemoryError and a Python MemoryError each end
+    their Job Failed with the reason well inside 60 s; the session keeps serving on a new kernel."""
+    from chalicelib import sessions
+    from chalicelib.runners.local import LocalRunner
+
+    sessions.use_runner(None)
+    monkeypatch.setenv("SPARKGATE_RUNNER", "local")
+    monkeypatch.setenv("SPARKGATE_KERNEL_MEMORY_MB", "900")  # inherited by the supervisor: a 540 MiB driver heap
+    sid = f"oom-{uuid.uuid4().hex[:8]}"
+    sessions.ensure_session_driver(sid, OWNER, {"master": "local[1]", "heartbeat_seconds": 1})
+    try:
+        warm = finished(submit("select 1 as one", "sql", sid)["exec_id"], timeout=180)
+        assert warm["status"] == "Succeed", warm.get("error")
+
+        started = time.monotonic()
+        jvm = submit("rows = spark.sql(\"select id, repeat('x', 200) from range(6000000)\").collect()", "python", sid)
+        failed = finished(jvm["exec_id"], timeout=60)
+        assert failed["status"] == "Failed" and "out of memory" in failed["error"], failed.get("error")
+        assert time.monotonic() - started < 60
+
+        python = submit("hog = bytearray(4 * 1024 ** 3)", "python", sid)
+        failed = finished(python["exec_id"], timeout=120)
+        assert failed["status"] == "Failed" and "MemoryError" in failed["error"], failed.get("error")
+
+        after = finished(submit("select 'alive' as s", "sql", sid)["exec_id"], timeout=120)
+        assert after["status"] == "Succeed" and after["result_preview"]["rows"] == [["alive"]]
+    finally:
+        session = sessions.stop_session(sid)
+        if session and session.get("runner_handle"):
+            LocalRunner().cancel(session["runner_handle"])
