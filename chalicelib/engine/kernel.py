@@ -65,19 +65,30 @@ def build_spark(config: dict[str, Any], app_name: str = "sparkgate") -> SparkSes
         "spark.driver.extraJavaOptions": f"-XX:+ExitOnOutOfMemoryError -Djava.io.tmpdir={tmp} -Duser.home={home}",
         "spark.local.dir": tmp,
         "spark.sql.warehouse.dir": os.path.join(home, "spark-warehouse"),
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
     }
-    if master.startswith("local"):
+    if master.startswith("local"):  # a private network namespace has only its loopback
         configs.update({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"})
+        configs.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
     configs.update({f"spark.executorEnv.{k}": v for k, v in envs.items()})
-    configs.update(config.get("configs") or {})
+    configs.update(_user_configs(dict(config.get("configs") or {})))
     configs = _harden(configs)
     for key, value in configs.items():
         builder = builder.config(str(key), str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def _user_configs(configs: dict[str, Any]) -> dict[str, Any]:
+    """The session's own Spark settings without those a user may not choose (see ``sql_guard``)."""
+    try:
+        from chalicelib.engine.sql_guard import unsafe_user_confs
+    except ImportError:
+        return configs
+    for key in unsafe_user_confs(configs):
+        print(f"sparkgate kernel: setting {key} is the platform's, ignored", file=sys.stderr, flush=True)
+        configs.pop(key)
+    return configs
 
 
 def _harden(configs: dict[str, Any]) -> dict[str, Any]:

@@ -149,13 +149,13 @@ def kernel_env(user_id: str) -> dict[str, str]:
             "PYTHONPATH": str(PROJECT_DIR),
             "PYTHONUNBUFFERED": "1",
             "PYSPARK_PYTHON": sys.executable,
-            "SPARK_LOCAL_IP": "127.0.0.1",
-            "SPARK_LOCAL_HOSTNAME": "localhost",
             "SPARKGATE_DATA_ROOTS": ":".join(shared_roots()),
             "SPARKGATE_USER_ROOT": str(user_root()),
             "SPARKGATE_KERNEL_ROOTS": ":".join([*shared_roots(), str(area)]),
         }
     )
+    if os.environ.get("SPARKGATE_KERNEL_NETWORK", "private") != "host":
+        env.update({"SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOCAL_HOSTNAME": "localhost"})
     env.setdefault("LANG", "C.UTF-8")
     return env
 
@@ -171,6 +171,8 @@ def kernel_command(fd: int, user_id: str, uid: int | None, state_dir: Path) -> l
         command += ["--uid", str(uid)]
         if namespaces_available():
             command.append("--namespaces")
+            if os.environ.get("SPARKGATE_KERNEL_NETWORK", "private") == "host":
+                command.append("--host-network")  # e.g. a cluster master the kernel must reach
     return command
 
 
@@ -311,6 +313,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--user-id", required=True)
     parser.add_argument("--uid", type=int, default=None)
     parser.add_argument("--namespaces", action="store_true")
+    parser.add_argument("--host-network", action="store_true")
     parser.add_argument("--state-dir", required=True)
     for name, default in (("memory-mb", 4096), ("processes", 2048), ("cpu-seconds", 21600)):
         parser.add_argument(f"--{name}", type=int, default=default)
@@ -335,7 +338,8 @@ def enter(argv: list[str]) -> argparse.Namespace:
             area.mkdir(parents=True, exist_ok=True)
             (area / "tmp").mkdir(exist_ok=True)
         if args.namespaces:
-            _check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET), "unshare")
+            network = 0 if args.host_network else _CLONE_NEWNET
+            _check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWPID | network), "unshare")
             child = os.fork()
             if child:  # the host-side process: wait for PID 1 of the new namespace
                 os.close(args.fd)
@@ -343,7 +347,8 @@ def enter(argv: list[str]) -> argparse.Namespace:
                 os._exit(os.waitstatus_to_exitcode(status))
             _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "PR_SET_PDEATHSIG")
             _mount_view(libc, args.state_dir, args.uid, area)
-            _loopback_up()
+            if not args.host_network:
+                _loopback_up()
             kernel = os.fork()
             if kernel:
                 os.close(args.fd)

@@ -222,7 +222,9 @@ def start_kernel(owner: str, config: dict[str, Any], app_name: str, spark: Any =
         if sandbox.isolated():
             from chalicelib.store import users as user_store
 
-            sandbox.prepare_host()
+            changed = sandbox.prepare_host()
+            if changed:
+                print(f"sparkgate engine: search bit (o+x) added for kernel uids on: {', '.join(changed)}", flush=True)
             uid = user_store.kernel_uid(owner, sandbox.uid_base())
         command = sandbox.kernel_command(theirs.fileno(), owner, uid, settings().state_dir)
         proc = subprocess.Popen(

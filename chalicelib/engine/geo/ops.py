@@ -69,13 +69,17 @@ def load_table(spark: SparkSession, table: dict[str, Any]) -> None:
     from chalicelib.engine import sql_guard
 
     fmt, options = str(table.get("format") or "csv"), table.get("options") or {}
-    sql_guard.check_file_source(fmt, str(table["path"]), options, sql_guard.roots_from_env())
+    paths = [str(p) for p in table["paths"]] if table.get("paths") else [str(table["path"])]
+    for path in paths:
+        if "://" not in path and any(ch in path for ch in "*?[]{}\\"):
+            raise ValueError(f"refused: the path {path!r} is a pattern; load the files it names")
+        sql_guard.check_file_source(fmt, path, options, sql_guard.roots_from_env())
     reader = spark.read.format(fmt)
     for key, value in options.items():
         reader = reader.option(str(key), str(value))
     if table.get("schema"):
         reader = reader.schema(str(table["schema"]))
-    reader.load(str(table["path"])).createOrReplaceTempView(str(table["name"]))
+    reader.load(paths if len(paths) > 1 else paths[0]).createOrReplaceTempView(str(table["name"]))
 
 
 def table_info(spark: SparkSession, name: str) -> dict[str, Any]:
