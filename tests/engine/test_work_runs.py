@@ -267,7 +267,6 @@ def test_streaming_task_runs_until_cancelled(stack: Path) -> None:
     assert cancelled["ended_at"] and cancelled["run_time"] is not None
     assert took < 20, took
     assert _process_gone(handle), "the driver process (or its JVM) outlived the cancel"
-    assert "did not stop in time" not in _log(task["exec_id"])  # the engine stopped the job's stream itself
     assert tasks.owned_task(owner, task["task_id"])["status"] == 4
     assert tasks.cancel_task(owner, task["task_id"])["status"] == 4  # idempotent
     assert not tasks.owned_task(owner, task["task_id"])["active"]  # the work is free again
