@@ -9,6 +9,7 @@ import io
 import os
 import signal
 import time
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,11 @@ def test_geo_flow_with_driver_crash(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     # the taxi points as a Parquet file too (4 row groups): maps of it take the direct Parquet read
-    parquet = tmp_path / "pq" / "taxi_points.parquet"
-    parquet.parent.mkdir()
+    # a shared data root must be readable by the kernels' own uids (pytest's tmp_path is root-only)
+    shared = Path(tempfile.mkdtemp(prefix="sg-shared-"))
+    shared.chmod(0o755)
+    parquet = shared / "pq" / "taxi_points.parquet"
+    parquet.parent.mkdir(mode=0o755)
     columns = ["pickup_longitude", "pickup_latitude"]
     points = pa_csv.read_csv(DATA, convert_options=pa_csv.ConvertOptions(include_columns=columns))
     pq.write_table(points, parquet, row_group_size=2500)
