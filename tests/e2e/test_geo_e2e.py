@@ -8,8 +8,8 @@ import base64
 import io
 import os
 import signal
-import time
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
