@@ -36,11 +36,23 @@ user = lambda name: {"pk": {"S": "USER#" + name}, "sk": {"S": "USER"}}
 attempts = []
 
 
+def scan_users(ddb):
+    users, kwargs = [], {"TableName": P["table"]}
+    for _ in range(20):
+        page = ddb.scan(**kwargs)
+        users += [
+            {k: list(v.values())[0] for k, v in item.items() if k in ("pk", "password_hash", "is_admin")}
+            for item in page["Items"]
+            if item["pk"]["S"].startswith("USER#")
+        ]
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return users
+
+
 def ops(ddb, s3):
-    yield "scan", lambda: [
-        {k: list(v.values())[0] for k, v in item.items() if k in ("pk", "password_hash", "is_admin")}
-        for item in ddb.scan(TableName=P["table"], Limit=25)["Items"]
-    ]
+    yield "scan", lambda: scan_users(ddb)
     yield "make me admin", lambda: ddb.update_item(
         TableName=P["table"], Key=user(P["me"]), UpdateExpression="SET is_admin = :t",
         ConditionExpression="attribute_exists(pk)", ExpressionAttributeValues={":t": {"BOOL": True}},
