@@ -65,7 +65,7 @@ def test_start_list_detail(api: Api, dispatched: list[dict[str, Any]]) -> None:
     # the job runs the file's SQL with ${...} substituted
     assert (
         len(dispatched) == 1
-        and "csv.`/tmp/x.csv`" in dispatched[0]["code"]
+        and "path '/tmp/x.csv'" in dispatched[0]["code"]
         and "2 AS min_fare" in dispatched[0]["code"]
     )
     assert dispatched[0]["mode"] == "batch" and dispatched[0]["run_type"] == "sql"
