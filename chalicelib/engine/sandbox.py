@@ -71,7 +71,8 @@ class KernelLimits:
         return max(256, self.memory_mb // 2)
 
 
-def _int_env(name: str, default: int) -> int:
+def int_env(name: str, default: int) -> int:
+    """An integer setting from the environment (``default`` when unset or not a number)."""
     try:
         return int(os.environ.get(name, "") or default)
     except ValueError:
@@ -81,17 +82,17 @@ def _int_env(name: str, default: int) -> int:
 def limits() -> KernelLimits:
     """The configured kernel limits."""
     return KernelLimits(
-        memory_mb=_int_env("SPARKGATE_KERNEL_MEMORY_MB", 4096),
-        processes=_int_env("SPARKGATE_KERNEL_PROCESSES", 2048),
-        cpu_seconds=_int_env("SPARKGATE_KERNEL_CPU_SECONDS", 6 * 3600),
-        file_mb=_int_env("SPARKGATE_KERNEL_FILE_MB", 4096),
-        open_files=_int_env("SPARKGATE_KERNEL_OPEN_FILES", 8192),
+        memory_mb=int_env("SPARKGATE_KERNEL_MEMORY_MB", 4096),
+        processes=int_env("SPARKGATE_KERNEL_PROCESSES", 2048),
+        cpu_seconds=int_env("SPARKGATE_KERNEL_CPU_SECONDS", 6 * 3600),
+        file_mb=int_env("SPARKGATE_KERNEL_FILE_MB", 4096),
+        open_files=int_env("SPARKGATE_KERNEL_OPEN_FILES", 8192),
     )
 
 
 def uid_base() -> int:
     """The first numeric uid handed to a user's kernels (``SPARKGATE_KERNEL_UID_BASE``)."""
-    return _int_env("SPARKGATE_KERNEL_UID_BASE", DEFAULT_UID_BASE)
+    return int_env("SPARKGATE_KERNEL_UID_BASE", DEFAULT_UID_BASE)
 
 
 def _libc() -> ctypes.CDLL:

@@ -45,21 +45,14 @@ MAX_RESULT_SETS = 1000
 TAIL_LINES = 40
 
 
-def _int_env(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, "") or default)
-    except ValueError:
-        return default
-
-
 def max_result_bytes() -> int:
     """Bytes of result pages one Job may store (``SPARKGATE_MAX_RESULT_BYTES``, default 1 GiB)."""
-    return _int_env("SPARKGATE_MAX_RESULT_BYTES", 1 << 30)
+    return sandbox.int_env("SPARKGATE_MAX_RESULT_BYTES", 1 << 30)
 
 
 def max_log_chars() -> int:
     """Characters of log one Job may store (``SPARKGATE_MAX_LOG_CHARS``, default 32 Mi)."""
-    return _int_env("SPARKGATE_MAX_LOG_CHARS", 32 << 20)
+    return sandbox.int_env("SPARKGATE_MAX_LOG_CHARS", 32 << 20)
 
 
 class KernelDied(Exception):
@@ -297,6 +290,11 @@ def _preview(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _progress_info(info: list[dict[str, Any]]) -> list[dict[str, int]]:
+    """Per-Spark-job task counts as the kernel reported them, reduced to integers (at most 1,000 jobs)."""
+    return [{k: int(v) for k, v in i.items() if isinstance(v, int)} for i in info][:1000]
+
+
 def _geo_document(result: dict[str, Any]) -> dict[str, Any]:
     import json
 
@@ -408,7 +406,7 @@ class JobRun:
         if not isinstance(info, list) or not all(isinstance(i, dict) for i in info):
             return
         progress = min(max(float(message.get("progress") or 0), 0.0), 0.99)
-        clean = [{k: int(v) for k, v in i.items() if isinstance(v, int)} for i in info][:1000]
+        clean = _progress_info(info)
         if (progress, clean) != self.progress:
             self.progress = (progress, clean)
             job_store.update_job_fields(self.exec_id, {"progress": progress, "progress_info": clean})
@@ -515,7 +513,7 @@ class JobRun:
     def _final_progress(self, done: dict[str, Any]) -> tuple[float, list[dict[str, int]]]:
         info = done.get("info")
         if isinstance(info, list) and all(isinstance(i, dict) for i in info):
-            clean = [{k: int(v) for k, v in i.items() if isinstance(v, int)} for i in info][:1000]
+            clean = _progress_info(info)
             keys = ("id", "succeedTasks", "failedTasks", "runningTasks", "totalTasks")
             if all(all(k in i for k in keys) for i in clean):
                 return min(max(float(done.get("progress") or 0), 0.0), 0.99), clean
