@@ -31,6 +31,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from chalicelib.engine import config as engine_config
+from chalicelib.engine import leftovers
 from chalicelib.engine.capture import capture_into
 from chalicelib.engine.channel import Channel, ChannelClosed
 from chalicelib.engine.statements import PageSink, run_python, run_sql, user_traceback
@@ -40,6 +41,8 @@ PROGRESS_SECONDS = 0.5
 INTERRUPT_GRACE_SECONDS = 5.0  # how long a cancelled job's thread gets to unwind
 DEFAULT_SCOPE = "__session__"
 MAX_LINE_CHARS = 16_000
+#: sourced by the JVM's launch scripts so they leave no zombie under the JVM (see the file)
+JVM_LAUNCH_BASH_ENV = os.path.join(os.path.dirname(__file__), "reap_before_exec.sh")
 
 
 class JobInterrupted(BaseException):
@@ -74,7 +77,14 @@ def build_spark(config: dict[str, Any], app_name: str = "sparkgate") -> SparkSes
     configs = _harden(configs)
     for key, value in configs.items():
         builder = builder.config(str(key), str(value))
-    spark = builder.getOrCreate()
+    saved, os.environ["BASH_ENV"] = os.environ.get("BASH_ENV"), JVM_LAUNCH_BASH_ENV
+    try:
+        spark = builder.getOrCreate()
+    finally:
+        if saved is None:
+            os.environ.pop("BASH_ENV", None)
+        else:
+            os.environ["BASH_ENV"] = saved
     spark.sparkContext.setLogLevel("WARN")
     return spark
 
@@ -152,9 +162,12 @@ class ChannelLog:
 class Kernel:
     """Runs jobs on one SparkSession for one supervisor; see the module docstring."""
 
-    def __init__(self, channel: Channel, spark: SparkSession | None = None) -> None:
+    def __init__(self, channel: Channel, spark: SparkSession | None = None, own_process: bool = False) -> None:
         self.channel = channel
         self.spark = spark
+        #: a kernel process of its own ends what a Job leaves running (never an in-process test kernel)
+        self.sweeps = own_process and leftovers.become_subreaper()
+        self._before: set[leftovers.Process] = set()
         self.config: dict[str, Any] = {}
         self.max_rows = engine_config.DEFAULT_MAX_RESULT_ROWS
         self.namespaces: dict[str, dict[str, Any]] = {}
@@ -238,6 +251,8 @@ class Kernel:
             return
         self._cancelled.clear()
         self._streams_before = self._active_stream_ids()
+        if self.sweeps:
+            self._before = leftovers.snapshot()
         worker = threading.Thread(target=self._work, args=(job,), name=f"job-{job['exec_id']}", daemon=True)
         self._job = (str(job["exec_id"]), worker)
         worker.start()
@@ -297,10 +312,24 @@ class Kernel:
                 sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
             stop_side.set()
             side.join(2)
+            if self.sweeps:
+                self._sweep(log)
         done["progress"], done["info"] = self.progress(exec_id)
         with contextlib.suppress(ChannelClosed):
             log.send()
             self.channel.send(done, blob)
+
+    def _sweep(self, log: ChannelLog) -> None:
+        """End the processes the job started (see :mod:`leftovers`), keeping the JVM's own."""
+        assert self.spark is not None
+        proc = getattr(self.spark.sparkContext._gateway, "proc", None)  # type: ignore[attr-defined]
+        try:
+            ended = leftovers.sweep(self._before, proc.pid if proc is not None else None)
+        except OSError as err:
+            print(f"sparkgate kernel: the process sweep failed: {err}", file=sys.stderr, flush=True)
+            return
+        if ended:
+            log.warn(f"ended {len(ended)} process(es) the job left running")
 
     def _jvm_alive(self) -> bool:
         try:
@@ -396,4 +425,4 @@ class Kernel:
 def main(fd: int) -> int:
     """The kernel process: serve the supervisor on socket ``fd``."""
     sock = socket.socket(fileno=fd)
-    return Kernel(Channel(sock)).serve()
+    return Kernel(Channel(sock), own_process=True).serve()

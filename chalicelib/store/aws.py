@@ -45,7 +45,8 @@ def table() -> Any:
 
 
 def reset() -> None:
-    """Forget cached handles (tests that start a fresh moto backend call this)."""
+    """Forget cached handles and credentials (tests that start a fresh moto backend or switch stacks call this)."""
+    boto3.DEFAULT_SESSION = None  # its botocore session keeps the credentials it first resolved
     _table.cache_clear()
     _resource.cache_clear()
     _client.cache_clear()

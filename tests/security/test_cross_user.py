@@ -73,7 +73,7 @@ def _targets(procs: dict[int, Proc]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def bob_processes(tenants: Tenants) -> dict[int, Proc]:
-    procs = user_processes(tenants.bob.user_id)
+    procs = {pid: proc for pid, proc in user_processes(tenants.bob.user_id).items() if proc.state not in ("Z", "X")}
     assert procs, "bob's warm session has no process"
     return procs
 

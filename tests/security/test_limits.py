@@ -244,6 +244,11 @@ def test_nothing_of_the_user_outlives_their_session_and_no_zombies_remain(carol:
     assert wait_until(lambda: not leftovers(), 20), f"left after the session ended: {leftovers()}"
 
     def zombies() -> list[str]:
-        return [f"{p.pid} {p.cmdline[:60]}" for p in stack_tree(tenants.stack).values() if p.state == "Z"]
+        tree = stack_tree(tenants.stack)
+        return [
+            f"{p.pid} (parent {p.ppid}: {tree[p.ppid].cmdline[:120] if p.ppid in tree else '?'})"
+            for p in tree.values()
+            if p.state == "Z"
+        ]
 
     assert wait_until(lambda: not zombies(), 10), f"zombies under the stack: {zombies()}"
