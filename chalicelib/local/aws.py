@@ -25,6 +25,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
+from chalicelib.local import moto_fixes
 from chalicelib.local.credentials import Credentials
 from chalicelib.local.sigv4 import Refusal, SigV4Verifier
 
@@ -37,11 +38,12 @@ _DYNAMODB_LOCK = threading.RLock()
 def serialize_dynamodb() -> None:
     """Make every moto DynamoDB request atomic, as each request is in DynamoDB itself.
 
-    moto evaluates a condition and applies the write in separate steps without a lock, and
-    rolls a failed transaction back by swapping whole tables, so two threads can both pass
-    the same ``ConditionExpression``. The product's concurrency control rests on conditional
-    writes; this restores the guarantee they need. Safe to call more than once.
+    moto evaluates a condition and applies the write in separate steps without a lock, so two
+    threads can both pass the same ``ConditionExpression``. The product's concurrency control rests on conditional
+    writes; this restores the guarantee they need. It also installs :mod:`moto_fixes`
+    (transactions that roll back only the items they touched). Safe to call more than once.
     """
+    moto_fixes.install()
     if getattr(DynamoHandler.call_action, "_sparkgate_serialized", False):
         return
     original = DynamoHandler.call_action
@@ -53,6 +55,12 @@ def serialize_dynamodb() -> None:
 
     call_action._sparkgate_serialized = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+def trim_consumed_stream(table_name: str, before_sequence: int | None) -> int:
+    """Drop the in-process table's stream records below ``before_sequence`` (consumed) or older than 24 h."""
+    with _DYNAMODB_LOCK:
+        return sum(moto_fixes.trim_stream(table, before_sequence) for table in moto_fixes.tables(table_name))
 
 
 def _cache_service_lookup() -> None:

@@ -29,7 +29,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from chalice.local import ChaliceRequestHandler
+from chalice.local import ChaliceRequestHandler, ThreadedHTTPServer
+
+from chalicelib.local.ws_gateway import LISTEN_BACKLOG
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_ADMIN_USER = "admin"
@@ -42,6 +44,12 @@ class _NoDelayHandler(ChaliceRequestHandler):  # type: ignore[misc]
     holding the body until the client's delayed ACK of the headers adds ~40 ms per request."""
 
     disable_nagle_algorithm = True
+
+
+class _BackloggedServer(ThreadedHTTPServer):  # type: ignore[misc]
+    """Chalice's threaded server with a listen backlog of 128 (socketserver's 5 resets bursts of clients)."""
+
+    request_queue_size = LISTEN_BACKLOG
 
 
 def secure_state_dir(state_dir: Path) -> None:
@@ -183,7 +191,9 @@ class LocalStack:
         for key, value in config.environment_variables.items():
             os.environ.setdefault(key, value)
         app = per_thread_requests(factory.load_chalice_app(config.environment_variables))
-        server = LocalDevServer(app, config, self.host, self.http_port, handler_cls=_NoDelayHandler)
+        server = LocalDevServer(
+            app, config, self.host, self.http_port, handler_cls=_NoDelayHandler, server_cls=_BackloggedServer
+        )
         self.http_port = server.server.server_address[1]
         self.http_url = f"http://{self.host}:{self.http_port}"
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
@@ -219,7 +229,9 @@ class LocalStack:
         os.environ["SPARKGATE_WS_ENDPOINT"] = gateway.endpoint  # where the push code posts
         write_private(self.state_dir / "ws-url", gateway.ws_url)
 
-        pump = StreamPump(resolve_stream_handler(self.app), settings().table_name)
+        from chalicelib.local.aws import trim_consumed_stream
+
+        pump = StreamPump(resolve_stream_handler(self.app), settings().table_name, trim=trim_consumed_stream)
         pump.start()
         if not pump.ready.wait(15):
             print("sparkgate: the stream pump is not reading the stream yet", file=sys.stderr, flush=True)

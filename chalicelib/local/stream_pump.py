@@ -36,6 +36,7 @@ class StreamPump(threading.Thread):
         poll_seconds: float | None = None,
         batch_size: int = 100,
         max_retries: int = 5,
+        trim: Callable[[str, int | None], Any] | None = None,
     ) -> None:
         super().__init__(name="stream-pump", daemon=True)
         self.handler = handler
@@ -52,6 +53,11 @@ class StreamPump(threading.Thread):
         self._pending: dict[str, list[dict[str, Any]]] = {}
         self._attempts: dict[str, int] = {}
         self._moto_iterators: dict[str, Any] | None = None
+        #: called with (table, first sequence number not yet consumed) once a batch is done, so the
+        #: embedded AWS can drop what was consumed (the stack passes ``aws.trim_consumed_stream``)
+        self.trim = trim
+        self._consumed: int | None = None
+        self._trimmed: int | None = None
 
     def _streams(self) -> Any:
         return client("dynamodbstreams")
@@ -98,7 +104,11 @@ class StreamPump(threading.Thread):
                 continue
             if iterator is None:
                 continue
-            got = self._streams().get_records(ShardIterator=iterator, Limit=self.batch_size)
+            try:
+                got = self._streams().get_records(ShardIterator=iterator, Limit=self.batch_size)
+            except Exception:
+                self._reopen(shard_id)
+                raise
             self._iterators[shard_id] = got.get("NextShardIterator")
             self._forget_iterator(iterator)
             records = got.get("Records", [])
@@ -109,7 +119,35 @@ class StreamPump(threading.Thread):
                     record.get("dynamodb", {}).pop("ApproximateCreationDateTime", None)
                 self._pending[shard_id] = records
                 self._dispatch(shard_id)
+        self._trim()
         return busy
+
+    def _reopen(self, shard_id: str) -> None:
+        """A fresh iterator for ``shard_id`` just after the last record consumed (LATEST if none)."""
+        kwargs: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": shard_id}
+        if self._consumed is None:
+            kwargs["ShardIteratorType"] = "LATEST"
+        else:
+            kwargs.update(ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=str(self._consumed))
+        try:
+            self._iterators[shard_id] = self._streams().get_shard_iterator(**kwargs)["ShardIterator"]
+        except Exception as err:
+            print(f"sparkgate: stream pump cannot reopen shard {shard_id}: {err!r}", file=sys.stderr, flush=True)
+
+    def _consume(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            seq = record.get("dynamodb", {}).get("SequenceNumber")
+            if seq is not None and (self._consumed is None or int(seq) >= self._consumed):
+                self._consumed = int(seq) + 1
+
+    def _trim(self) -> None:
+        if self.trim is None or any(self._pending.values()) or self._consumed == self._trimmed:
+            return
+        try:
+            self.trim(self.table_name, self._consumed)
+            self._trimmed = self._consumed
+        except Exception as err:  # only memory is at stake
+            print(f"sparkgate: stream pump cannot trim the stream: {err!r}", file=sys.stderr, flush=True)
 
     def _dispatch(self, shard_id: str) -> None:
         records = self._pending[shard_id]
@@ -121,6 +159,7 @@ class StreamPump(threading.Thread):
             print(f"sparkgate: stream handler raised: {err!r}", file=sys.stderr, flush=True)
             failures = [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]
         if not failures:
+            self._consume(records)
             self.dispatched += len(records)
             self._pending[shard_id] = []
             self._attempts.pop(shard_id, None)
@@ -140,6 +179,7 @@ class StreamPump(threading.Thread):
                 flush=True,
             )
             self.dropped += 1
+            self._consume(records[: index + 1])
             self._pending[shard_id] = records[index + 1 :]
             self._attempts.pop(shard_id, None)
             return

@@ -45,6 +45,14 @@ from websockets.http11 import Request, Response
 from chalicelib.local.credentials import Credentials
 from chalicelib.local.sigv4 import SigV4Verifier
 
+#: listen backlog of every local server (the socketserver default of 5 resets bursts of clients)
+LISTEN_BACKLOG = 128
+
+
+class _BackloggedHTTPServer(ThreadingHTTPServer):
+    request_queue_size = LISTEN_BACKLOG
+
+
 Handler = Callable[[dict[str, Any], Any], Any]
 
 MAX_MESSAGE_BYTES = 128 * 1024
@@ -155,7 +163,7 @@ class WsGateway:
         class AdminHandler(_ConnectionsApi):
             owner = gateway
 
-        self._admin = ThreadingHTTPServer((self.host, self.admin_port), AdminHandler)
+        self._admin = _BackloggedHTTPServer((self.host, self.admin_port), AdminHandler)
         self._admin.daemon_threads = True
         self.admin_port = self._admin.server_address[1]
         threading.Thread(target=self._admin.serve_forever, name="ws-connections-api", daemon=True).start()
@@ -195,6 +203,7 @@ class WsGateway:
             process_request=self._on_connect,
             max_size=MAX_MESSAGE_BYTES,
             ping_interval=None,
+            backlog=LISTEN_BACKLOG,
         )
 
     def stop(self) -> None:

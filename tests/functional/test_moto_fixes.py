@@ -1,0 +1,147 @@
+"""The embedded AWS's transactions and stream: cancelled transactions undo in place, pushes keep flowing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from moto.dynamodb.models.table import Table
+
+
+def _table() -> Table:
+    from chalicelib.config import settings
+    from chalicelib.local import moto_fixes
+
+    (table,) = moto_fixes.tables(settings().table_name)
+    return table
+
+
+def _ddb() -> Any:
+    from chalicelib.store.aws import client
+
+    return client("dynamodb")
+
+
+def _name() -> str:
+    from chalicelib.config import settings
+
+    return settings().table_name
+
+
+def _get(pk: str, sk: str) -> dict[str, Any] | None:
+    item: dict[str, Any] | None = _ddb().get_item(TableName=_name(), Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
+    return item
+
+
+def test_a_cancelled_transaction_undoes_its_writes_in_place(aws: None) -> None:
+    ddb, name = _ddb(), _name()
+    ddb.put_item(TableName=name, Item={"pk": {"S": "A"}, "sk": {"S": "A"}, "n": {"N": "1"}})
+    ddb.put_item(TableName=name, Item={"pk": {"S": "C"}, "sk": {"S": "C"}})
+    table = _table()
+    stream_before = len(table.stream_shard.items) if table.stream_shard else 0
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": name, "Item": {"pk": {"S": "NEW"}, "sk": {"S": "NEW"}}}},
+                {
+                    "Update": {
+                        "TableName": name,
+                        "Key": {"pk": {"S": "A"}, "sk": {"S": "A"}},
+                        "UpdateExpression": "SET n = :n",
+                        "ExpressionAttributeValues": {":n": {"N": "2"}},
+                    }
+                },
+                {
+                    "ConditionCheck": {
+                        "TableName": name,
+                        "Key": {"pk": {"S": "C"}, "sk": {"S": "C"}},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+    assert _table() is table, "the table object was replaced"
+    assert "NEW" not in {str(h.value) for h in table.items}, "an empty partition was left behind"
+    assert _get("NEW", "NEW") is None
+    assert _get("A", "A") == {"pk": {"S": "A"}, "sk": {"S": "A"}, "n": {"N": "1"}}
+    assert table.stream_shard is not None and len(table.stream_shard.items) == stream_before
+
+
+def test_a_transaction_never_copies_the_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    ddb, name = _ddb(), _name()
+
+    def refuse(self: Table, memo: Any) -> Any:
+        raise AssertionError("the whole table was deep-copied")
+
+    monkeypatch.setattr(Table, "__deepcopy__", refuse, raising=False)
+    ddb.transact_write_items(
+        TransactItems=[{"Put": {"TableName": name, "Item": {"pk": {"S": "B"}, "sk": {"S": "B"}}}}],
+    )
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": name,
+                        "Item": {"pk": {"S": "B"}, "sk": {"S": "B"}},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            ],
+        )
+    assert _get("B", "B") == {"pk": {"S": "B"}, "sk": {"S": "B"}}
+
+
+def test_pushes_keep_flowing_after_a_409(aws: None) -> None:
+    """A duplicate-name create (a cancelled transaction) used to leave the pump on a dead stream."""
+    from chalicelib.errors import Conflict
+    from chalicelib.local.aws import trim_consumed_stream
+    from chalicelib.local.stream_pump import StreamPump
+    from chalicelib.store import works as work_store
+
+    seen: list[dict[str, Any]] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        seen.extend(event["Records"])
+        return {"batchItemFailures": []}
+
+    def work(work_id: str, name: str) -> dict[str, Any]:
+        return {"work_id": work_id, "user_id": "u1", "name": name, "version": 1}
+
+    pump = StreamPump(handler, _name(), trim=trim_consumed_stream)
+    pump._open()
+    work_store.insert_work(work("w1", "nightly"), "0001")
+    pump.poll_once()
+    assert "WORK#w1" in {r["dynamodb"]["Keys"]["pk"]["S"] for r in seen}
+    with pytest.raises(Conflict):  # the route answers it as 409
+        work_store.insert_work(work("w2", "nightly"), "0002")
+    seen.clear()
+    work_store.insert_work(work("w3", "hourly"), "0003")
+    pump.poll_once()
+    keys = [r["dynamodb"]["Keys"]["pk"]["S"] for r in seen]
+    assert "WORK#w3" in keys and "WORK#w2" not in keys, keys
+    # what the pump consumed is gone from the embedded AWS's memory
+    shard = _table().stream_shard
+    assert shard is not None and shard.items == []
+
+
+def test_trim_keeps_sequence_numbers_and_drops_day_old_records(aws: None) -> None:
+    from chalicelib.local import moto_fixes
+
+    ddb, name = _ddb(), _name()
+    for n in range(5):
+        ddb.put_item(TableName=name, Item={"pk": {"S": f"T{n}"}, "sk": {"S": "T"}})
+    table = _table()
+    shard = table.stream_shard
+    assert shard is not None
+    numbers = [int(r.record["dynamodb"]["SequenceNumber"]) for r in shard.items]
+    assert moto_fixes.trim_stream(table, numbers[-3]) == len(numbers) - 3
+    assert [int(r.record["dynamodb"]["SequenceNumber"]) for r in shard.items] == numbers[-3:]
+    # an iterator from before the trimmed range reads from the oldest record kept
+    assert [int(r["dynamodb"]["SequenceNumber"]) for r in shard.get(numbers[0], 10)] == numbers[-3:]
+    ddb.put_item(TableName=name, Item={"pk": {"S": "T9"}, "sk": {"S": "T"}})
+    assert int(shard.items[-1].record["dynamodb"]["SequenceNumber"]) == numbers[-1] + 1
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=25)
+    assert moto_fixes.trim_stream(table, None, now=later) == 4
+    assert shard.items == []
