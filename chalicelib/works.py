@@ -219,7 +219,7 @@ def _expected_version(work: dict[str, Any], if_match: str | None) -> int:
     if if_match is None:
         return current
     raw = if_match.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²" is a digit to str.isdigit, not to int
         raise BadRequest("If-Match must be the work's version number", field="If-Match")
     return int(raw)
 

@@ -51,8 +51,12 @@ class Call:
             raise BadRequest("a JSON body is required")
         try:
             parsed = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise BadRequest(f"invalid JSON: {err}") from err
+            # a lone surrogate ("\ud800") parses but can be neither stored nor answered
+            json.dumps(parsed, ensure_ascii=False).encode()
+        except RecursionError as err:
+            raise BadRequest("invalid JSON: nested too deeply") from err
+        except ValueError as err:  # bad JSON or UTF-8, an integer of over 4,300 digits, a lone surrogate
+            raise BadRequest(f"invalid JSON: {str(err)[:200]}") from err
         if not isinstance(parsed, dict):
             raise BadRequest("the request body must be a JSON object")
         return parsed

@@ -45,6 +45,49 @@ class _NoDelayHandler(ChaliceRequestHandler):  # type: ignore[misc]
 
     disable_nagle_algorithm = True
 
+    def __getattr__(self, name: str) -> Any:
+        # http.server answers a method it has no ``do_<METHOD>`` for with a 501 HTML page; API
+        # Gateway answers in JSON: every other method (TRACE, CONNECT, BREW...) gets a JSON 405
+        if name.startswith("do_"):
+            return self._method_not_allowed
+        raise AttributeError(name)
+
+    def _method_not_allowed(self) -> None:
+        length = self.headers.get("content-length", "0")
+        if length.isascii() and length.isdigit() and 0 < int(length) <= 1024 * 1024:
+            self.rfile.read(int(length))
+        else:
+            self.close_connection = True
+        status, body = method_not_allowed(self.command, self.path)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Allow", "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+def method_not_allowed(method: str, path: str) -> tuple[int, bytes]:
+    """405 and a body in the envelope of the surface ``path`` belongs to."""
+    from chalicelib.dialects import LinkisDialect, WorksDialect, json_response
+    from chalicelib.errors import BadRequest
+
+    class MethodNotAllowed(BadRequest):
+        http_status = 405
+        code = 405100
+
+    route = path.split("?", 1)[0]
+    err = MethodNotAllowed(f"method {method[:32]!r} is not allowed")
+    if route.startswith("/api/rest_j/"):
+        body = LinkisDialect().error(err, route).body
+    elif route.startswith("/api/v1/"):
+        body = WorksDialect().error(err, route).body
+    else:
+        # the geo/token envelope, which otherwise answers every refusal as 400
+        body = json_response({"status": "error", "code": 405, "message": err.message}).body
+    return 405, str(body).encode()
+
 
 class _BackloggedServer(ThreadedHTTPServer):  # type: ignore[misc]
     """Chalice's threaded server with a listen backlog of 128 (socketserver's 5 resets bursts of clients)."""
