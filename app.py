@@ -2,11 +2,11 @@
 
 from chalice import Chalice
 
-from chalicelib.api import entrance, events, geo, stream, tasks, token, users, websocket, works
+from chalicelib.api import entrance, events, gateway_tokens, geo, stream, tasks, token, users, websocket, works
 from chalicelib.api.middleware import register_middleware
 
 app = Chalice(app_name="sparkgate", configure_logs=False)
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 register_middleware(app)
-for module in (token, users, works, tasks, entrance, geo, websocket, stream, events):
+for module in (token, users, works, tasks, entrance, gateway_tokens, geo, websocket, stream, events):
     app.register_blueprint(module.blueprint)

@@ -24,6 +24,12 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
+def error_headers(err: SparkgateError) -> dict[str, str] | None:
+    """Headers an error carries (``Retry-After`` for a throttled login)."""
+    retry_after = getattr(err, "retry_after", None)
+    return {"Retry-After": str(retry_after)} if retry_after else None
+
+
 class Dialect(Protocol):
     """How one surface renders its answers and its errors."""
 
@@ -44,7 +50,7 @@ class WorksDialect:
 
     def error(self, err: SparkgateError, method: str) -> Response:
         """``{"code", "msg"}`` with the error's HTTP status."""
-        return json_response({"code": err.code, "msg": err.message}, err.http_status)
+        return json_response({"code": err.code, "msg": err.message}, err.http_status, error_headers(err))
 
 
 class GeoDialect:
@@ -60,7 +66,7 @@ class GeoDialect:
         status = 401 if err.http_status == 401 else 400
         if err.http_status >= 500 or err.http_status == 429:
             status = err.http_status
-        return json_response({"status": "error", "code": status, "message": err.message}, status)
+        return json_response({"status": "error", "code": status, "message": err.message}, status, error_headers(err))
 
 
 class LinkisDialect:
@@ -84,4 +90,4 @@ class LinkisDialect:
         http = LINKIS_HTTP_STATUS.get(err.linkis_status, 400)
         if err.http_status >= 500 or err.http_status == 429:
             http = err.http_status
-        return json_response(self.error_body(err, method), http)
+        return json_response(self.error_body(err, method), http, error_headers(err))

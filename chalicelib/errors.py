@@ -91,6 +91,21 @@ class QuotaExceeded(SparkgateError):
     linkis_status = 1
 
 
+class TooManyRequests(SparkgateError):
+    """Too many failed logins for this username or source address: retry after ``retry_after`` seconds.
+
+    HTTP 429 with ``Retry-After`` on every surface (works code 429101, Linkis status 1, geo code 429).
+    """
+
+    http_status = 429
+    code = 429101
+    linkis_status = 1
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = max(1, int(retry_after))
+
+
 class Unavailable(SparkgateError):
     """A dependency (the engine, the runner) cannot take the request right now."""
 

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import jobs, quotas, user_files
+from chalicelib import jobs, masters, quotas, user_files
 from chalicelib.config import settings
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.store import geo as geo_store
@@ -184,9 +184,11 @@ def sync_wait_seconds() -> float:
 def session_config(body: dict[str, Any]) -> dict[str, Any]:
     """The SparkSession config of a /session body: master, app name, Spark configs, environment."""
     master = body.get("master-addr", body.get("master_addr")) or DEFAULT_MASTER
-    if not isinstance(master, str) or not MASTER_RE.match(master):
+    if not isinstance(master, str) or not MASTER_RE.match(master) or not masters.allowed(master):
         raise BadRequest(
-            "master-addr must be local[*], local[N], yarn, spark://host:port or k8s://...", field="master-addr"
+            f"master-addr must be one of the allowed masters ({', '.join(masters.allowlist())}); "
+            "an administrator sets SPARKGATE_MASTER_ALLOWLIST",
+            field="master-addr",
         )
     app_name = body.get("app_name")
     if app_name is not None and (not isinstance(app_name, str) or not 0 < len(app_name) <= 128):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import quotas
-from chalicelib.errors import BadRequest, Forbidden, NotFound
+from chalicelib.errors import BadRequest, NotFound
 from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
 from chalicelib.tokens import Principal
@@ -138,12 +138,11 @@ def new_job(request: JobRequest) -> dict[str, Any]:
 
 
 def owned_job(principal: Principal, exec_id: str) -> dict[str, Any]:
-    """The job by exec id: NotFound when unknown, Forbidden when it is another user's."""
+    """The caller's job by exec id; :class:`NotFound` alike for an unknown one and another user's
+    (same status, same message: answers tell nothing about other users' Jobs)."""
     job = job_store.get_job(exec_id) if 0 < len(exec_id) <= 64 else None
-    if job is None:
+    if job is None or job["owner"] != principal.user_id:
         raise NotFound(f"no job with execID {exec_id}")
-    if job["owner"] != principal.user_id:
-        raise Forbidden(f"job {exec_id} belongs to another user")
     return job
 
 
@@ -154,9 +153,10 @@ def owned_job_by_task(principal: Principal, task_id: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as err:
         raise BadRequest(f"taskID must be a number, got {task_id!r}", field="taskID") from err
     exec_id = job_store.exec_id_for_task(number)
-    if exec_id is None:
+    job = job_store.get_job(exec_id) if exec_id else None
+    if job is None or job["owner"] != principal.user_id:
         raise NotFound(f"no job with taskID {number}")
-    return owned_job(principal, exec_id)
+    return job
 
 
 def request_cancel(job: dict[str, Any]) -> dict[str, Any]:

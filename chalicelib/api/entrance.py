@@ -9,12 +9,13 @@ from chalicelib.api.routing import SESSION_COOKIE, Call, Surface
 from chalicelib.api.token import credentials
 from chalicelib.config import settings
 from chalicelib.dialects import LinkisDialect
-from chalicelib.tokens import issue_token
+from chalicelib.tokens import revoke_token, token_from_headers
+from chalicelib.users import is_admin
 from chalicelib.users import login as check_login
 
 BASE = "/api/rest_j/v1"
 linkis = LinkisDialect()
-surface = Surface(__name__, linkis)
+surface = Surface(__name__, linkis, linkis_auth=True)
 blueprint = surface.blueprint
 
 
@@ -24,19 +25,31 @@ def _ok(call: Call, data: object, message: str = "OK") -> Response:
 
 @surface.route(f"{BASE}/user/login", methods=["POST"], public=True)
 def user_login(call: Call) -> Response:
-    """Log in with ``{userName, password}``; sets the session cookie later calls may rely on."""
-    principal = check_login(*credentials(call.body(), "userName", "password"))
-    token, ttl = issue_token(principal)
+    """Log in with ``{userName, password}``; sets the session cookie later calls may rely on.
+
+    The cookie is ``SameSite=Strict``: no cross-site request (a link, a form, an image) carries it,
+    so the state-changing ``GET .../kill`` Linkis clients call cannot be forged from another site.
+    """
+    body = call.body()
+    principal, token, ttl = check_login(*credentials(body, "userName", "password"), address=call.source_ip)
     secure = "" if settings().is_local else "; Secure"
-    cookie = f"{SESSION_COOKIE}={token}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax{secure}"
-    data = {"userName": principal.username, "userId": principal.user_id, "isAdmin": False, "token": token}
+    cookie = f"{SESSION_COOKIE}={token}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Strict{secure}"
+    data = {
+        "userName": principal.username,
+        "userId": principal.user_id,
+        "isAdmin": is_admin(principal),
+        "token": token,
+    }
     return linkis.ok(call.request.context.get("path", ""), data, "login successful", headers={"Set-Cookie": cookie})
 
 
 @surface.route(f"{BASE}/user/logout", methods=["GET", "POST"], public=True)
 def user_logout(call: Call) -> Response:
-    """Clear the session cookie."""
-    cookie = f"{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+    """Revoke this session's token (the cookie's, or the ``Authorization`` one) and clear the cookie."""
+    token = token_from_headers({k.lower(): v for k, v in call.request.headers.items()}, SESSION_COOKIE)
+    if token:
+        revoke_token(token)
+    cookie = f"{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
     return linkis.ok(call.request.context.get("path", ""), {}, "logout successful", headers={"Set-Cookie": cookie})
 
 

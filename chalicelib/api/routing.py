@@ -66,15 +66,29 @@ class Call:
         """Query string parameters (last value wins)."""
         return dict(self.request.query_params or {})
 
+    @property
+    def source_ip(self) -> str | None:
+        """The caller's address as API Gateway saw it (never a client-supplied header)."""
+        identity = (self.request.context or {}).get("identity") or {}
+        value = identity.get("sourceIp") if isinstance(identity, dict) else None
+        return str(value) if value else None
+
     def header(self, name: str) -> str | None:
         """A request header, case-insensitively."""
         value: str | None = self.request.headers.get(name.lower())
         return value
 
 
-def authenticate(headers: dict[str, str]) -> Principal:
-    """The principal behind the request's token (header or session cookie)."""
-    token = token_from_headers(headers, SESSION_COOKIE)
+def authenticate(headers: dict[str, str], *, linkis: bool = False, source_ip: str | None = None) -> Principal:
+    """The principal behind the request's token. Every surface takes ``Authorization``; the Linkis
+    surface (``linkis``) also takes its session cookie and Linkis service tokens (``Token-User`` +
+    ``Token-Code``, see ``service_tokens``)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if linkis and lowered.get("token-code") and not lowered.get("authorization"):
+        from chalicelib.service_tokens import authenticate_service
+
+        return authenticate_service(lowered.get("token-user"), lowered["token-code"], source_ip)
+    token = token_from_headers(lowered, SESSION_COOKIE if linkis else None)
     if not token:
         raise Unauthorized("missing credentials: send Authorization: Token <jwt>")
     return verify_token(token)
@@ -83,9 +97,11 @@ def authenticate(headers: dict[str, str]) -> Principal:
 class Surface:
     """A blueprint plus the dialect its routes answer in."""
 
-    def __init__(self, import_name: str, dialect: Dialect) -> None:
+    def __init__(self, import_name: str, dialect: Dialect, *, linkis_auth: bool = False) -> None:
         self.blueprint = Blueprint(import_name)
         self.dialect = dialect
+        #: the Linkis surface: its session cookie and service tokens authenticate too
+        self.linkis_auth = linkis_auth
 
     def route(
         self, path: str, methods: Sequence[str] = ("GET",), *, public: bool = False
@@ -97,8 +113,12 @@ class Surface:
             def view(**params: str) -> Response:
                 request = self.blueprint.current_request
                 try:
-                    principal = None if public else authenticate(dict(request.headers))
-                    return fn(Call(request, principal), **params)
+                    call = Call(request, None)
+                    if not public:
+                        call.principal = authenticate(
+                            dict(request.headers), linkis=self.linkis_auth, source_ip=call.source_ip
+                        )
+                    return fn(call, **params)
                 except SparkgateError as err:
                     logger.info("request refused", extra={"error": type(err).__name__, "reason": err.message})
                     return self.dialect.error(err, request.context.get("path", ""))

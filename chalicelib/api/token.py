@@ -7,7 +7,6 @@ from chalice import Response
 from chalicelib.api.routing import Call, Surface
 from chalicelib.dialects import GeoDialect
 from chalicelib.errors import BadRequest
-from chalicelib.tokens import issue_token
 from chalicelib.users import login
 
 surface = Surface(__name__, GeoDialect())
@@ -27,7 +26,6 @@ def credentials(body: dict[str, object], user_field: str, password_field: str) -
 
 @surface.route("/token", methods=["POST"], public=True)
 def token(call: Call) -> Response:
-    """Exchange username and password for a JWT."""
-    principal = login(*credentials(call.body(), "username", "password"))
-    jwt_token, ttl = issue_token(principal)
+    """Exchange username and password for a JWT (throttled: 429 with ``Retry-After``)."""
+    _, jwt_token, ttl = login(*credentials(call.body(), "username", "password"), address=call.source_ip)
     return GeoDialect.ok(data={"expired": ttl, "token": jwt_token})

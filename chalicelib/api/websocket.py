@@ -47,7 +47,7 @@ from chalicelib.errors import BadRequest, InternalError, NotFound, SparkgateErro
 from chalicelib.observability import logger
 from chalicelib.store import connections, wsapi
 from chalicelib.store import jobs as job_store
-from chalicelib.tokens import Principal, token_from_headers, verify_token
+from chalicelib.tokens import Principal, subprotocol_token, token_from_headers, verify_token
 
 blueprint = Blueprint(__name__)
 blueprint.websocket_api = WebsocketAPI()  # see the module docstring
@@ -67,27 +67,38 @@ _OK = {"statusCode": 200}
 
 
 def connect_principal(event: dict[str, Any]) -> Principal:
-    """The principal of a ``$connect`` event: ``?token=`` first, then the headers (401 otherwise)."""
-    query = event.get("queryStringParameters") or {}
-    token = query.get("token") if isinstance(query, dict) else None
+    """The principal of a ``$connect`` event: ``Sec-WebSocket-Protocol: sparkgate, token.<jwt>`` (what
+    browsers can send), ``Authorization``, the Linkis cookie, or ``?token=`` (kept for old clients; URLs
+    end up in logs, so prefer the others). 401 otherwise."""
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    token = subprotocol_token(headers.get("sec-websocket-protocol"))[0] or token_from_headers(headers, SESSION_COOKIE)
     if not token:
-        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-        token = token_from_headers(headers, SESSION_COOKIE)
+        query = event.get("queryStringParameters") or {}
+        token = query.get("token") if isinstance(query, dict) else None
     if not token:
-        raise Unauthorized("missing credentials: connect with ?token=<jwt> or Authorization: Token <jwt>")
+        raise Unauthorized(
+            "missing credentials: connect with Sec-WebSocket-Protocol: sparkgate, token.<jwt> "
+            "or Authorization: Token <jwt>"
+        )
     return verify_token(str(token))
 
 
 @blueprint.on_ws_connect(name="ws_connect")  # type: ignore[untyped-decorator]
 def ws_connect(event: WebsocketEvent) -> dict[str, Any]:
-    """Authenticate and record the connection; 401 refuses it."""
+    """Authenticate and record the connection; 401 refuses it. A client that offered subprotocols gets
+    ``sparkgate`` selected (browsers drop a connection whose offer the server does not answer)."""
+    raw = event.to_dict()
     try:
-        principal = connect_principal(event.to_dict())
+        principal = connect_principal(raw)
     except Unauthorized as err:
         logger.info("websocket refused", extra={"reason": err.message})
         return {"statusCode": 401, "body": json.dumps({"message": err.message})}
     connections.put_connection(event.connection_id, principal.user_id, principal.username)
     logger.info("websocket connected", extra={"connection_id": event.connection_id, "user_id": principal.user_id})
+    offered = {str(k).lower(): str(v) for k, v in (raw.get("headers") or {}).items()}.get("sec-websocket-protocol")
+    selected = subprotocol_token(offered)[1]
+    if selected:
+        return {**_OK, "headers": {"Sec-WebSocket-Protocol": selected}}
     return _OK
 
 

@@ -119,8 +119,14 @@ def test_owner_isolation(geo_api: Api, fake_sessions: FakeSessions) -> None:
     assert geo_api.call("POST", "/scope", {"scope": "mine"}, bob)[0] == 200
 
 
-def test_sessions_conflicts_and_master(geo_api: Api, fake_sessions: FakeSessions) -> None:
+def test_sessions_conflicts_and_master(
+    geo_api: Api, fake_sessions: FakeSessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
     token = _user(geo_api, "ann")
+    spark = {"scope": "s", "session": "x", "master-addr": "spark://10.0.0.5:7077"}
+    geo_api.call("POST", "/scope", {"scope": "s"}, token)
+    _error(geo_api.call("POST", "/session", spark, token), "allowed masters")  # not on the default allow-list
+    monkeypatch.setenv("SPARKGATE_MASTER_ALLOWLIST", "local[*],local[N],spark://10.0.0.5:7077")
     geo_api.call("POST", "/scope", {"scope": "s"}, token)
     _error(geo_api.call("POST", "/session", {"scope": "s", "session": "spark"}, token), "already exists")
     body = {

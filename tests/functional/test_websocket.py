@@ -146,7 +146,8 @@ def test_subscribe_only_to_own_jobs(client: Client, api: Api, ws: Sent) -> None:
     method = f"/api/rest_j/v1/entrance/{job['exec_id']}/subscribe"
     send(client, "b1", {"method": method, "data": {}, "websocketTag": "spy"})
     refused = ws.last("b1")
-    assert refused["status"] == 3 and refused["method"] == method and refused["websocketTag"] == "spy"
+    assert refused["status"] == 1 and refused["method"] == method and refused["websocketTag"] == "spy"
+    assert refused["message"] == f"no job with execID {job['exec_id']}"  # exactly what an unknown id gets
     send(client, "a1", {"method": method, "data": {}, "websocketTag": "mine"})
     assert ws.last("a1")["status"] == 0 and ws.last("a1")["data"]["status"] == "Scheduled"
     subs = connections.job_subscriptions(job["exec_id"])

@@ -50,6 +50,7 @@ def test_app_issues_and_verifies_tokens_with_the_generated_secret(dev: Synth, mo
     try:
         token, ttl = tokens.issue_token(tokens.Principal(user_id="u-1", username="alice"))
         assert ttl == 7 * 24 * 3600
-        assert tokens.verify_token(token) == tokens.Principal(user_id="u-1", username="alice")
+        claims = tokens.decode_token(token)  # the signature half of verify_token (no table here)
+        assert (claims["sub"], claims["name"]) == ("u-1", "alice")
     finally:
         keys.forget_cached_keys()
