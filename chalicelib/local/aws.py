@@ -8,13 +8,14 @@ gets 403 in AWS's error shape and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -27,12 +28,15 @@ from werkzeug.serving import make_server
 
 from chalicelib.local import moto_fixes
 from chalicelib.local.credentials import Credentials
+from chalicelib.local.journal import Journal, Journaled, replay
 from chalicelib.local.sigv4 import Refusal, SigV4Verifier
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _DYNAMODB_LOCK = threading.RLock()
+#: orders the bucket's writes in the write-ahead log as moto applies them
+_S3_LOCK = threading.RLock()
 
 
 def serialize_dynamodb() -> None:
@@ -61,6 +65,27 @@ def trim_consumed_stream(table_name: str, before_sequence: int | None) -> int:
     """Drop the in-process table's stream records below ``before_sequence`` (consumed) or older than 24 h."""
     with _DYNAMODB_LOCK:
         return sum(moto_fixes.trim_stream(table, before_sequence) for table in moto_fixes.tables(table_name))
+
+
+def dump_table(table_name: str) -> list[dict[str, Any]]:
+    """Every item of the in-process table in DynamoDB's typed JSON; call it under :func:`write_locks`.
+
+    It also drops the empty partitions moto leaves behind (a lookup of a missing key creates one).
+    """
+    items: list[dict[str, Any]] = []
+    for table in moto_fixes.tables(table_name):
+        if table.range_key_attr is not None:
+            for hash_value in [h for h, partition in table.items.items() if not partition]:
+                del table.items[hash_value]
+        items.extend(item.to_json()["Attributes"] for item in table.all_items())
+    return items
+
+
+@contextlib.contextmanager
+def write_locks() -> Iterator[None]:
+    """Hold both write locks: no DynamoDB or S3 request is being applied (or logged) inside."""
+    with _S3_LOCK, _DYNAMODB_LOCK:
+        yield
 
 
 def _cache_service_lookup() -> None:
@@ -167,15 +192,39 @@ class SignedOnly:
 
 
 class SignedMotoServer(ThreadedMotoServer):  # type: ignore[misc]
-    """moto's threaded server behind :class:`SignedOnly`."""
+    """moto's threaded server behind :class:`SignedOnly` and the write-ahead log (:class:`Journaled`).
 
-    def __init__(self, credentials: Credentials, ip_address: str = "127.0.0.1", port: int = 0) -> None:
+    ``journal`` logs nothing until it is opened (after the state is restored and replayed).
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        ip_address: str = "127.0.0.1",
+        port: int = 0,
+        journal: Journal | None = None,
+    ) -> None:
         super().__init__(ip_address=ip_address, port=port, verbose=False)
         self.credentials = credentials
         self.verifier = SigV4Verifier(credentials)
+        self.journal = journal
+        self.dispatcher = DomainDispatcherApplication(create_backend_app)
+
+    def replay(self, generations: list[int]) -> tuple[int, int]:
+        """Apply the journal's logs of ``generations`` to moto in order, unlogged; answers (applied, refused)."""
+        applied = refused = 0
+        if self.journal is None:
+            return applied, refused
+        for generation in generations:
+            done, failed = replay(self.dispatcher, self.journal.read(generation))
+            applied, refused = applied + done, refused + failed
+        return applied, refused
 
     def _server_entry(self) -> None:
-        app = SignedOnly(DomainDispatcherApplication(create_backend_app), self.verifier)
+        inner: WsgiApp = self.dispatcher
+        if self.journal is not None:
+            inner = Journaled(inner, self.journal, _DYNAMODB_LOCK, _S3_LOCK)
+        app = SignedOnly(inner, self.verifier)
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()
@@ -192,7 +241,9 @@ def export_credentials(credentials: Credentials) -> None:
     )
 
 
-def start_embedded_aws(port: int = 0, credentials: Credentials | None = None) -> tuple[SignedMotoServer, str]:
+def start_embedded_aws(
+    port: int = 0, credentials: Credentials | None = None, journal: Journal | None = None
+) -> tuple[SignedMotoServer, str]:
     """Start moto on 127.0.0.1 and point this process (and its children) at it.
 
     ``credentials`` (default: a fresh random one) is the only credential it accepts; it is
@@ -209,7 +260,7 @@ def start_embedded_aws(port: int = 0, credentials: Credentials | None = None) ->
     # headers and body leave in separate writes; without this each answer waits for a delayed ACK
     MotoRequestHandler.disable_nagle_algorithm = True
     _cache_service_lookup()
-    server = SignedMotoServer(credentials, ip_address="127.0.0.1", port=port)
+    server = SignedMotoServer(credentials, ip_address="127.0.0.1", port=port, journal=journal)
     server.start()
     host, real_port = server.get_host_and_port()
     endpoint = f"http://{host}:{real_port}"

@@ -24,6 +24,7 @@ import signal
 import stat
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -36,7 +37,11 @@ from chalicelib.local.ws_gateway import LISTEN_BACKLOG
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_ADMIN_USER = "admin"
 DEFAULT_ADMIN_PASSWORD = "sparkgate-admin"
-SNAPSHOT_SECONDS = 2.0
+#: a snapshot (which empties the write-ahead log) at most this often, when anything was written
+SNAPSHOT_SECONDS = float(os.environ.get("SPARKGATE_SNAPSHOT_SECONDS", "60"))
+SNAPSHOT_CHECK_SECONDS = 2.0
+#: ... and sooner once the current log holds this many bytes
+WAL_MAX_BYTES = 64 * 1024 * 1024
 
 
 class _NoDelayHandler(ChaliceRequestHandler):  # type: ignore[misc]
@@ -189,6 +194,8 @@ class LocalStack:
         self._stop = threading.Event()
         self._stoppers: list[Callable[[], None]] = []
         self.http_url = ""
+        self._save_lock = threading.Lock()
+        self._saved_at = time.monotonic()
 
     def start(self) -> None:
         """Bring everything up; returns once the HTTP server listens."""
@@ -198,11 +205,17 @@ class LocalStack:
         (self.state_dir / "drivers").mkdir(mode=0o700, exist_ok=True)
         from chalicelib.local.aws import start_embedded_aws
         from chalicelib.local.credentials import CREDENTIALS_FILE, ENDPOINT_FILE, Credentials
+        from chalicelib.local.journal import Journal
 
         self.credentials = Credentials.generate()
         self.credentials.save(self.state_dir / CREDENTIALS_FILE)
-        moto, endpoint = start_embedded_aws(int(os.environ.get("SPARKGATE_AWS_PORT", "0")), self.credentials)
+        self.journal = Journal(self.state_dir / "aws" / "wal")
+        moto, endpoint = start_embedded_aws(
+            int(os.environ.get("SPARKGATE_AWS_PORT", "0")), self.credentials, self.journal
+        )
+        self.moto = moto
         self._stoppers.append(moto.stop)
+        self._stoppers.append(self.journal.close)
         write_private(self.state_dir / ENDPOINT_FILE, endpoint)
 
         from chalicelib.config import settings
@@ -212,9 +225,17 @@ class LocalStack:
 
         cfg = settings()
         ensure_table_and_bucket(cfg)
-        self.snapshots = Snapshotter(cfg)
+        self.snapshots = Snapshotter(cfg, cut=self._cut)
         restored = self.snapshots.restore()
-        print(f"sparkgate: state in {self.state_dir} ({restored} items restored)", flush=True)
+        logs = [g for g in self.journal.generations() if g >= self.snapshots.wal_generation]
+        applied, refused = moto.replay(logs)
+        self.journal.open(max([self.snapshots.wal_generation, *logs]) + 1)  # from here on every write is logged
+        self._save()  # the replayed state becomes the new snapshot; the logs it holds go
+        print(
+            f"sparkgate: state in {self.state_dir} ({restored} items restored, "
+            f"{applied} logged writes replayed, {refused} already applied)",
+            flush=True,
+        )
         admin = os.environ.get("SPARKGATE_ADMIN_USER", DEFAULT_ADMIN_USER)
         password = os.environ.get("SPARKGATE_ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD)
         if ensure_user(admin, password, admin=True):
@@ -298,18 +319,49 @@ class LocalStack:
             f"sparkgate: isolation: {isolation_mode()}",
         ]
 
+    def _cut(self) -> tuple[list[dict[str, Any]], int]:
+        """The table and the log generation that starts right after it, taken while no write is applied."""
+        from chalicelib.config import settings
+        from chalicelib.local.aws import dump_table, write_locks
+
+        with write_locks():
+            generation = self.journal.rotate()
+            items = dump_table(settings().table_name)
+        return items, generation
+
+    def _save(self) -> None:
+        """Snapshot, then delete the logs the snapshot holds."""
+        with self._save_lock:
+            self.snapshots.save()
+            self.journal.drop_before(self.snapshots.wal_generation)
+            self._saved_at = time.monotonic()
+
     def _snapshot_loop(self) -> None:
-        while not self._stop.wait(SNAPSHOT_SECONDS):
+        while not self._stop.wait(SNAPSHOT_CHECK_SECONDS):
+            due = time.monotonic() - self._saved_at >= SNAPSHOT_SECONDS or self.journal.appended >= WAL_MAX_BYTES
+            if not self.journal.appended or not due:
+                continue
             try:
-                self.snapshots.save()
-            except Exception as err:  # keep serving; the next tick retries
+                self._save()
+            except Exception as err:  # keep serving (the log holds every write); the next tick retries
                 print(f"sparkgate: snapshot failed: {err}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
-        """Save state and stop every part, newest first."""
+        """Stop the engine drivers, save state, then stop every part, newest first (the embedded AWS last).
+
+        Drivers go first: while they wind down they still write their last states to the embedded AWS.
+        """
         self._stop.set()
         try:
-            self.snapshots.save()
+            from chalicelib.runners.local import stop_children
+
+            stopped = stop_children()
+            if stopped:
+                print(f"sparkgate: stopped {stopped} engine driver(s)", flush=True)
+        except Exception as err:
+            print(f"sparkgate: while stopping the drivers: {err}", file=sys.stderr, flush=True)
+        try:
+            self._save()
         finally:
             for stopper in self._stoppers:
                 try:

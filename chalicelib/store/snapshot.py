@@ -1,9 +1,12 @@
 """Save and restore the local stack's table and bucket, so its state survives a restart.
 
 The snapshot is plain files under the state directory: ``table.jsonl`` (one item per line in
-DynamoDB's typed JSON) and ``s3/<key>`` for every object. Writes go to a temporary file first,
-then replace the old one, so a crash mid-save never leaves a torn snapshot. The snapshot holds
-every item (password hashes included): its files are 0600 and its directories 0700.
+DynamoDB's typed JSON) and ``s3/<key>`` for every object. On the local stack a snapshot is the
+base of the embedded AWS's write-ahead log (:mod:`chalicelib.local.journal`): ``cut`` dumps the
+table at the instant the log moves to a new generation, and ``table.jsonl``'s first line names
+that generation (``{"__wal_generation__": n}``), so table and log position are replaced together.
+Writes go to a temporary file first, then replace the old one, so a crash mid-save never leaves a
+torn snapshot. The snapshot holds every item (password hashes included): its files are 0600 and its directories 0700.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +35,25 @@ def _scan_items(table_name: str) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-class Snapshotter:
-    """Writes the table and bucket to ``state_dir`` when they changed since the last save."""
+WAL_KEY = "__wal_generation__"
 
-    def __init__(self, cfg: Settings) -> None:
+#: answers (every item, the write-ahead log generation that starts right after them)
+Cut = Callable[[], tuple[list[dict[str, Any]], int]]
+
+
+class Snapshotter:
+    """Writes the table and bucket to ``state_dir`` when they changed since the last save.
+
+    With ``cut`` the table comes from it (an exact dump at a log rotation) instead of a scan, and
+    ``wal_generation`` is the first log generation the snapshot does not hold (set by
+    :meth:`restore` and :meth:`save`).
+    """
+
+    def __init__(self, cfg: Settings, cut: Cut | None = None) -> None:
         self.cfg = cfg
         self.root = cfg.state_dir / "aws"
+        self.cut = cut
+        self.wal_generation = 0
         self._table_digest = ""
         self._etags: dict[str, str] = {}
 
@@ -47,6 +64,8 @@ class Snapshotter:
         if table_file.exists():
             ddb = client("dynamodb")
             lines = [line for line in table_file.read_text().splitlines() if line.strip()]
+            if lines and WAL_KEY in lines[0]:
+                self.wal_generation = int(json.loads(lines.pop(0))[WAL_KEY])
             for start in range(0, len(lines), 25):
                 batch = [{"PutRequest": {"Item": json.loads(line)}} for line in lines[start : start + 25]]
                 pending: dict[str, Any] = {self.cfg.table_name: batch}
@@ -75,8 +94,14 @@ class Snapshotter:
     def save(self) -> bool:
         """Write what changed since the last save; True when anything was written."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        items = _scan_items(self.cfg.table_name)
+        generation: int | None = None
+        if self.cut is not None:
+            items, generation = self.cut()
+        else:
+            items = _scan_items(self.cfg.table_name)
         lines = sorted(json.dumps(i, sort_keys=True) for i in items)
+        if generation is not None:
+            lines.insert(0, json.dumps({WAL_KEY: generation}))
         data = ("\n".join(lines) + "\n").encode()
         digest = hashlib.sha256(data).hexdigest()
         changed = False
@@ -101,6 +126,8 @@ class Snapshotter:
             (s3_root / gone).unlink(missing_ok=True)
             changed = True
         self._etags = seen
+        if generation is not None:
+            self.wal_generation = generation
         return changed
 
 
