@@ -408,3 +408,124 @@ def test_websocket_token_in_the_subprotocol(client: Client, api: Api) -> None:
     api.call("POST", f"{L}/user/logout", token=token)
     payload = client.lambda_.invoke("ws_connect", event("$connect", "w3", headers=offer)).payload
     assert payload["statusCode"] == 401
+
+
+# ---- another user's ids answer exactly like unknown ones -------------------------------------------
+
+
+def _same(api: Api, token: str, calls: list[tuple[str, str, str, Any]], theirs: str, unknown: str) -> None:
+    """Each call with ``theirs`` and with ``unknown`` in its path or body: same status, same body
+    once the id itself is blanked out."""
+    for method, path, what, body in calls:
+        answers = []
+        for ident in (theirs, unknown):
+            raw = json.dumps(body).replace("{id}", ident) if body is not None else None
+            status, got, _ = api.call(method, path.replace("{id}", ident), json.loads(raw) if raw else None, token)
+            answers.append((status, json.dumps(got).replace(ident, "<id>")))
+        assert answers[0] == answers[1], (what, answers)
+        assert answers[0][0] in (400, 403, 404), (what, answers)
+
+
+def test_other_users_ids_are_indistinguishable_from_unknown_ones(
+    client: Client, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from chalicelib import jobs, sessions, work_runs
+    from chalicelib.store import jobs as job_store
+    from chalicelib.tokens import verify_token
+
+    monkeypatch.setenv("SPARKGATE_WORK_ROOTS", str(Path(__file__).resolve().parents[1] / "fixtures"))
+    monkeypatch.setattr(work_runs, "dispatch", lambda request: None)
+    monkeypatch.setattr(sessions, "ensure_session_driver", lambda *a, **k: {"session_id": "x", "generation": 1})
+    monkeypatch.setenv("SPARKGATE_SYNC_WAIT_SECONDS", "0")
+    alice, bob = api.new_user("alice"), api.new_user("bob")
+    work_body = {"name": "w", "description": "d", "type": "BATCH", "category": "SPARK_SQL"}
+    status, work, _ = api.call("POST", "/api/v1/works", {**work_body, "work_directory": "count_trips.sql"}, alice)
+    assert status == 201, work
+    work_id = work["data"]["work_id"]
+    status, task, _ = api.call("POST", f"/api/v1/works/{work_id}/tasks", None, alice)
+    assert status in (200, 201), task
+    task_id = task["data"]["task_id"]
+    unknown = "f" * 32
+    _same(
+        api,
+        bob,
+        [
+            ("GET", "/api/v1/works/{id}", "work", None),
+            ("PATCH", "/api/v1/works/{id}", "work patch", {"description": "x"}),
+            ("DELETE", "/api/v1/works/{id}", "work delete", None),
+            ("GET", "/api/v1/works/{id}/tasks", "work tasks", None),
+            ("POST", "/api/v1/works/{id}/tasks", "work run", None),
+        ],
+        work_id,
+        unknown,
+    )
+    _same(
+        api,
+        bob,
+        [
+            ("GET", "/api/v1/tasks/{id}", "task", None),
+            ("POST", "/api/v1/tasks/{id}/cancel", "task cancel", None),
+            ("POST", "/api/v1/tasks/{id}/retry", "task retry", None),
+        ],
+        task_id,
+        unknown,
+    )
+
+    job = jobs.new_job(jobs.JobRequest(owner=verify_token(alice), code="select 1", run_type="sql"))
+    _same(
+        api,
+        bob,
+        [
+            ("GET", f"{L}/entrance/{{id}}/status", "status", None),
+            ("GET", f"{L}/entrance/{{id}}/progress", "progress", None),
+            ("GET", f"{L}/entrance/{{id}}/log", "log", None),
+            ("GET", f"{L}/entrance/{{id}}/kill", "kill", None),
+            ("POST", f"{L}/entrance/{{id}}/kill", "kill", None),
+            ("POST", f"{L}/entrance/{{id}}/killJobs", "killJobs", {"idList": ["{id}"]}),
+        ],
+        job["exec_id"],
+        unknown,
+    )
+    assert job_store.get_job(job["exec_id"])["status"] == "Scheduled"  # type: ignore[index]
+    unknown_task = str(int(job["task_id"]) + 1000)
+    _same(
+        api,
+        bob,
+        [
+            ("GET", f"{L}/jobhistory/{{id}}/get", "jobhistory", None),
+            ("POST", f"{L}/entrance/x/killJobs", "killJobs by task", {"taskIDList": ["{id}"]}),
+        ],
+        str(job["task_id"]),
+        unknown_task,
+    )
+    alice_id = verify_token(alice).user_id
+    result = f"s3://sparkgate/results/{alice_id}/{{id}}"
+    _same(
+        api,
+        bob,
+        [
+            ("GET", f"{L}/filesystem/getDirFileTrees?path={result}", "result folder", None),
+            ("GET", f"{L}/filesystem/openFile?path={result}/_0.json", "result file", None),
+        ],
+        job["exec_id"],
+        unknown,
+    )
+
+    assert api.call("POST", "/scope", {"scope": "mine"}, alice)[0] == 200
+    _same(
+        api,
+        bob,
+        [
+            ("DELETE", "/scope/{id}", "scope delete", None),
+            ("POST", "/command", "command", {"scope": "{id}", "command": "1+1"}),
+            ("POST", "/query", "query", {"scope": "{id}", "sql": "select 1"}),
+            ("POST", "/session", "new session", {"scope": "{id}", "session": "x"}),
+            ("POST", "/query", "session query", {"scope": "{id}", "session": "spark", "sql": "select 1"}),
+            ("GET", "/table/{id}/spark/t", "table", None),
+            ("GET", "/table/schema?scope={id}&session=spark&table=t", "schema", None),
+        ],
+        "mine",
+        "nope",
+    )
