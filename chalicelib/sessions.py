@@ -53,10 +53,23 @@ def entrance_session_id(user_id: str, engine_type: str = "spark") -> str:
 def _alive(session: dict[str, Any], now: float) -> bool:
     state = session.get("state")
     if state == "starting":
-        return now - float(session.get("started_epoch") or 0) < START_TIMEOUT_SECONDS
-    if state in ("running", "stopping"):
-        return now - float(session.get("heartbeat_at") or 0) < STALE_HEARTBEAT_SECONDS
-    return False
+        fresh = now - float(session.get("started_epoch") or 0) < START_TIMEOUT_SECONDS
+    elif state in ("running", "stopping"):
+        fresh = now - float(session.get("heartbeat_at") or 0) < STALE_HEARTBEAT_SECONDS
+    else:
+        return False
+    return fresh and not _local_driver_gone(session)
+
+
+def _local_driver_gone(session: dict[str, Any]) -> bool:
+    """A local driver's process has exited (a cheap check): no need to wait for its heartbeat to go stale."""
+    handle = session.get("runner_handle")
+    if not isinstance(handle, dict) or handle.get("runner") != "local":
+        return False
+    try:
+        return _runner(handle).probe(handle) in ("finished", "failed")
+    except Exception:
+        return False
 
 
 def ensure_session_driver(
