@@ -6,6 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: The project directory (the one holding ``app.py``), whatever the working directory is.
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+#: The shared data root when ``SPARKGATE_DATA_ROOTS`` is unset: the sample data shipped in the repo.
+DEFAULT_DATA_ROOT = PROJECT_DIR / "data"
+
 
 def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
@@ -32,9 +37,8 @@ class Settings:
     emr_cluster_id: str = field(default_factory=lambda: _env("SPARKGATE_EMR_CLUSTER_ID"))
     engine_uri: str = field(default_factory=lambda: _env("SPARKGATE_ENGINE_URI"))
     ws_endpoint: str = field(default_factory=lambda: _env("SPARKGATE_WS_ENDPOINT"))
-    data_roots: tuple[str, ...] = field(
-        default_factory=lambda: tuple(p for p in _env("SPARKGATE_DATA_ROOTS", "../shared/data").split(":") if p)
-    )
+    #: Shared read-only data roots: ``SPARKGATE_DATA_ROOTS`` (colon-separated, as given), else ``<project>/data``.
+    data_roots: tuple[str, ...] = field(default_factory=lambda: data_roots_from_env())
     #: Live session drivers per user (geo sessions and the entrance's warm session); 0: no cap.
     max_sessions_per_user: int = field(default_factory=lambda: _cap("SPARKGATE_MAX_SESSIONS_PER_USER", 4))
     #: Queued and running Jobs per user (every surface); 0: no cap.
@@ -44,6 +48,14 @@ class Settings:
     def is_local(self) -> bool:
         """True on the one-machine stage, where defaults for development are allowed."""
         return self.stage == "local"
+
+
+def data_roots_from_env() -> tuple[str, ...]:
+    """``SPARKGATE_DATA_ROOTS`` split on ``:``; when unset, the repo's own ``data/`` folder (absolute)."""
+    raw = os.environ.get("SPARKGATE_DATA_ROOTS")
+    if raw is None:
+        return (str(DEFAULT_DATA_ROOT),)
+    return tuple(p for p in raw.split(":") if p)
 
 
 def settings() -> Settings:

@@ -39,6 +39,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from chalicelib.config import data_roots_from_env
 from chalicelib.user_files import user_area, user_root
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -131,8 +132,7 @@ def isolated() -> bool:
 
 def shared_roots() -> tuple[str, ...]:
     """The shared read-only data roots, absolute (``SPARKGATE_DATA_ROOTS``)."""
-    raw = os.environ.get("SPARKGATE_DATA_ROOTS", "../shared/data")
-    return tuple(os.path.realpath(p) for p in raw.split(":") if p)
+    return tuple(os.path.realpath(p) for p in data_roots_from_env())
 
 
 def kernel_env(user_id: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from tests.e2e.stack import StackProcess
 
-DATA = Path("/work/shared/data/nyc_taxi/0_10000_nyc_taxi_and_building.csv")
+DATA = Path(__file__).resolve().parents[2] / "data" / "nyc_taxi" / "0_10000_nyc_taxi_and_building.csv"
 BOX = [-73.998427, 40.730309, -73.954348, 40.780816]
 WITHIN = (
     "ST_Within(ST_Point(pickup_longitude, pickup_latitude), ST_GeomFromText('POLYGON ((-73.998427 40.730309, "
@@ -42,8 +42,6 @@ SCHEMA = [
     {"buildingtext_pickup": "string"},
     {"buildingtext_dropoff": "string"},
 ]
-
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason="the shared NYC taxi CSV is not available")
 
 
 def _ok(answer: tuple[int, Any, Any]) -> Any:

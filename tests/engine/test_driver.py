@@ -166,8 +166,6 @@ def session_id(thread_runner: ThreadRunner) -> Iterator[str]:
 def test_sql_over_the_taxi_csv_gives_typed_result_sets(session_id: str) -> None:
     from chalicelib.store import jobs as job_store
 
-    if not NYC_CSV.exists():
-        pytest.skip("shared data missing")
     view = submit(
         f"spark.read.option('header', True).option('inferSchema', True).csv({str(NYC_CSV)!r})"
         ".createOrReplaceTempView('taxi')",

@@ -147,7 +147,6 @@ def _succeeded(task: dict[str, Any]) -> None:
     assert task["started_at"] and task["ended_at"] and task["error"] is None
 
 
-@pytest.mark.skipif(not NYC_CSV.exists(), reason="shared NYC taxi data not found")
 def test_spark_sql_work_counts_nyc_trips(stack: Path) -> None:
     from chalicelib import tasks
     from chalicelib.store import jobs as job_store
@@ -172,7 +171,6 @@ def test_spark_sql_work_counts_nyc_trips(stack: Path) -> None:
     assert "statement 3/3" in _log(done["exec_id"])
 
 
-@pytest.mark.skipif(not NYC_CSV.exists(), reason="shared NYC taxi data not found")
 def test_pyspark_work_prints_with_extra_params_as_argv(stack: Path) -> None:
     from chalicelib import tasks
     from chalicelib.tokens import Principal
@@ -186,7 +184,6 @@ def test_pyspark_work_prints_with_extra_params_as_argv(stack: Path) -> None:
     assert f"pyspark argv={argv[1:]!r} rows={rows}" in _log(done["exec_id"])
 
 
-@pytest.mark.skipif(not NYC_CSV.exists(), reason="shared NYC taxi data not found")
 def test_failed_pyspark_task_keeps_error_and_retry_is_a_new_linked_task(stack: Path) -> None:
     from chalicelib import tasks, works
     from chalicelib.tokens import Principal
