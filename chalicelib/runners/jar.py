@@ -123,11 +123,11 @@ def start_artefact_run(job: dict[str, Any]) -> dict[str, Any]:
     from chalicelib.store import jobs as job_store
 
     cfg = settings()
+    handle: dict[str, Any]
     if cfg.runner == "emr":
-        from chalicelib.store.aws import client
+        from chalicelib.runners.emr import EmrRunner
 
-        got = client("emr").add_job_flow_steps(JobFlowId=cfg.emr_cluster_id, Steps=[emr_step(job)])
-        handle: dict[str, Any] = {"runner": "emr", "cluster_id": cfg.emr_cluster_id, "step_id": got["StepIds"][0]}
+        handle = EmrRunner(cfg).submit_step(emr_step(job), job.get("owner"))
     else:
         from chalicelib.runners.local import LocalRunner
 

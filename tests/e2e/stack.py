@@ -32,8 +32,9 @@ def free_port() -> int:
 class StackProcess:
     """One ``python -m chalicelib.local.stack`` process."""
 
-    def __init__(self, state_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, state_dir: Path, extra_env: dict[str, str] | None = None, tree: Path = ROOT) -> None:
         self.state_dir = state_dir
+        self.tree = tree  # the checkout whose stack runs (benches compare two)
         self.http_port, self.ws_port = free_port(), free_port()
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[str] | None = None
@@ -62,7 +63,7 @@ class StackProcess:
         )
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "chalicelib.local.stack"],
-            cwd=ROOT,
+            cwd=self.tree,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -294,3 +294,15 @@ def test_jar_steps_take_a_class_name_and_list_arguments() -> None:
             emr_step({"exec_id": "e1", "owner": ALICE, "artefact_run": {**run, "main_class": bad}})
     with pytest.raises(RunnerError, match="exec id"):
         emr_step({"exec_id": "e1;x", "owner": ALICE, "artefact_run": {**run, "main_class": "M"}})
+
+
+def test_a_works_artefact_run_is_submitted_under_its_owners_runtime_role(emr: dict[str, Any]) -> None:
+    from chalicelib.runners.jar import start_artefact_run
+    from chalicelib.store import jobs as job_store
+
+    job = {**flink_sql_job("s3://stage-bucket/uploads/alice/q.sql"), "task_id": 7, "status": "Scheduled"}
+    job_store.insert_job(job)
+    handle = start_artefact_run(job)
+    assert emr["requests"][0]["ExecutionRoleArn"] == role_arn(ALICE)
+    assert handle["execution_role_arn"] == role_arn(ALICE)
+    assert job_store.get_job(job["exec_id"])["runner_handle"] == handle  # type: ignore[index]
