@@ -99,13 +99,10 @@ def expected_app_statements(template: dict[str, Any], cluster_id: Any) -> list[d
             "Action": [
                 "dynamodb:BatchGetItem",
                 "dynamodb:BatchWriteItem",
-                "dynamodb:ConditionCheckItem",
                 "dynamodb:DeleteItem",
-                "dynamodb:DescribeTable",
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:Query",
-                "dynamodb:Scan",
                 "dynamodb:UpdateItem",
             ],
             "Resource": [table_arn, {"Fn::Join": ["", [table_arn, "/index/*"]]}],
@@ -120,7 +117,7 @@ def expected_app_statements(template: dict[str, Any], cluster_id: Any) -> list[d
         {
             "Sid": "BucketObjects",
             "Effect": "Allow",
-            "Action": ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+            "Action": ["s3:GetObject", "s3:PutObject"],
             "Resource": {"Fn::Join": ["", [bucket_arn, "/*"]]},
         },
         {"Sid": "BucketList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn},
