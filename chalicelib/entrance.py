@@ -72,11 +72,12 @@ def _start(
     )
     jobs.check_request(request)  # a request that cannot run starts no driver
     # the driver first: at the session cap nothing is queued (QuotaExceeded); a warm driver just answers
-    sessions.ensure_session_driver(
+    driver = sessions.ensure_session_driver(
         session_id,
         principal.user_id,
         {"master": settings().spark_master, "app_name": f"sparkgate-{principal.username}"},
     )
+    request.opening_log = jobs.opening_log(driver)  # a cold start says so in the Job's log
     job = jobs.new_job(request)  # QuotaExceeded at the Job cap
     return {"execID": job["exec_id"], "taskID": job["task_id"]}
 
@@ -136,19 +137,21 @@ def progress(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def log_data(job: dict[str, Any], lines: list[tuple[str, str]], from_line: int) -> dict[str, Any]:
-    """The Linkis log shape: ``log = [error, warn, info, all]`` and the cursor ``fromLine`` to resume from."""
-    by_level: dict[str, list[str]] = {"ERROR": [], "WARN": [], "INFO": []}
-    for level, text in lines:
-        by_level.get(level, by_level["INFO"]).append(text)
-    all_lines = [text for _, text in lines]
-    joined = [
-        "\n".join(by_level["ERROR"]),
-        "\n".join(by_level["WARN"]),
-        "\n".join(by_level["INFO"]),
-        "\n".join(all_lines),
-    ]
-    return {"execID": job["exec_id"], "taskID": job["task_id"], "log": joined, "fromLine": from_line + len(lines)}
+def log_data(
+    job: dict[str, Any], lines: list[tuple[str, str]], start: int, distinct_level: bool = True
+) -> dict[str, Any]:
+    """The Linkis log shape for ``lines`` read from 0-based line ``start``: ``log = [error, warn, info, all]``
+    (one string when ``distinct_level`` is false) and ``fromLine``, Linkis's 1-based number of the next
+    line to ask for."""
+    all_lines = "\n".join(text for _, text in lines)
+    if distinct_level:
+        by_level: dict[str, list[str]] = {"ERROR": [], "WARN": [], "INFO": []}
+        for level, text in lines:
+            by_level.get(level, by_level["INFO"]).append(text)
+        log: Any = ["\n".join(by_level["ERROR"]), "\n".join(by_level["WARN"]), "\n".join(by_level["INFO"]), all_lines]
+    else:
+        log = all_lines
+    return {"execID": job["exec_id"], "taskID": job["task_id"], "log": log, "fromLine": start + len(lines) + 1}
 
 
 def _int_arg(value: Any, name: str, default: int, low: int, high: int) -> int:
@@ -163,12 +166,29 @@ def _int_arg(value: Any, name: str, default: int, low: int, high: int) -> int:
     return number
 
 
-def log(job: dict[str, Any], from_line: Any = None, size: Any = None) -> dict[str, Any]:
-    """Lines from ``fromLine`` (0-based, default 0), at most ``size`` (default all, capped)."""
-    start = _int_arg(from_line, "fromLine", 0, 0, 10**9)
-    count = _int_arg(size, "size", MAX_LOG_LINES, 1, MAX_LOG_LINES)
+def log_window(from_line: Any = None, size: Any = None) -> tuple[int, int]:
+    """Linkis's log cursor as (0-based first line, line count): ``fromLine`` is 1-based and a value below 1
+    means the first line; ``size`` <= 0 or absent means all (at most ``MAX_LOG_LINES`` per answer)."""
+    first = _int_arg(from_line, "fromLine", 1, -(10**9), 10**9)
+    count = _int_arg(size, "size", MAX_LOG_LINES, -(10**9), 10**9)
+    return max(first, 1) - 1, MAX_LOG_LINES if count <= 0 else min(count, MAX_LOG_LINES)
+
+
+def _flag(value: Any, name: str, default: bool) -> bool:
+    if value in (None, ""):
+        return default
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise BadRequest(f"{name} must be true or false", field=name)
+
+
+def log(job: dict[str, Any], from_line: Any = None, size: Any = None, distinct_level: Any = None) -> dict[str, Any]:
+    """``GET .../log?fromLine=&size=&distinctLevel=``, as Linkis answers it (see :func:`log_window`)."""
+    start, count = log_window(from_line, size)
     lines = job_store.read_log(job["exec_id"], start, count)
-    return log_data(job, lines, start)
+    return log_data(job, lines, start, _flag(distinct_level, "distinctLevel", True))
 
 
 def kill(job: dict[str, Any]) -> dict[str, Any]:

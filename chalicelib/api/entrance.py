@@ -81,7 +81,8 @@ def progress(call: Call, exec_id: str) -> Response:
 def log(call: Call, exec_id: str) -> Response:
     """Log lines from ``fromLine``; answers the cursor to resume from."""
     job = jobs.owned_job(call.user, exec_id)
-    return _ok(call, entrance.log(job, call.query.get("fromLine"), call.query.get("size")))
+    query = call.query
+    return _ok(call, entrance.log(job, query.get("fromLine"), query.get("size"), query.get("distinctLevel")))
 
 
 @surface.route(f"{BASE}/entrance/{{exec_id}}/kill", methods=["GET", "POST"])

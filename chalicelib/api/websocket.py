@@ -168,9 +168,7 @@ def answer(connection: connections.Connection, method: str, data: dict[str, Any]
         whole = _LINKIS.envelope(method, page)
         if len(push.encode(whole)) <= MAX_FRAME_BYTES - push.TAG_HEADROOM:
             return [whole]
-        start = int(data.get("fromLine") or 0)
-        size = data.get("size")
-        count = int(size) if size not in (None, "") else entrance.MAX_LOG_LINES
+        start, count = entrance.log_window(data.get("fromLine"), data.get("size"))
         lines = job_store.read_log(job["exec_id"], start, count)
         return [_LINKIS.envelope(method, part.data) for part in push.log_pushes(job, start, lines)]
     return [_LINKIS.envelope(method, entrance.status(job))]  # subscribe: recorded by the caller

@@ -80,7 +80,8 @@ class Linkis:
             time.sleep(0.2)
 
     def full_log(self, exec_id: str, size: int = 2) -> list[str]:
-        """Every log line, read in small pages with the ``fromLine`` cursor."""
+        """Every log line, read in small pages with Linkis's 1-based ``fromLine`` cursor, starting at 0 as
+        some clients do (a value below 1 is the first line)."""
         lines: list[str] = []
         cursor = 0
         while True:
@@ -89,7 +90,7 @@ class Linkis:
             if not page:
                 return lines
             lines += page
-            assert got["fromLine"] == cursor + len(page)
+            assert got["fromLine"] == max(cursor, 1) + len(page)
             cursor = got["fromLine"]
 
 

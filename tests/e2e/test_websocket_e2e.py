@@ -51,7 +51,7 @@ def pushes(frames: list[dict[str, Any]], exec_id: str, kind: str) -> list[dict[s
     return [f for f in frames if f["method"] == f"/api/rest_j/v1/entrance/{exec_id}/{kind}"]
 
 
-def log_lines(frames: list[dict[str, Any]], start: int = 0) -> tuple[list[str], int]:
+def log_lines(frames: list[dict[str, Any]], start: int = 1) -> tuple[list[str], int]:
     """Lines of consecutive log pushes, asserting each continues exactly where the previous ended."""
     cursor, lines = start, []
     for frame in frames:

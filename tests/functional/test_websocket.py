@@ -129,9 +129,9 @@ def test_execute_over_the_socket_and_query_it(client: Client, api: Api, ws: Sent
     assert ws.last("c1")["data"]["progress"] == 0.0 and ws.last("c1")["websocketTag"] == "3"
 
     job_store.append_log(exec_id, 0, [("INFO", "one"), ("WARN", "two"), ("INFO", "three")])
-    send(client, "c1", {"method": f"/api/rest_j/v1/entrance/{exec_id}/log", "data": {"fromLine": 1, "size": 1}})
-    log = ws.last("c1")
-    assert log["data"]["log"] == ["", "two", "", "two"] and log["data"]["fromLine"] == 2
+    send(client, "c1", {"method": f"/api/rest_j/v1/entrance/{exec_id}/log", "data": {"fromLine": 2, "size": 1}})
+    log = ws.last("c1")  # Linkis's 1-based cursor: line 2 is "two", the next to ask for is 3
+    assert log["data"]["log"] == ["", "two", "", "two"] and log["data"]["fromLine"] == 3
 
 
 def test_subscribe_only_to_own_jobs(client: Client, api: Api, ws: Sent) -> None:

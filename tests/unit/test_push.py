@@ -229,7 +229,7 @@ def test_log_chunk_pushes_new_lines_only(mgmt: FakeManagementApi) -> None:
         ["c", "", "d", "c\nd"],
         ["", "", "e", "e"],
     ]
-    assert [f["data"]["fromLine"] for f in frames] == [2, 4, 5]
+    assert [f["data"]["fromLine"] for f in frames] == [3, 5, 6]  # 1-based: the next line to ask for
     assert all(f["method"] == "/api/rest_j/v1/entrance/e1/log" for f in frames)
 
 
@@ -300,14 +300,14 @@ def test_large_log_is_split_under_128kb_with_consecutive_cursors(mgmt: FakeManag
     frames = [(f, size) for cid, f, size in mgmt.posts if cid == "c1"]
     assert len(frames) > 1
     assert all(size <= 128 * 1024 for _, size in frames)
-    cursor, seen = 10, []
+    cursor, seen = 11, []  # the chunk starts at 0-based line 10: Linkis's line 11
     for frame, _ in frames:
         text = frame["data"]["log"][3].split("\n")
         assert frame["data"]["fromLine"] == cursor + len(text)
         cursor = frame["data"]["fromLine"]
         seen.extend(text)
     assert seen == [t for _, t in lines]
-    assert cursor == 3010
+    assert cursor == 3011
 
 
 def test_single_huge_line_is_truncated_in_the_push(mgmt: FakeManagementApi) -> None:
@@ -316,7 +316,7 @@ def test_single_huge_line_is_truncated_in_the_push(mgmt: FakeManagementApi) -> N
     handle(record("INSERT", log_item("e1", 0, [("INFO", "y" * 300_000), ("INFO", "after")])))
     frames = [(f, size) for cid, f, size in mgmt.posts if cid == "c1"]
     assert all(size <= 128 * 1024 for _, size in frames)
-    assert [f["data"]["fromLine"] for f, _ in frames] == [1, 2]
+    assert [f["data"]["fromLine"] for f, _ in frames] == [2, 3]
     assert "truncated" in frames[0][0]["data"]["log"][3]
     assert frames[1][0]["data"]["log"][3] == "after"
 
