@@ -274,16 +274,20 @@ def create_session(principal: Principal, body: dict[str, Any]) -> dict[str, Any]
 # ---- geo Jobs -----------------------------------------------------------------------------------
 
 
-def _ensure_driver(principal: Principal, scope: str, record: dict[str, Any]) -> None:
-    """Start the session's driver unless it runs; a new driver loads the session's catalog itself
-    (``geo_catalog`` in its config) before it takes a Job."""
+def _ensure_driver(principal: Principal, scope: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Start the session's driver unless it runs (answers the driver record); a new driver loads the
+    session's catalog itself (``geo_catalog`` in its config) before it takes a Job."""
     from chalicelib import sessions
 
     ref = {"user_id": principal.user_id, "scope": scope, "session": record["session"]}
-    sessions.ensure_session_driver(record["session_id"], principal.user_id, {**record["config"], "geo_catalog": ref})
+    return sessions.ensure_session_driver(
+        record["session_id"], principal.user_id, {**record["config"], "geo_catalog": ref}
+    )
 
 
-def _queue(principal: Principal, record: dict[str, Any], op: dict[str, Any], code: str) -> dict[str, Any]:
+def _queue(
+    principal: Principal, record: dict[str, Any], op: dict[str, Any], code: str, driver: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return jobs.new_job(
         jobs.JobRequest(
             owner=principal,
@@ -292,6 +296,7 @@ def _queue(principal: Principal, record: dict[str, Any], op: dict[str, Any], cod
             kind="geo",
             session_id=record["session_id"],
             extra={"geo_op": op, "scope": record.get("scope"), "geo_session": record["session"]},
+            opening_log=jobs.opening_log(driver),  # a cold start says so in the Job's log
         )
     )
 
@@ -312,6 +317,16 @@ def job_result(job: dict[str, Any]) -> dict[str, Any]:
     return loaded
 
 
+def pending_message(pending: dict[str, Any]) -> str:
+    """The 202's message: why the answer is not there yet and how to follow the Job."""
+    if pending.get("driver") == "starting":
+        return (
+            "starting a Spark driver for this session (this usually takes 10-30 s); the job is queued: "
+            "follow it by execID or call again"
+        )
+    return "still running; follow the job by execID"
+
+
 def _wait(job: dict[str, Any]) -> Outcome:
     deadline = time.monotonic() + sync_wait_seconds()
     delay = 0.05
@@ -320,7 +335,10 @@ def _wait(job: dict[str, Any]) -> Outcome:
         if current["status"] in jobs.FINAL:
             break
         if time.monotonic() >= deadline:
-            return Outcome(pending={"execID": job["exec_id"], "taskID": job["task_id"], "jobStatus": current["status"]})
+            pending = {"execID": job["exec_id"], "taskID": job["task_id"], "jobStatus": current["status"]}
+            if current["status"] in jobs.QUEUED and jobs.driver_starting(job_store.get_session(job["session_id"])):
+                pending["driver"] = "starting"  # the 202 says why nothing ran yet
+            return Outcome(pending=pending)
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
         current = job_store.get_job(job["exec_id"]) or current
@@ -334,8 +352,8 @@ def run(principal: Principal, scope_name: Any, session_name: Any, op: dict[str, 
     """Queue ``op`` in the scope session's driver (starting it if needed) and wait for the answer."""
     scope = _scope(principal, scope_name)
     record = _session(principal, scope, session_name)
-    _ensure_driver(principal, scope, record)
-    job = _queue(principal, record, op, code)
+    driver = _ensure_driver(principal, scope, record)
+    job = _queue(principal, record, op, code, driver)
     return _wait(job)
 
 
@@ -387,9 +405,13 @@ def define_tables(principal: Principal, body: dict[str, Any], definitions: list[
     """Run /loadfile or /createtable and record each definition in the catalog once it succeeded."""
     scope = _scope(principal, body.get("scope"))
     record = _session(principal, scope, body.get("session"))
-    _ensure_driver(principal, scope, record)
+    driver = _ensure_driver(principal, scope, record)
     job = _queue(
-        principal, record, {"op": op, "tables": definitions}, f"{op} " + ", ".join(d["name"] for d in definitions)
+        principal,
+        record,
+        {"op": op, "tables": definitions},
+        f"{op} " + ", ".join(d["name"] for d in definitions),
+        driver,
     )
     outcome = _wait(job)
     if outcome.result is not None:

@@ -32,6 +32,20 @@ INTERNAL_RUN_TYPES = {"geo": "geo"}
 MAX_CODE_BYTES = 256 * 1024
 DEFAULT_RUNTIME_SECONDS = 3600
 MAX_RUNTIME_SECONDS = 7 * 24 * 3600
+#: The first log line of a Job that waits for a session driver to start (a cold start is silent otherwise).
+DRIVER_STARTING_LOG = "starting a Spark driver for your session; this usually takes 10-30 s"
+#: The first log line of a batch Job (a work's run): it always gets a driver of its own.
+BATCH_DRIVER_LOG = "starting a Spark driver for this run; this usually takes 10-30 s"
+
+
+def driver_starting(session: dict[str, Any] | None) -> bool:
+    """Whether a session's driver is still starting (no heartbeat yet), so its next Job waits for it."""
+    return bool(session) and (session or {}).get("state") == "starting"
+
+
+def opening_log(session: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """The lines a new Job of that session opens its log with: the driver start, if one is under way."""
+    return (("INFO", DRIVER_STARTING_LOG),) if driver_starting(session) else ()
 
 
 @dataclass
@@ -52,6 +66,9 @@ class JobRequest:
     #: Reserve one of the owner's active-Job slots (``quotas.reserve_job``). False: the caller reserved
     #: it already (a work's run), or the Job is born final (a run that could not start).
     quota: bool = True
+    #: Log lines the Job starts with, written before any driver can claim it (level, text); the
+    #: supervisor's lines follow them (it continues from the Job's ``log_lines``).
+    opening_log: tuple[tuple[str, str], ...] = ()
 
 
 def normalise_run_type(run_type: Any) -> str:
@@ -133,7 +150,12 @@ def new_job(request: JobRequest) -> dict[str, Any]:
         "ended_at": None,
         **request.extra,
     }
+    if request.opening_log:
+        job["log_lines"] = len(request.opening_log)
     job_store.insert_job(job)
+    if request.opening_log:
+        # after the Job (so the stream's push finds it); no driver writes before line log_lines
+        job_store.append_log(exec_id, 0, list(request.opening_log))
     return job
 
 

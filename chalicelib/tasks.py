@@ -53,7 +53,8 @@ from chalicelib.timeutil import now, now_iso, parse_iso
 from chalicelib.tokens import Principal
 from chalicelib.works import Page, get_owned_work, paging
 
-TASK_FIELDS = ("task_id", "work_id", "status", "started_at", "ended_at", "run_time")
+#: The spec's task fields, then sparkgate's: why a run failed and the Job to read its log and result by.
+TASK_FIELDS = ("task_id", "work_id", "status", "started_at", "ended_at", "run_time", "error", "exec_id", "job_task_id")
 DETAIL_FIELDS = (
     *TASK_FIELDS,
     "type",
@@ -61,9 +62,6 @@ DETAIL_FIELDS = (
     "attempt",
     "retry_of",
     "slot",
-    "error",
-    "exec_id",
-    "job_task_id",
     "progress",
     "created_at",
 )
@@ -185,7 +183,7 @@ def _load(task: dict[str, Any]) -> dict[str, Any]:
 def present_task(task: dict[str, Any]) -> dict[str, Any]:
     """A task as the spec's list shows it, empty fields as ``null``."""
     out = {field: task.get(field) for field in TASK_FIELDS}
-    for field in ("status", "run_time"):
+    for field in ("status", "run_time", "job_task_id"):
         value = out[field]
         if value is not None:
             out[field] = int(value)

@@ -38,6 +38,8 @@ FLINK_HELP = (
     "Flink is not configured on this runner: set SPARKGATE_FLINK_HOME to a Flink installation "
     "(the directory holding bin/flink and bin/sql-client.sh) and restart, or run the work on the EMR runner"
 )
+#: A run's Job opens its log with its driver's start (each SQL or Python run gets a driver of its own).
+BATCH_START = (("INFO", jobs.BATCH_DRIVER_LOG),)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*|[0-9]+)\}")
 
 
@@ -217,9 +219,13 @@ def _build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any])
     text = read_text(artefact)
     if category == "SPARK_SQL":
         sql = substitute_sql(text, params)
-        return jobs.JobRequest(owner, sql, "sql", kind="task", source=source, extra=extra, exec_id=exec_id)
+        return jobs.JobRequest(
+            owner, sql, "sql", kind="task", source=source, extra=extra, exec_id=exec_id, opening_log=BATCH_START
+        )
     code = python_code(text, artefact, params)
-    return jobs.JobRequest(owner, code, "python", kind="task", source=source, extra=extra, exec_id=exec_id)
+    return jobs.JobRequest(
+        owner, code, "python", kind="task", source=source, extra=extra, exec_id=exec_id, opening_log=BATCH_START
+    )
 
 
 _TASK_JOBS = uuid.UUID("5f0c7a43-3f1e-4a52-9d3b-7a4f9e2c1b60")

@@ -5,6 +5,9 @@ Slots (the moment a run is due), in the work's ``timezone`` (default UTC):
 - ``hourly``: the start of each hour; ``daily``: 00:00 local; ``weekly``: Monday 00:00 local;
 - ``once``: a single slot named ``once``, due at the first tick after creation.
 
+A work without a ``work_directory`` is a draft: it is never due (so a ``once`` work runs at the first
+tick after it gets one, instead of failing with "no work_directory" at the first tick after creation).
+
 A tick looks only at the *latest* slot at or before ``now`` and only if it is not before the work's
 creation, so a work never runs for slots before it existed, and after downtime a work runs once
 for the latest missed slot, never once per missed slot. Each run first claims
@@ -27,6 +30,7 @@ from chalicelib import tasks
 from chalicelib.errors import SparkgateError
 from chalicelib.observability import logger
 from chalicelib.store import tasks as task_store
+from chalicelib.store import users as user_store
 from chalicelib.timeutil import iso, parse_iso
 from chalicelib.tokens import Principal
 
@@ -53,6 +57,8 @@ def due_slot(work: dict[str, Any], now: datetime) -> str | None:
     """The slot name ``work`` is due for at ``now``, or None (paused, deleted, not yet due)."""
     if work.get("paused") or work.get("deleted_at"):
         return None
+    if not work.get("work_directory"):
+        return None  # nothing to run yet: a draft is not due (its ``once`` slot waits for a work_directory)
     frequency = work.get("run_frequency")
     if frequency == "once":
         return "once"
@@ -63,6 +69,22 @@ def due_slot(work: dict[str, Any], now: datetime) -> str | None:
     if created and slot < parse_iso(str(created)).replace(second=0):
         return None
     return iso(slot)
+
+
+def owner_username(work: dict[str, Any]) -> str:
+    """The owner's username for a scheduled run (the Job's ``umUser``): recorded on the work when it is
+    saved; for works saved before that, looked up in the user roster by id; the id only as a last resort."""
+    name = work.get("owner_username")
+    if name:
+        return str(name)
+    user_id = str(work["user_id"])
+    try:
+        for record in user_store.list_users():
+            if record.get("user_id") == user_id and record.get("username"):
+                return str(record["username"])
+    except Exception:
+        logger.exception("owner lookup failed", extra={"work_id": work.get("work_id")})
+    return user_id
 
 
 def run_due_works(now: datetime) -> list[str]:
@@ -80,7 +102,7 @@ def run_due_works(now: datetime) -> list[str]:
             if slot is None or not task_store.claim_slot(str(work["work_id"]), slot):
                 continue
             try:
-                owner = Principal(str(work["user_id"]), str(work["user_id"]))
+                owner = Principal(str(work["user_id"]), owner_username(work))
                 task = tasks.start_task(owner, work, trigger="schedule", slot=slot)
                 started.append(str(task["task_id"]))
             except SparkgateError as err:

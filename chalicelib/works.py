@@ -197,6 +197,7 @@ def create_work(principal: Principal, body: Any) -> dict[str, Any]:
         {
             "work_id": uuid.uuid4().hex,
             "user_id": principal.user_id,
+            "owner_username": principal.username,  # not answered: names the owner of scheduled runs
             "created_at": stamp,
             "updated_at": stamp,
             "version": 1,
@@ -238,6 +239,7 @@ def update_work(principal: Principal, work_id: str, body: Any, if_match: str | N
         work["extra_params"] = []
     work["version"] = expected + 1
     work["updated_at"] = now_iso()
+    work["owner_username"] = principal.username
     work_store.replace_work(work, expected, old_name)
     return present(work)
 

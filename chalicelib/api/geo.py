@@ -2,7 +2,8 @@
 
 Answers ``{"status": "success", "code": 200, ...}``; errors ``{"status": "error", "code": 400, "message"}``.
 A Job that outlasts the synchronous wait answers HTTP 202 ``{"status": "success", "code": 202,
-"execID", "taskID"}``: follow it through ``/api/rest_j/v1/entrance/{execID}/...`` or the WebSocket.
+"execID", "taskID", "jobStatus"}`` (``"driver": "starting"`` and a message saying so while the session's
+Spark driver is still starting): follow it through ``/api/rest_j/v1/entrance/{execID}/...`` or the WebSocket.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ blueprint = surface.blueprint
 def _answer(outcome: geo.Outcome, shape: str, extra: dict[str, Any] | None = None) -> Response:
     """The spec's answer for a finished Job, or 202 with the Job's ids."""
     if outcome.pending is not None:
-        return GeoDialect.ok(202, message="still running; follow the job by execID", **outcome.pending)
+        return GeoDialect.ok(202, message=geo.pending_message(outcome.pending), **outcome.pending)
     result = outcome.result or {}
     fields: dict[str, Any] = dict(extra or {})
     if shape == "result":

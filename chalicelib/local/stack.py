@@ -313,10 +313,13 @@ class LocalStack:
 
     def banner_lines(self) -> list[str]:
         """Extra lines describing what the background services listen on."""
+        from chalicelib.config import settings
+
         return [
             f"sparkgate: WebSocket on {self.ws_url}/?token=<jwt>",
             f"sparkgate: @connections API on {self.ws_endpoint} (SPARKGATE_WS_ENDPOINT)",
             f"sparkgate: isolation: {isolation_mode()}",
+            f"sparkgate: data roots: {':'.join(settings().data_roots) or '(none)'} (SPARKGATE_DATA_ROOTS)",
         ]
 
     def _cut(self) -> tuple[list[dict[str, Any]], int]:
@@ -396,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", default=os.environ.get("SPARKGATE_STATE_DIR", ".sparkgate"))
     args = parser.parse_args(argv)
     stack = LocalStack(args.host, args.http_port, args.ws_port, Path(args.state_dir), args.ws_admin_port)
+    default_password = os.environ.get("SPARKGATE_ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD) == DEFAULT_ADMIN_PASSWORD
+    shown_password = DEFAULT_ADMIN_PASSWORD if default_password else "<SPARKGATE_ADMIN_PASSWORD>"
     stack.start()
     user = os.environ.get("SPARKGATE_ADMIN_USER", DEFAULT_ADMIN_USER)
     print(f"sparkgate: HTTP on {stack.http_url}", flush=True)
@@ -404,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "sparkgate: try\n"
         f"  curl -s -X POST {stack.http_url}/token -H 'Content-Type: application/json' "
-        f'-d \'{{"username":"{user}","password":"<SPARKGATE_ADMIN_PASSWORD>"}}\'\n'
+        f'-d \'{{"username":"{user}","password":"{shown_password}"}}\'\n'
         "sparkgate: ready (Ctrl-C to stop)",
         flush=True,
     )

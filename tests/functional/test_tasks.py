@@ -81,6 +81,9 @@ def test_start_list_detail(api: Api, dispatched: list[dict[str, Any]]) -> None:
             "started_at": "2024-01-01T00:00:00Z",
             "ended_at": "2024-01-01T00:01:30Z",
             "run_time": 90,
+            "error": None,
+            "exec_id": task["exec_id"],
+            "job_task_id": task["job_task_id"],
         }
     ]
     # the work is free again: a second run starts, and the list is newest first
