@@ -2,22 +2,34 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# Two installs: `make run` needs only the local stack and the engine (requirements-run.txt); `make test`,
+# `make deploy` and `make bench` add the CDK app, the tests and the linters (requirements-dev.txt).
+RUN_REQS := requirements.txt requirements-engine.txt requirements-run.txt
+RUN_STAMP := $(VENV)/.run-installed-$(shell cat $(RUN_REQS) 2>/dev/null | cksum | cut -d' ' -f1)
 STAMP := $(VENV)/.installed-$(shell cat requirements*.txt infra/requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit java install bench user clean deploy destroy
+.PHONY: run test lint typecheck unit java install install-run bench user clean deploy destroy
 
-$(STAMP):
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip >/dev/null
-	$(BIN)/pip install -r requirements-dev.txt $(if $(wildcard infra/requirements.txt),-r infra/requirements.txt,)
-	rm -f $(VENV)/.installed-* && touch $@
+
+$(RUN_STAMP): | $(VENV)/bin/python
+	$(BIN)/pip install -r requirements-run.txt
+	rm -f $(VENV)/.run-installed-* && touch $@
+
+$(STAMP): | $(VENV)/bin/python
+	$(BIN)/pip install -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* $(VENV)/.run-installed-* && touch $@ $(RUN_STAMP)
 
 install: $(STAMP) java
+
+install-run: $(RUN_STAMP) java
 
 java:
 	@scripts/ensure-java.sh
 
-run: install
+run: install-run
 	$(BIN)/python -m chalicelib.local.stack
 
 lint: $(STAMP)
@@ -29,7 +41,7 @@ lint: $(STAMP)
 test: install lint
 	$(BIN)/pytest
 
-user: $(STAMP)
+user: $(RUN_STAMP)
 	$(BIN)/python -m chalicelib.cli create-user $(if $(ADMIN),--admin,) --username "$(NAME)"
 
 bench: install
