@@ -505,7 +505,7 @@ class JobRun:
             "progress": 1.0,
             "progress_info": final_info,
             "result_sets": len(documents),
-            "result_location": location if documents else None,
+            "result_location": location,  # Linkis clients read every Job's location, also one with no files
             "result_preview": _preview(documents[0]) if documents else None,
         }
         return job_store.transition(self.exec_id, ("Running",), "Succeed", fields)

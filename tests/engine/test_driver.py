@@ -277,6 +277,18 @@ def test_python_prints_to_the_log_and_variables_persist(session_id: str) -> None
     assert df["result_preview"]["rows"] == [[0], [2], [4]]
 
 
+def test_a_job_without_result_sets_still_has_its_result_location(session_id: str) -> None:
+    """Linkis clients read ``resultLocation`` of every Job: a DDL-only Job answers a folder with no files."""
+    from chalicelib import entrance
+    from chalicelib.tokens import Principal
+
+    done = finished(submit("create or replace temporary view ddl_only as select 1 as a", "sql", session_id)["exec_id"])
+    assert done["status"] == "Succeed" and int(done["result_sets"]) == 0
+    assert done["result_location"].endswith(f"/results/{OWNER}/{done['exec_id']}/")
+    tree = entrance.dir_file_trees(Principal(OWNER, "engine"), done["result_location"])
+    assert tree["dirFileTrees"]["children"] == []
+
+
 def test_failures_carry_the_error_text(session_id: str) -> None:
     bad_sql = submit("select * from no_such_table_here", "sql", session_id)
     bad_py = submit("def f():\n    return 1 / 0\nf()", "python", session_id)
