@@ -36,6 +36,28 @@ from chalicelib.engine.capture import capture_into
 from chalicelib.engine.channel import Channel, ChannelClosed
 from chalicelib.engine.statements import PageSink, run_python, run_sql, user_traceback
 
+#: At most this much of the JVM stack of a failed SQL statement goes to the Job's log (after its message).
+MAX_STACK_CHARS = 16 * 1024
+
+
+def quiet_query_context_loggers() -> None:
+    """pyspark logs every captured SQL error as one JSON line holding the whole Java stack, to stderr, so
+    into the Job's log *before* the clean message; the kernel reports errors itself (message, then stack)."""
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).disabled = True
+
+
+def engine_stack(err: BaseException) -> str:
+    """The JVM stack of a Spark error (pyspark keeps it beside the message), bounded; "" for other errors."""
+    stack = getattr(err, "_stackTrace", None)
+    if not isinstance(stack, str) or not stack.strip():
+        return ""
+    stack = stack.strip()
+    return stack if len(stack) <= MAX_STACK_CHARS else stack[:MAX_STACK_CHARS] + "\n... (stack truncated)"
+
+
 LOG_SEND_SECONDS = 0.1
 PROGRESS_SECONDS = 0.5
 INTERRUPT_GRACE_SECONDS = 5.0  # how long a cancelled job's thread gets to unwind
@@ -207,6 +229,7 @@ class Kernel:
             if self.spark is None:
                 self.spark = build_spark(config, app_name)
             register_extensions(self.spark, lambda m: print(f"sparkgate kernel: {m}", file=sys.stderr, flush=True))
+            quiet_query_context_loggers()
             self._frame = self._sql_frame()
         except BaseException as err:
             self.channel.send({"t": "fatal", "error": f"{type(err).__name__}: {err}"[:4000]})
@@ -303,10 +326,13 @@ class Kernel:
                 os._exit(75)
             if self._cancelled.is_set():
                 done["interrupted"] = True
-            else:
-                done["error"] = (
-                    user_traceback(err) if job.get("run_type") == "python" else f"{type(err).__name__}: {err}".rstrip()
-                )
+            elif job.get("run_type") == "python":
+                done["error"] = user_traceback(err)
+            else:  # the clean message is the error; the engine's stack follows it in the log
+                done["error"] = f"{type(err).__name__}: {err}".rstrip()
+                stack = engine_stack(err)
+                if stack:
+                    done["error_detail"] = stack
         finally:
             with contextlib.suppress(Exception):
                 sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]

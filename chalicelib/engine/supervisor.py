@@ -36,6 +36,8 @@ from chalicelib.timeutil import now_iso
 POLL_BUSY_SECONDS = 0.02  # queue poll while recently active
 POLL_IDLE_SECONDS = 0.5  # ... and when idle
 BUSY_WINDOW_SECONDS = 30.0  # "recently active"
+#: At most this much of a kernel's ``error_detail`` (a failed statement's engine stack) is logged.
+ENGINE_STACK_CHARS = 20 * 1024
 WATCH_SECONDS = 0.2  # cancel/timeout check and log flush while a job runs
 MEMORY_CHECK_SECONDS = 1.0
 STOP_GRACE_SECONDS = 7.0  # how long a told-to-stop job may take before its kernel is killed
@@ -425,8 +427,12 @@ class JobRun:
 
     # -- endings ----------------------------------------------------------------------------------
 
-    def _end(self, status: str, reason: str, code: int, extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    def _end(
+        self, status: str, reason: str, code: int, extra: dict[str, Any] | None = None, detail: str = ""
+    ) -> dict[str, Any] | None:
         self.log.error(reason) if status != "Cancelled" else self.log.warn(reason)
+        if detail:  # the engine's stack, after the clean message (never in the Job's error)
+            self.log.error(f"engine stack:\n{detail[:ENGINE_STACK_CHARS]}")
         try:
             lines = self.log.flush(update_count=False)
         except Exception:
@@ -472,7 +478,9 @@ class JobRun:
         if done.get("error") or done.get("interrupted"):
             text = str(done.get("error") or "interrupted")
             extra = {"progress": progress, "progress_info": infos}
-            return self._end("Failed", text, engine_config.ERR_EXECUTION, extra)
+            detail = done.get("error_detail")
+            detail = detail if isinstance(detail, str) else ""
+            return self._end("Failed", text, engine_config.ERR_EXECUTION, extra, detail)
         try:
             if isinstance(done.get("geo_result"), dict):
                 result = dict(done["geo_result"])
