@@ -31,7 +31,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,12 +41,20 @@ from chalice.local import LambdaContext
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from chalicelib.local.credentials import Credentials
 from chalicelib.local.sigv4 import SigV4Verifier
 
 #: listen backlog of every local server (the socketserver default of 5 resets bursts of clients)
 LISTEN_BACKLOG = 128
+
+
+def _selected_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    """The subprotocol the ``$connect`` handler answered in ``Sec-WebSocket-Protocol``, as API Gateway
+    passes it on (a browser drops a socket whose offered subprotocol is not echoed)."""
+    selected = getattr(connection, "sparkgate_subprotocol", None)
+    return next((p for p in offered if p == selected), None)
 
 
 class _BackloggedHTTPServer(ThreadingHTTPServer):
@@ -201,6 +209,7 @@ class WsGateway:
             self.host,
             self.port,
             process_request=self._on_connect,
+            select_subprotocol=_selected_subprotocol,
             max_size=MAX_MESSAGE_BYTES,
             ping_interval=None,
             backlog=LISTEN_BACKLOG,
@@ -289,6 +298,8 @@ class WsGateway:
             return response
         self._sockets[sock.connection_id] = sock
         connection.sparkgate_id = sock.connection_id  # type: ignore[attr-defined]
+        selected = {str(k).lower(): v for k, v in (result.get("headers") or {}).items()}.get("sec-websocket-protocol")
+        connection.sparkgate_subprotocol = selected  # type: ignore[attr-defined]
         return None
 
     async def _session(self, connection: ServerConnection) -> None:

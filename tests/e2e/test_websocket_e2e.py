@@ -81,6 +81,32 @@ def test_connect_is_refused_without_a_valid_token(stack: StackProcess) -> None:
     asyncio.run(run())
 
 
+def test_a_browser_passes_its_token_as_a_subprotocol_and_gets_sparkgate_echoed(stack: StackProcess) -> None:
+    """Browsers cannot set headers on a WebSocket: the token rides in ``Sec-WebSocket-Protocol`` and the
+    stack must echo the ``sparkgate`` subprotocol (a browser drops a socket whose offer is not answered)."""
+    from websockets.typing import Subprotocol
+
+    token = stack.new_user("browser")
+
+    async def run() -> tuple[str | None, dict[str, Any]]:
+        offered = [Subprotocol("sparkgate"), Subprotocol(f"token.{token}")]
+        async with connect(stack.ws_url, subprotocols=offered) as sock:
+            await sock.send(json.dumps({"method": "/api/rest_j/v1/entrance/nosuch/status", "data": {}}))
+            return sock.subprotocol, json.loads(await asyncio.wait_for(sock.recv(), 30))
+
+    selected, answer = asyncio.run(run())
+    assert selected == "sparkgate"
+    assert answer["status"] != 0 and "nosuch" in json.dumps(answer)  # authenticated: the frame was answered
+
+    async def forged() -> None:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(stack.ws_url, subprotocols=[Subprotocol("sparkgate"), Subprotocol("token.forged")]):
+                pass
+        assert refused.value.response.status_code == 401
+
+    asyncio.run(forged())
+
+
 def test_execute_over_the_socket_pushes_status_log_progress_to_the_owner_only(stack: StackProcess) -> None:
     alice, bob = stack.new_user("alice"), stack.new_user("bob")
 
