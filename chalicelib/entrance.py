@@ -6,7 +6,9 @@ the WebSocket handler wrap them, so both transports share one behaviour.
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from typing import Any
 
 from chalicelib import jobs
@@ -20,6 +22,10 @@ SUPPORTED_ENGINES = ("spark",)
 DEFAULT_PAGE_SIZE = 5000
 MAX_PAGE_SIZE = 50000
 MAX_LOG_LINES = 10000
+#: how many of a user's most recent Jobs ``jobhistory/list`` filters and pages over
+HISTORY_WINDOW = 5000
+HISTORY_PAGE_SIZE = 20
+ACTIVE_STATUSES = ("Inited", "WaitForRetry", "Scheduled", "Running")
 
 
 def entrance_session_id(principal: Principal, engine: str) -> str:
@@ -215,20 +221,60 @@ def _millis(value: str | None) -> int | None:
     return int(parse_iso(value).timestamp() * 1000) if value else None
 
 
+def linkis_progress(job: dict[str, Any]) -> str:
+    """Progress as Linkis's job history stores it: a decimal string, ``"1.0"`` once succeeded."""
+    value = float(job.get("progress") or 0)
+    return str(1.0 if job.get("status") == "Succeed" else min(max(value, 0.0), 1.0))
+
+
+def log_path(job: dict[str, Any]) -> str:
+    """The opaque path of a Job's log that ``filesystem/openLog`` reads (as Linkis's ``logPath``)."""
+    return f"s3://{settings().bucket_name}/logs/{job['owner']}/{job['exec_id']}.log"
+
+
+def _labels(job: dict[str, Any]) -> list[str]:
+    app = job.get("request_app") or "IDE"
+    return [
+        f"engineType:{job.get('engine_type', 'spark')}",
+        f"userCreator:{job.get('username')}-{app}",
+        f"codeType:{job.get('run_type')}",
+    ]
+
+
+def _engine_instance(job: dict[str, Any]) -> str | None:
+    """The driver that ran the Job (``host:session#generation``; a batch Job's own driver: ``host:exec_id``)."""
+    host = job.get("driver_host")
+    if not host and job.get("driver_generation") is None:
+        return None
+    where = job.get("session_id") or job["exec_id"]
+    generation = job.get("driver_generation")
+    return f"{host or 'driver'}:{where}" + (f"#{generation}" if generation is not None else "")
+
+
 def history(job: dict[str, Any]) -> dict[str, Any]:
-    """``jobhistory/{taskID}/get`` -> ``data.task``."""
+    """``jobhistory/{taskID}/get`` -> ``data.task`` (also each of ``jobhistory/list``'s ``tasks``): Linkis's
+    ``QueryTaskVO`` fields."""
     created = _millis(job.get("created_at"))
     started, ended = _millis(job.get("started_at")), _millis(job.get("ended_at"))
     cost = (ended - (started or created or ended)) if ended else None
     return {
         "taskID": job["task_id"],
+        "instance": f"sparkgate-{settings().stage}",
         "execId": job["exec_id"],
+        "strongerExecId": job["exec_id"],
         "umUser": job.get("username"),
+        "engineInstance": _engine_instance(job),
         "status": job["status"],
-        "progress": float(job.get("progress") or 0),
+        "progress": linkis_progress(job),
         "executionCode": job.get("code"),
         "runType": job.get("run_type"),
         "engineType": job.get("engine_type", "spark"),
+        "executeApplicationName": job.get("engine_type", "spark"),
+        "requestApplicationName": job.get("request_app") or "IDE",
+        "paramsJson": json.dumps(job.get("params") or {}, default=str),
+        "sourceJson": json.dumps(job.get("source") or {}, default=str),
+        "labels": _labels(job),
+        "logPath": log_path(job),
         "resultLocation": job.get("result_location"),
         "resultSets": int(job.get("result_sets") or 0),
         "errCode": job.get("error_code"),
@@ -236,9 +282,121 @@ def history(job: dict[str, Any]) -> dict[str, Any]:
         "createdTime": created,
         "updatedTime": _millis(job.get("updated_at")),
         "startTime": started,
+        "engineStartTime": started,
         "endTime": ended,
         "costTime": cost,
     }
+
+
+def history_list(principal: Principal, query: dict[str, str]) -> dict[str, Any]:
+    """``GET /jobhistory/list``: the caller's Jobs newest first, as Linkis's ``QueryRestfulApi.list``.
+
+    Filters: ``status`` (comma-separated), ``startDate``/``endDate`` (epoch ms, default 0 and now; equal
+    values mean that day), ``executeApplicationName``, ``creator`` (the request application), ``taskID``;
+    ``pageNow`` from 1 (default 1), ``pageSize`` (default 20, at most 100). ``totalPage`` is, as in
+    Linkis, the number of matching tasks.
+    """
+    from chalicelib.store import history as history_store
+
+    statuses = {s.strip().lower() for s in (query.get("status") or "").split(",") if s.strip()}
+    now = int(time.time() * 1000)
+    start = _int_arg(query.get("startDate"), "startDate", 0, 0, 10**14)
+    end = _int_arg(query.get("endDate"), "endDate", now, 0, 10**14)
+    if start == end:
+        end += 86_400_000
+    app = (query.get("executeApplicationName") or "").strip().lower()
+    creator = (query.get("creator") or "").strip()
+    task_id = _int_arg(query.get("taskID"), "taskID", 0, 0, 10**15)
+    page = _int_arg(query.get("pageNow"), "pageNow", 1, 1, 10**6)
+    size = _int_arg(query.get("pageSize"), "pageSize", HISTORY_PAGE_SIZE, 1, 100)
+    matching = []
+    for job in history_store.recent_user_jobs(principal.user_id, HISTORY_WINDOW):
+        created = _millis(job.get("created_at")) or 0
+        if statuses and str(job.get("status", "")).lower() not in statuses:
+            continue
+        if not start <= created <= end:
+            continue
+        if app and str(job.get("engine_type", "spark")).lower().split("-", 1)[0] != app.split("-", 1)[0]:
+            continue
+        if creator and (job.get("request_app") or "IDE") != creator:
+            continue
+        if task_id and int(job["task_id"]) != task_id:
+            continue
+        matching.append(job)
+    chosen = matching[(page - 1) * size : page * size]
+    return {"tasks": [history(job) for job in chosen], "totalPage": len(matching)}
+
+
+def _log_job(principal: Principal, path: Any) -> dict[str, Any]:
+    """The caller's Job a ``logPath`` names; another user's or an unknown one alike (not found)."""
+    if not isinstance(path, str) or not path:
+        raise BadRequest("path is required", field="path")
+    prefix = f"s3://{settings().bucket_name}/logs/{principal.user_id}/"
+    name = path[len(prefix) :] if path.startswith(prefix) else ""
+    if not name.endswith(".log") or "/" in name or ".." in name:
+        raise NotFound(f"no log at {path[:300]}")
+    try:
+        return jobs.owned_job(principal, name[: -len(".log")])
+    except NotFound as err:
+        raise NotFound(f"no log at {path[:300]}") from err
+
+
+def open_log(principal: Principal, path: Any) -> dict[str, Any]:
+    """``filesystem/openLog?path=<logPath>``: the whole log as ``[error, warn, info, all]``."""
+    job = _log_job(principal, path)
+    lines = job_store.read_log(job["exec_id"], 0, None)
+    return {"log": log_data(job, lines, 0)["log"]}
+
+
+def user_root_path(principal: Principal, path_type: Any) -> dict[str, Any]:
+    """``filesystem/getUserRootPath?pathType=``: ``userLocalRootPath`` (the default, the caller's own area),
+    ``userHDFSRootPath`` / ``userS3RootPath`` (``hdfs`` / ``s3``: the caller's upload prefix)."""
+    from chalicelib import user_files
+
+    kind = str(path_type or "file").lower()
+    if kind in ("hdfs", "s3"):
+        key = "userHDFSRootPath" if kind == "hdfs" else "userS3RootPath"
+        return {key: f"s3://{settings().bucket_name}/uploads/{principal.user_id}/"}
+    if kind not in ("file", "local", ""):
+        raise BadRequest("pathType must be file, hdfs or s3", field="pathType")
+    return {"userLocalRootPath": f"file://{user_files.user_area(principal.user_id)}"}
+
+
+def progress_with_resource(job: dict[str, Any]) -> dict[str, Any]:
+    """``entrance/{id}/progressWithResource``: the progress plus Linkis's resource block (sparkgate has no
+    YARN queue nor per-user resource accounting: both ``null``)."""
+    return {**progress(job), "personalResource": None, "yarnResource": None}
+
+
+def _active_jobs(principal: Principal) -> list[dict[str, Any]]:
+    from chalicelib.store import history as history_store
+
+    recent = history_store.recent_user_jobs(principal.user_id, HISTORY_WINDOW)
+    return [j for j in recent if j.get("status") in ACTIVE_STATUSES]
+
+
+def running_tasks(principal: Principal) -> dict[str, Any]:
+    """``entrance/operation/metrics/runningtask``: the caller's unfinished Jobs (Linkis counts the entrance's)."""
+    active = _active_jobs(principal)
+    return {"runningTaskNumber": len(active), "isCompleted": not active}
+
+
+def task_info(principal: Principal, query: dict[str, str]) -> dict[str, Any]:
+    """``entrance/operation/metrics/taskinfo?user=&creator=&engineTypeLabel=``: the caller's unfinished Jobs,
+    running and queued. ``user`` other than the caller counts nothing (other users' Jobs are not shown)."""
+    user = (query.get("user") or "").strip()
+    if user and user != principal.username:
+        return {"taskNumber": 0, "runningNumber": 0, "queuedNumber": 0}
+    creator = (query.get("creator") or "").strip()
+    engine = (query.get("engineTypeLabel") or "").strip().lower().split("-", 1)[0]
+    chosen = [
+        j
+        for j in _active_jobs(principal)
+        if (not creator or (j.get("request_app") or "IDE") == creator)
+        and (not engine or str(j.get("engine_type", "spark")).lower() == engine)
+    ]
+    running = sum(1 for j in chosen if j.get("status") == "Running")
+    return {"taskNumber": len(chosen), "runningNumber": running, "queuedNumber": len(chosen) - running}
 
 
 def _result_job(principal: Principal, path: Any) -> tuple[dict[str, Any], int | None]:

@@ -114,3 +114,39 @@ def open_file(call: Call) -> Response:
     """A page of one result set."""
     query = call.query
     return _ok(call, entrance.open_file(call.user, query.get("path"), query.get("page"), query.get("pageSize")))
+
+
+@surface.route(f"{BASE}/jobhistory/list", methods=["GET"])
+def job_history_list(call: Call) -> Response:
+    """The caller's Jobs, newest first, filtered and paged as Linkis's ``QueryRestfulApi.list``."""
+    return _ok(call, entrance.history_list(call.user, call.query))
+
+
+@surface.route(f"{BASE}/filesystem/openLog", methods=["GET"])
+def open_log(call: Call) -> Response:
+    """The whole log of a Job by its ``logPath``: ``{log: [error, warn, info, all]}``."""
+    return _ok(call, entrance.open_log(call.user, call.query.get("path")))
+
+
+@surface.route(f"{BASE}/filesystem/getUserRootPath", methods=["GET"])
+def user_root_path(call: Call) -> Response:
+    """``user<Type>RootPath`` for ``pathType`` (file, hdfs, s3)."""
+    return _ok(call, entrance.user_root_path(call.user, call.query.get("pathType")))
+
+
+@surface.route(f"{BASE}/entrance/{{exec_id}}/progressWithResource", methods=["GET"])
+def progress_with_resource(call: Call, exec_id: str) -> Response:
+    """Progress plus Linkis's resource block (``yarnResource: null``)."""
+    return _ok(call, entrance.progress_with_resource(jobs.owned_job(call.user, exec_id)))
+
+
+@surface.route(f"{BASE}/entrance/operation/metrics/runningtask", methods=["GET"])
+def metrics_running_task(call: Call) -> Response:
+    """``{runningTaskNumber, isCompleted}`` over the caller's Jobs."""
+    return _ok(call, entrance.running_tasks(call.user), "success")
+
+
+@surface.route(f"{BASE}/entrance/operation/metrics/taskinfo", methods=["GET"])
+def metrics_task_info(call: Call) -> Response:
+    """``{taskNumber, runningNumber, queuedNumber}`` over the caller's unfinished Jobs."""
+    return _ok(call, entrance.task_info(call.user, call.query), "success")

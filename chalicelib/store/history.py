@@ -1,0 +1,29 @@
+"""The Linkis job history's reads: a user's Jobs newest first, over every page of the index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+
+from chalicelib.store.aws import plain_value, table
+
+_INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
+
+
+def recent_user_jobs(owner: str, cap: int) -> list[dict[str, Any]]:
+    """At most ``cap`` of the owner's most recent Jobs (``gsi2 = USERJOBS#<owner>``), newest first."""
+    out: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "IndexName": "gsi2",
+        "KeyConditionExpression": Key("gsi2pk").eq(f"USERJOBS#{owner}"),
+        "ScanIndexForward": False,
+        "Limit": min(cap, 1000),
+    }
+    while len(out) < cap:
+        page = table().query(**kwargs)
+        out.extend({k: plain_value(v) for k, v in i.items() if k not in _INTERNAL} for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return out[:cap]

@@ -1,0 +1,234 @@
+"""Linkis routes the web console and linkis-cli call, as they call them (issue 15): ``jobhistory/list``,
+``filesystem/openLog``, ``filesystem/getUserRootPath``, ``entrance/{id}/progressWithResource``,
+``entrance/operation/metrics/{runningtask,taskinfo}``, the job history's ``QueryTaskVO`` fields, and
+``openFile`` / ``resultsetToExcel`` values as Linkis sends them. Another user's ids answer like unknown ones."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from chalice.test import Client
+
+from tests.conftest import ROOT
+from tests.functional.conftest import Api
+from tests.functional.test_sessions import FakeRunner
+
+L = "/api/rest_j/v1"
+EXECUTE = f"{L}/entrance/execute"
+SUBMIT = f"{L}/entrance/submit"
+SQL = {
+    "executeApplicationName": "spark",
+    "executionCode": "select 1",
+    "runType": "sql",
+    "params": {"variable": {"k": "v"}, "configuration": {}},
+    "source": {"scriptPath": "/tmp/a.sql"},
+    "requestApplicationName": "IDE",
+}
+METADATA = [
+    {"columnName": "id", "dataType": "int", "comment": ""},
+    {"columnName": "ok", "dataType": "boolean", "comment": ""},
+    {"columnName": "price", "dataType": "double", "comment": ""},
+    {"columnName": "name", "dataType": "string", "comment": ""},
+    {"columnName": "big", "dataType": "bigint", "comment": ""},
+    {"columnName": "tags", "dataType": "array<string>", "comment": ""},
+]
+ROWS = [[1, True, 2.5, "a", 2**40, ["x", "y"]], [2, False, None, None, -1, []]]
+
+
+@pytest.fixture
+def api(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    from app import app
+    from chalicelib import sessions
+
+    monkeypatch.setenv("SPARKGATE_SYNC_WAIT_SECONDS", "0")
+    sessions.use_runner(FakeRunner())
+    try:
+        with Client(app, project_dir=str(ROOT), stage_name="local") as client:
+            yield Api(client)
+    finally:
+        sessions.use_runner(None)
+
+
+def ok(api: Api, token: str, path: str, body: Any = None, method: str = "GET") -> dict[str, Any]:
+    status, answer, _ = api.call(method, path, body, token)
+    assert status == 200 and answer["status"] == 0, answer
+    data: dict[str, Any] = answer["data"]
+    return data
+
+
+def refused(api: Api, token: str, path: str) -> tuple[int, str]:
+    status, answer, _ = api.call("GET", path, None, token)
+    assert answer["status"] != 0, answer
+    return status, str(answer["message"])
+
+
+def execute(api: Api, token: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    return ok(api, token, EXECUTE, body or SQL, "POST")
+
+
+def finish(exec_id: str, status: str = "Succeed", rows: list[list[Any]] | None = None) -> None:
+    """End a Job as the engine would: Running, then final with one result set."""
+    from chalicelib.config import settings
+    from chalicelib.store import jobs as job_store
+    from chalicelib.timeutil import now_iso
+
+    job = job_store.get_job(exec_id)
+    assert job is not None
+    started = job_store.transition(
+        exec_id, ("Scheduled",), "Running", {"started_at": now_iso(), "driver_generation": 1, "driver_host": "h1"}
+    )
+    assert started is not None
+    fields: dict[str, Any] = {"ended_at": now_iso(), "progress": 1.0}
+    if status == "Succeed":
+        document: dict[str, Any] = {"metadata": METADATA, "rows": rows if rows is not None else ROWS}
+        document["total_rows"] = len(document["rows"])
+        job_store.put_result_set(job["owner"], exec_id, 0, document)
+        location = f"s3://{settings().bucket_name}/{job_store.result_prefix(job['owner'], exec_id)}"
+        fields.update({"result_sets": 1, "result_location": location})
+    job_store.append_log(exec_id, int(job.get("log_lines") or 0), [("INFO", "ran"), ("ERROR", "oops")])
+    assert job_store.transition(exec_id, ("Running",), status, fields) is not None
+
+
+# ---- jobhistory/list -------------------------------------------------------------------------------
+
+
+def test_jobhistory_list_answers_the_callers_jobs_newest_first_with_linkis_fields(api: Api) -> None:
+    alice, bob = api.new_user("alice"), api.new_user("bob")
+    first = execute(api, alice)
+    second = ok(
+        api,
+        alice,
+        SUBMIT,
+        {
+            "executionContent": {"code": "print(1)", "runType": "python"},
+            "labels": {"engineType": "spark-3.4.1", "userCreator": "alice-nbclient"},
+        },
+        "POST",
+    )
+    execute(api, bob)
+    finish(str(first["execID"]))
+    got = ok(api, alice, f"{L}/jobhistory/list?pageNow=1&pageSize=20")
+    assert got["totalPage"] == 2  # Linkis's totalPage is the count of matching tasks
+    assert [t["taskID"] for t in got["tasks"]] == [second["taskID"], first["taskID"]]
+    done = got["tasks"][1]
+    for field in (
+        "instance",
+        "engineInstance",
+        "logPath",
+        "executeApplicationName",
+        "requestApplicationName",
+        "paramsJson",
+        "sourceJson",
+        "labels",
+        "strongerExecId",
+        "engineStartTime",
+    ):
+        assert done.get(field) not in (None, ""), field
+    assert done["execId"] == first["execID"] and done["umUser"] == "alice" and done["status"] == "Succeed"
+    assert done["progress"] == "1.0"  # a string, as Linkis's job history stores it
+    assert json.loads(done["paramsJson"]) == SQL["params"] and json.loads(done["sourceJson"]) == SQL["source"]
+    assert "engineType:spark" in done["labels"] and "userCreator:alice-IDE" in done["labels"]
+    assert done["executeApplicationName"] == "spark" and done["requestApplicationName"] == "IDE"
+    assert done["engineInstance"].startswith("h1:") and isinstance(done["engineStartTime"], int)
+    assert got["tasks"][0]["requestApplicationName"] == "nbclient" and got["tasks"][0]["progress"] == "0.0"
+    # the single-task route answers the same fields
+    one = ok(api, alice, f"{L}/jobhistory/{first['taskID']}/get")["task"]
+    assert {k: one[k] for k in done} == done
+
+
+def test_jobhistory_list_filters_and_pages_as_linkis(api: Api) -> None:
+    alice = api.new_user("alice")
+    ids = [execute(api, alice) for _ in range(5)]
+    finish(str(ids[0]["execID"]))
+    finish(str(ids[1]["execID"]), "Failed")
+    lst = f"{L}/jobhistory/list"
+    assert ok(api, alice, f"{lst}?status=Succeed")["totalPage"] == 1
+    assert ok(api, alice, f"{lst}?status=Succeed,Failed")["totalPage"] == 2
+    assert ok(api, alice, f"{lst}?status=Scheduled")["totalPage"] == 3
+    assert ok(api, alice, f"{lst}?executeApplicationName=spark")["totalPage"] == 5
+    assert ok(api, alice, f"{lst}?executeApplicationName=hive")["totalPage"] == 0
+    assert ok(api, alice, f"{lst}?creator=IDE")["totalPage"] == 5
+    now = int(time.time() * 1000)
+    assert ok(api, alice, f"{lst}?startDate={now - 600_000}&endDate={now + 600_000}")["totalPage"] == 5
+    assert ok(api, alice, f"{lst}?startDate={now + 600_000}&endDate={now + 700_000}")["totalPage"] == 0
+    page2 = ok(api, alice, f"{lst}?pageNow=2&pageSize=2")
+    assert page2["totalPage"] == 5 and [t["taskID"] for t in page2["tasks"]] == [ids[2]["taskID"], ids[1]["taskID"]]
+    assert ok(api, alice, f"{lst}?pageNow=9&pageSize=2")["tasks"] == []
+    assert ok(api, alice, f"{lst}?taskID={ids[3]['taskID']}")["tasks"][0]["execId"] == ids[3]["execID"]
+    status, _ = refused(api, alice, f"{lst}?pageSize=zero")
+    assert status == 400
+
+
+def test_jobhistory_list_never_shows_other_users_jobs(api: Api) -> None:
+    alice, bob = api.new_user("alice"), api.new_user("bob")
+    mine = execute(api, alice)
+    execute(api, bob)
+    got = ok(api, bob, f"{L}/jobhistory/list?taskID={mine['taskID']}")
+    assert got == {"tasks": [], "totalPage": 0}
+
+
+# ---- openLog, getUserRootPath --------------------------------------------------------------------
+
+
+def test_open_log_reads_the_whole_log_at_jobhistorys_log_path(api: Api) -> None:
+    alice, bob = api.new_user("alice"), api.new_user("bob")
+    job = execute(api, alice)
+    finish(str(job["execID"]))
+    path = ok(api, alice, f"{L}/jobhistory/{job['taskID']}/get")["task"]["logPath"]
+    log = ok(api, alice, f"{L}/filesystem/openLog?path={quote(path)}")["log"]
+    assert isinstance(log, list) and len(log) == 4
+    assert log[0] == "oops" and log[3].endswith("ran\noops") and "ran" in log[2]
+    # another user's log path, an unknown one and a made-up one answer alike
+    other = refused(api, bob, f"{L}/filesystem/openLog?path={quote(path)}")
+    unknown = refused(api, alice, f"{L}/filesystem/openLog?path={quote(path.replace(job['execID'], 'f' * 32))}")
+    assert other[0] == unknown[0] == 400  # NotFound is status 1 / HTTP 400, as for unknown execIDs
+    assert other[1].replace(path, "P") == unknown[1].replace(path.replace(job["execID"], "f" * 32), "P")
+    bob_view = path.replace(path.split("/")[-2], "x")
+    assert refused(api, alice, f"{L}/filesystem/openLog?path={quote(bob_view)}")[0] == 400
+    assert refused(api, alice, f"{L}/filesystem/openLog")[0] == 400
+
+
+def test_get_user_root_path_answers_linkis_keys(api: Api) -> None:
+    alice = api.new_user("alice")
+    assert ok(api, alice, f"{L}/filesystem/getUserRootPath")["userLocalRootPath"].startswith("file:///")
+    assert ok(api, alice, f"{L}/filesystem/getUserRootPath?pathType=file")["userLocalRootPath"].startswith("file://")
+    hdfs = ok(api, alice, f"{L}/filesystem/getUserRootPath?pathType=hdfs")["userHDFSRootPath"]
+    assert hdfs.startswith("s3://") and "/uploads/" in hdfs
+    assert "userS3RootPath" in ok(api, alice, f"{L}/filesystem/getUserRootPath?pathType=s3")
+    assert refused(api, alice, f"{L}/filesystem/getUserRootPath?pathType=ftp")[0] == 400
+
+
+# ---- progressWithResource, metrics ---------------------------------------------------------------
+
+
+def test_progress_with_resource(api: Api) -> None:
+    alice, bob = api.new_user("alice"), api.new_user("bob")
+    job = execute(api, alice)
+    got = ok(api, alice, f"{L}/entrance/{job['execID']}/progressWithResource")
+    assert got["execID"] == job["execID"] and got["progress"] == 0.0 and got["progressInfo"] == []
+    assert "yarnResource" in got and got["yarnResource"] is None and got["personalResource"] is None
+    other = refused(api, bob, f"{L}/entrance/{job['execID']}/progressWithResource")
+    unknown = refused(api, bob, f"{L}/entrance/{'e' * 32}/progressWithResource")
+    assert other[0] == unknown[0] and other[1].replace(str(job["execID"]), "X") == unknown[1].replace("e" * 32, "X")
+
+
+def test_metrics_runningtask_and_taskinfo_count_the_callers_unfinished_jobs(api: Api) -> None:
+    alice, bob = api.new_user("alice"), api.new_user("bob")
+    metrics = f"{L}/entrance/operation/metrics"
+    assert ok(api, alice, f"{metrics}/runningtask") == {"runningTaskNumber": 0, "isCompleted": True}
+    jobs = [execute(api, alice) for _ in range(3)]
+    execute(api, bob)
+    finish(str(jobs[0]["execID"]))
+    from chalicelib.store import jobs as job_store
+
+    job_store.transition(str(jobs[1]["execID"]), ("Scheduled",), "Running")
+    assert ok(api, alice, f"{metrics}/runningtask") == {"runningTaskNumber": 2, "isCompleted": False}
+    info = ok(api, alice, f"{metrics}/taskinfo?user=alice&creator=IDE&engineTypeLabel=spark-3.4.1")
+    assert info == {"taskNumber": 2, "runningNumber": 1, "queuedNumber": 1}
+    assert ok(api, alice, f"{metrics}/taskinfo?user=bob")["taskNumber"] == 0  # not other users' Jobs
+    assert ok(api, alice, f"{metrics}/taskinfo?engineTypeLabel=hive-2.3")["taskNumber"] == 0
