@@ -429,19 +429,72 @@ def dir_file_trees(principal: Principal, path: Any) -> dict[str, Any]:
     return {"dirFileTrees": {"name": job["exec_id"], "path": root.rstrip("/"), "isLeaf": False, "children": children}}
 
 
-def open_file(principal: Principal, path: Any, page: Any = None, page_size: Any = None) -> dict[str, Any]:
-    """``filesystem/openFile``: a page of one result set with its column metadata."""
+#: Spark type names (``simpleString``) -> the names Linkis's storage layer gives a result set's columns
+_LINKIS_TYPES = {
+    "bigint": "long",
+    "smallint": "short",
+    "integer": "int",
+    "void": "null",
+    "timestamp_ntz": "timestamp",
+}
+#: how Linkis writes a NULL cell of a table result set
+LINKIS_NULL = "NULL"
+_JAVA_FLOATS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def linkis_type(spark_type: Any) -> str:
+    """A Spark column type as Linkis names it: ``decimal(10,2)`` -> ``decimal``, ``array<int>`` -> ``array``,
+    ``bigint`` -> ``long``, ``smallint`` -> ``short``, ``void`` -> ``null``; ``int``, ``double``, ``string``,
+    ``boolean``, ``date``, ``timestamp``, ``binary`` and the like unchanged."""
+    name = str(spark_type or "string").lower()
+    for cut in ("(", "<"):
+        name = name.split(cut, 1)[0]
+    return _LINKIS_TYPES.get(name.strip(), name.strip())
+
+
+def linkis_value(value: Any, data_type: str = "string") -> str:
+    """A stored cell as Linkis sends it: text. ``NULL`` for null, ``true``/``false``, numbers as their text,
+    complex values as JSON, timestamps ``yyyy-MM-dd HH:mm:ss[.f]`` (ISO with a space), NaN/Infinity as Java."""
+    if value is None:
+        return LINKIS_NULL
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return _JAVA_FLOATS.get(str(value), str(value))
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = str(value)
+    if data_type == "timestamp" and "T" in text[:11]:
+        return text.replace("T", " ", 1)
+    if data_type in ("double", "float"):
+        return _JAVA_FLOATS.get(text, text)
+    return text
+
+
+def open_file(
+    principal: Principal, path: Any, page: Any = None, page_size: Any = None, typed: Any = None
+) -> dict[str, Any]:
+    """``filesystem/openFile``: a page of one result set with its column metadata, values as Linkis sends
+    them (strings, ``NULL``, Linkis type names); ``typed=true`` answers JSON-typed values and Spark's type
+    names instead."""
     job, index = _result_job(principal, path)
     if index is None:
         raise BadRequest("path must name a result file", field="path")
+    native = _flag(typed, "typed", False)
     owner, exec_id = job["owner"], job["exec_id"]
     document = job_store.get_result_set(owner, exec_id, index)
     number = _int_arg(page, "page", 1, 1, 10**9)
     size = _int_arg(page_size, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     total = int(document.get("total_rows", len(document.get("rows", []))))
+    metadata = list(document.get("metadata", []))
+    rows = _rows(owner, exec_id, index, document, (number - 1) * size, size)
+    if not native:
+        metadata = [{**m, "dataType": linkis_type(m.get("dataType"))} for m in metadata]
+        types = [str(m["dataType"]) for m in metadata]
+        rows = [[linkis_value(v, types[i] if i < len(types) else "string") for i, v in enumerate(row)] for row in rows]
     return {
-        "metadata": document.get("metadata", []),
-        "fileContent": _rows(owner, exec_id, index, document, (number - 1) * size, size),
+        "metadata": metadata,
+        "fileContent": rows,
         "type": "2",
         "totalLine": total,
         "page": number,

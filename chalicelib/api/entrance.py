@@ -113,7 +113,10 @@ def dir_file_trees(call: Call) -> Response:
 def open_file(call: Call) -> Response:
     """A page of one result set."""
     query = call.query
-    return _ok(call, entrance.open_file(call.user, query.get("path"), query.get("page"), query.get("pageSize")))
+    return _ok(
+        call,
+        entrance.open_file(call.user, query.get("path"), query.get("page"), query.get("pageSize"), query.get("typed")),
+    )
 
 
 @surface.route(f"{BASE}/jobhistory/list", methods=["GET"])

@@ -147,7 +147,8 @@ def test_submit_poll_log_and_fetch_the_result_set(alice: Linkis) -> None:
     assert [c["name"] for c in tree["children"]] == ["_0.json"]
     opened = alice.ok("GET", f"/filesystem/openFile?path={quote(tree['children'][0]['path'])}&page=1&pageSize=3")
     assert [m["columnName"] for m in opened["metadata"]] == ["n", "name"]
-    assert opened["fileContent"] == [[20, "v20"], [21, "v21"], [22, "v22"]]
+    assert opened["fileContent"] == [["20", "v20"], ["21", "v21"], ["22", "v22"]]  # Linkis sends text
+    assert [m["dataType"] for m in opened["metadata"]][1] == "string"
     assert (opened["totalLine"], opened["totalPage"], opened["type"]) == (5, 2, "2")
 
 

@@ -218,8 +218,8 @@ def test_large_results_are_stored_in_pages_and_read_back_in_any_page_size(sessio
     assert len(job_store.get_result_page(OWNER, query["exec_id"], 0, 2)) == 345
 
     every = [row for page in range(1, 4) for row in entrance.open_file(principal, path, page, 5000)["fileContent"]]
-    assert every == [[i, 2 * i] for i in range(rows)]
-    spanning = entrance.open_file(principal, path, 2, 3000)  # rows 3000..5999 cross stored pages 0 and 1
+    assert every == [[str(i), str(2 * i)] for i in range(rows)]  # as Linkis sends cells: text
+    spanning = entrance.open_file(principal, path, 2, 3000, typed="true")  # rows 3000..5999 cross stored pages
     assert spanning["fileContent"] == [[i, 2 * i] for i in range(3000, 6000)]
     assert (spanning["totalLine"], spanning["totalPage"]) == (rows, -(-rows // 3000))
     assert entrance.open_file(principal, path, 99, 5000)["fileContent"] == []

@@ -232,3 +232,50 @@ def test_metrics_runningtask_and_taskinfo_count_the_callers_unfinished_jobs(api:
     assert info == {"taskNumber": 2, "runningNumber": 1, "queuedNumber": 1}
     assert ok(api, alice, f"{metrics}/taskinfo?user=bob")["taskNumber"] == 0  # not other users' Jobs
     assert ok(api, alice, f"{metrics}/taskinfo?engineTypeLabel=hive-2.3")["taskNumber"] == 0
+
+
+# ---- openFile as Linkis sends it -----------------------------------------------------------------
+
+
+def _result_path(api: Api, token: str, task_id: Any) -> str:
+    location = ok(api, token, f"{L}/jobhistory/{task_id}/get")["task"]["resultLocation"]
+    tree = ok(api, token, f"{L}/filesystem/getDirFileTrees?path={quote(location)}")["dirFileTrees"]
+    path: str = tree["children"][0]["path"]
+    return path
+
+
+def test_open_file_answers_strings_null_marks_and_linkis_type_names(api: Api) -> None:
+    alice = api.new_user("alice")
+    job = execute(api, alice)
+    finish(str(job["execID"]), rows=[*ROWS, [3, True, float("nan"), "", 0, None]])
+    path = _result_path(api, alice, job["taskID"])
+    got = ok(api, alice, f"{L}/filesystem/openFile?path={quote(path)}&page=1&pageSize=5000")
+    assert [m["dataType"] for m in got["metadata"]] == ["int", "boolean", "double", "string", "long", "array"]
+    assert [m["columnName"] for m in got["metadata"]] == ["id", "ok", "price", "name", "big", "tags"]
+    assert got["fileContent"] == [
+        ["1", "true", "2.5", "a", str(2**40), '["x","y"]'],
+        ["2", "false", "NULL", "NULL", "-1", "[]"],
+        ["3", "true", "NaN", "", "0", "NULL"],
+    ]
+    # a client that maps only strings (as Linkis's console does) reads every cell
+    assert all(isinstance(v, str) for row in got["fileContent"] for v in row)
+    assert (got["type"], got["totalLine"], got["page"], got["totalPage"]) == ("2", 3, 1, 1)
+
+
+def test_open_file_typed_values_behind_the_typed_parameter(api: Api) -> None:
+    alice = api.new_user("alice")
+    job = execute(api, alice)
+    finish(str(job["execID"]))
+    path = _result_path(api, alice, job["taskID"])
+    got = ok(api, alice, f"{L}/filesystem/openFile?path={quote(path)}&typed=true")
+    assert got["fileContent"] == ROWS and got["metadata"] == METADATA
+    assert refused(api, alice, f"{L}/filesystem/openFile?path={quote(path)}&typed=maybe")[0] == 400
+
+
+def test_linkis_type_names() -> None:
+    from chalicelib.entrance import linkis_type, linkis_value
+
+    names = ["decimal(10,2)", "map<string,int>", "struct<a:int>", "smallint", "tinyint", "void", "date"]
+    assert [linkis_type(n) for n in names] == ["decimal", "map", "struct", "short", "tinyint", "null", "date"]
+    assert linkis_value("2024-01-02T03:04:05.123000", "timestamp") == "2024-01-02 03:04:05.123000"
+    assert linkis_value("Infinity", "double") == "Infinity" and linkis_value(float("-inf"), "double") == "-Infinity"

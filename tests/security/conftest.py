@@ -406,7 +406,9 @@ class Tenant:
         if location and task["status"] == "Succeed":
             tree = self.ok("GET", f"{BASE}/filesystem/getDirFileTrees?path={quote(location)}")["dirFileTrees"]
             for child in tree.get("children") or []:
-                results.append(self.ok("GET", f"{BASE}/filesystem/openFile?path={quote(child['path'])}&pageSize=50000"))
+                # typed values: these tests compare what the code computed, not how Linkis renders it
+                query = f"path={quote(child['path'])}&pageSize=50000&typed=true"
+                results.append(self.ok("GET", f"{BASE}/filesystem/openFile?{query}"))
         return Outcome(exec_id, task_id, task["status"], self.log(exec_id), str(task.get("errDesc") or ""), results)
 
     def run(self, code: str, run_type: str = "python", timeout: float = 240, timeout_s: int | None = None) -> Outcome:
