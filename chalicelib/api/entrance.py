@@ -153,3 +153,13 @@ def metrics_running_task(call: Call) -> Response:
 def metrics_task_info(call: Call) -> Response:
     """``{taskNumber, runningNumber, queuedNumber}`` over the caller's unfinished Jobs."""
     return _ok(call, entrance.task_info(call.user, call.query), "success")
+
+
+@surface.route(f"{BASE}/filesystem/resultsetToExcel", methods=["GET"])
+def resultset_to_excel(call: Call) -> Response:
+    """One result set as a CSV or XLSX download (``outputFileType``), as Linkis's ``resultsetToExcel``."""
+    from chalicelib import result_export
+
+    got = result_export.export(call.user, call.query)
+    headers = {"Content-Type": got.content_type, "Content-Disposition": f"attachment;filename={got.filename}"}
+    return Response(body=got.body, status_code=200, headers=headers)

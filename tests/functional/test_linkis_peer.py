@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ METADATA = [
     {"columnName": "big", "dataType": "bigint", "comment": ""},
     {"columnName": "tags", "dataType": "array<string>", "comment": ""},
 ]
-ROWS = [[1, True, 2.5, "a", 2**40, ["x", "y"]], [2, False, None, None, -1, []]]
+ROWS: list[list[Any]] = [[1, True, 2.5, "a", 2**40, ["x", "y"]], [2, False, None, None, -1, []]]
 
 
 @pytest.fixture
@@ -279,3 +280,69 @@ def test_linkis_type_names() -> None:
     assert [linkis_type(n) for n in names] == ["decimal", "map", "struct", "short", "tinyint", "null", "date"]
     assert linkis_value("2024-01-02T03:04:05.123000", "timestamp") == "2024-01-02 03:04:05.123000"
     assert linkis_value("Infinity", "double") == "Infinity" and linkis_value(float("-inf"), "double") == "-Infinity"
+
+
+# ---- resultsetToExcel ----------------------------------------------------------------------------
+
+
+def _download(api: Api, token: str, query: str) -> tuple[int, bytes, dict[str, str]]:
+    response = api.client.http.get(
+        f"{L}/filesystem/resultsetToExcel?{query}",
+        headers={"Authorization": f"Token {token}", "Accept": "*/*"},  # what a browser download sends
+    )
+    body = response.body if isinstance(response.body, bytes) else str(response.body).encode()
+    return response.status_code, body, dict(response.headers)
+
+
+def test_resultset_to_excel_csv_as_linkis(api: Api) -> None:
+    alice = api.new_user("alice")
+    job = execute(api, alice)
+    finish(str(job["execID"]), rows=[*ROWS, [3, True, 1.0, 'say "hi", ok', 7, None]])
+    path = quote(_result_path(api, alice, job["taskID"]))
+    status, body, headers = _download(api, alice, f"path={path}&outputFileType=csv&outputFileName=taxi")
+    assert status == 200, body
+    assert headers["Content-Type"].startswith("text/csv")
+    assert headers["Content-Disposition"] == "attachment;filename=taxi.csv"
+    lines = body.decode().splitlines()
+    assert lines[0] == "id,ok,price,name,big,tags"
+    assert lines[1] == f'1,true,2.5,a,{2**40},"[""x"",""y""]"'
+    assert lines[2] == "2,false,NULL,NULL,-1,[]"
+    assert lines[3] == '3,true,1.0,"say ""hi"", ok",7,NULL'
+    status, body, _ = _download(api, alice, f"path={path}&csvSeperator=%09&nullValue=&limit=1")
+    assert status == 200 and body.decode().splitlines() == [
+        "id\tok\tprice\tname\tbig\ttags",
+        f'1\ttrue\t2.5\ta\t{2**40}\t"[""x"",""y""]"',  # CSV quoting
+    ]
+
+
+def test_resultset_to_excel_xlsx_opens_in_openpyxl(api: Api) -> None:
+    from openpyxl import load_workbook  # type: ignore[import-untyped]
+
+    alice = api.new_user("alice")
+    job = execute(api, alice)
+    finish(str(job["execID"]))
+    path = quote(_result_path(api, alice, job["taskID"]))
+    status, body, headers = _download(api, alice, f"path={path}&outputFileType=xlsx&sheetName=taxi")
+    assert status == 200, body[:300]
+    assert headers["Content-Type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert headers["Content-Disposition"] == "attachment;filename=result.xlsx"
+    book = load_workbook(io.BytesIO(body))
+    rows = [list(r) for r in book["taxi"].iter_rows(values_only=True)]
+    assert rows == [
+        ["id", "ok", "price", "name", "big", "tags"],
+        [1, True, 2.5, "a", 2**40, '["x","y"]'],
+        [2, False, "NULL", "NULL", -1, "[]"],
+    ]
+
+
+def test_resultset_to_excel_refuses_what_openfile_refuses(api: Api) -> None:
+    alice, bob = api.new_user("alice"), api.new_user("bob")
+    job = execute(api, alice)
+    finish(str(job["execID"]))
+    path = _result_path(api, alice, job["taskID"])
+    theirs = _download(api, bob, f"path={quote(path)}")
+    unknown = _download(api, bob, f"path={quote(path.replace(str(job['execID']), 'a' * 32))}")
+    assert theirs[0] == unknown[0] == 403 and json.loads(theirs[1]) == json.loads(unknown[1])
+    for query in ("outputFileType=pdf", "outputFileName=../x", "charset=gbk", "limit=x", "csvSeparator=ab"):
+        status, body, _ = _download(api, alice, f"path={quote(path)}&{query}")
+        assert status == 400 and json.loads(body)["status"] == 1, query
