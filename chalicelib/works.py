@@ -4,26 +4,44 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chalicelib import work_runs
 from chalicelib.errors import BadRequest, NotFound
+from chalicelib.models import parse
+from chalicelib.models.works import (  # the domain's vocabulary, declared with the request models
+    CATEGORIES,
+    CATEGORY_ALIASES,
+    DEFAULT_LIMIT,
+    FREQUENCIES,
+    JAVA_VERSIONS,
+    MAX_LIMIT,
+    REQUIRED_ON_CREATE,
+    SERVER_FIELDS,
+    STATUS_RANGE,
+    TYPES,
+    WORKS_QUERY_ORDER,
+    LenientPageQuery,
+    WorkCreate,
+    WorksQuery,
+    WorkUpdate,
+)
 from chalicelib.store import works as work_store
 from chalicelib.timeutil import now_iso
 from chalicelib.tokens import Principal
 
-TYPES = ("STREAMING", "BATCH")
-CATEGORIES = ("FLINK_SQL", "FLINK_JAR", "SPARK_SQL", "SPARK_JAR", "PYSPARK")
-CATEGORY_ALIASES = {"FLNK_JAR": "FLINK_JAR"}
-FREQUENCIES = ("once", "hourly", "daily", "weekly")
-JAVA_VERSIONS = ("8", "11", "17", "21")
-#: Work lifecycle status (its own, apart from task status): 0 draft, 1 online, 2 offline, 3 archived, 4-7 reserved.
-STATUS_RANGE = range(0, 8)
-MAX_LIMIT = 100
-DEFAULT_LIMIT = 10
+__all__ = [
+    "CATEGORIES",
+    "CATEGORY_ALIASES",
+    "DEFAULT_LIMIT",
+    "FREQUENCIES",
+    "JAVA_VERSIONS",
+    "MAX_LIMIT",
+    "SERVER_FIELDS",
+    "STATUS_RANGE",
+    "TYPES",
+]
 
 #: Every field of a work as answered, in the spec's order (then sparkgate's additions).
 FIELDS = (
@@ -48,108 +66,14 @@ FIELDS = (
     "timezone",
     "active_task_id",
 )
-SERVER_FIELDS = ("work_id", "lambda_id", "created_at", "updated_at", "deleted_at", "version", "active_task_id")
-
-
-def _string(max_len: int, *, allow_empty: bool = True) -> Callable[[str, Any], Any]:
-    def check(field: str, value: Any) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise BadRequest(f"{field} must be a string", field=field)
-        if len(value) > max_len:
-            raise BadRequest(f"{field} must be at most {max_len} characters", field=field)
-        if not allow_empty and not value.strip():
-            raise BadRequest(f"{field} must not be empty", field=field)
-        return value
-
-    return check
-
-
-def _enum(options: tuple[str, ...], aliases: dict[str, str] | None = None) -> Callable[[str, Any], Any]:
-    def check(field: str, value: Any) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise BadRequest(f"{field} must be a string", field=field)
-        value = (aliases or {}).get(value, value)
-        if value not in options:
-            raise BadRequest(f"{field} must be one of {', '.join(options)}", field=field)
-        return value
-
-    return check
-
-
-def _status(field: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value not in STATUS_RANGE:
-        raise BadRequest(f"{field} must be an integer from 0 to 7", field=field)
-    return value
-
-
-def _extra_params(field: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadRequest(f"{field} must be a list of strings", field=field)
-    if len(value) > 64 or any(len(v) > 1024 for v in value):
-        raise BadRequest(f"{field} allows at most 64 strings of 1024 characters", field=field)
-    return value
-
-
-def _paused(field: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise BadRequest(f"{field} must be true or false", field=field)
-    return value
-
-
-def _timezone(field: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > 64:
-        raise BadRequest(f"{field} must be an IANA time zone name", field=field)
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise BadRequest(f"{field} {value!r} is not a known time zone", field=field) from err
-    return value
-
-
-_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
-    "user_id": _string(64),
-    "name": _string(128, allow_empty=False),
-    "description": _string(2048),
-    "type": _enum(TYPES),
-    "category": _enum(CATEGORIES, CATEGORY_ALIASES),
-    "status": _status,
-    "work_directory": _string(1024),
-    "main_class_name": _string(256),
-    "extra_params": _extra_params,
-    "java_version": _enum(JAVA_VERSIONS),
-    "run_frequency": _enum(FREQUENCIES),
-    "paused": _paused,
-    "timezone": _timezone,
-}
-REQUIRED_ON_CREATE = ("name", "description", "type", "category")
 IMMUTABLE = ("type",)
 
 
 def _validate(body: Any, principal: Principal, *, creating: bool) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
-    clean: dict[str, Any] = {}
-    for field, value in body.items():
-        if field in SERVER_FIELDS:
-            continue  # server-managed; documented as ignored on input
-        check = _VALIDATORS.get(field)
-        if check is None:
-            raise BadRequest(f"unknown field {field}", field=field)
-        clean[field] = check(field, value)
+    model = WorkCreate if creating else WorkUpdate
+    clean: dict[str, Any] = parse(model, body).model_dump(exclude_unset=True)
     if clean.get("user_id") not in (None, principal.user_id):
         raise BadRequest("user_id must be your own user id (or omitted)", field="user_id")
     clean.pop("user_id", None)
@@ -261,23 +185,10 @@ class Page:
     total: int
 
 
-def _int_param(params: dict[str, str], name: str, default: int, low: int, high: int | None) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as err:
-        raise BadRequest(f"{name} must be an integer", field=name) from err
-    if value < low or (high is not None and value > high):
-        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise BadRequest(f"{name} must be {bound}", field=name)
-    return value
-
-
 def paging(params: dict[str, str]) -> tuple[int, int]:
     """``limit`` (1..100, default 10) and ``offset`` (a page number from 0) from query parameters."""
-    return _int_param(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT), _int_param(params, "offset", 0, 0, None)
+    page = parse(LenientPageQuery, params, order=("limit", "offset"))
+    return page.limit, page.offset
 
 
 def list_works(principal: Principal, params: dict[str, str], *, search: bool) -> Page:
@@ -286,18 +197,12 @@ def list_works(principal: Principal, params: dict[str, str], *, search: bool) ->
     ``offset`` counts pages, as the spec's 页数 says: page ``offset`` holds rows
     ``offset*limit .. offset*limit+limit-1``. Order is newest first.
     """
-    limit, offset = paging(params)
-    known = {"limit", "offset", "user_id", "name", "description", "status", "run_frequency", "q"}
-    for key in params:
-        if key not in known:
-            raise BadRequest(f"unknown query parameter {key}", field=key)
-    if params.get("user_id") not in (None, "", principal.user_id):
+    query = parse(WorksQuery, params, order=WORKS_QUERY_ORDER)
+    limit, offset = query.limit, query.offset
+    if query.user_id not in (None, principal.user_id):
         return Page([], 0)
-    status = _int_param(params, "status", -1, 0, 7) if params.get("status") else None
-    freq = params.get("run_frequency") or None
-    if freq is not None:
-        _enum(FREQUENCIES)("run_frequency", freq)
-    name, desc, q = params.get("name") or None, params.get("description") or None, params.get("q") or None
+    status, freq = query.status, query.run_frequency
+    name, desc, q = query.name, query.description, query.q
 
     def matches(work: dict[str, Any]) -> bool:
         if work.get("deleted_at"):

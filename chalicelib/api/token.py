@@ -6,22 +6,24 @@ from chalice import Response
 
 from chalicelib.api.routing import Call, Surface
 from chalicelib.dialects import GeoDialect
-from chalicelib.errors import BadRequest
+from chalicelib.models import parse
+from chalicelib.models.identity import LinkisLogin, TokenRequest
 from chalicelib.users import login
 
 surface = Surface(__name__, GeoDialect())
 blueprint = surface.blueprint
 
 
-def credentials(body: dict[str, object], user_field: str, password_field: str) -> tuple[str, str]:
-    """Username and password from a login body; 400 naming a missing or non-string field."""
-    values = []
-    for field in (user_field, password_field):
-        value = body.get(field)
-        if not isinstance(value, str) or not value:
-            raise BadRequest(f"{field} is required", field=field)
-        values.append(value)
-    return values[0], values[1]
+def credentials(
+    body: dict[str, object], user_field: str = "username", password_field: str = "password"
+) -> tuple[str, str]:
+    """Username and password from a login body; 400 naming a missing or non-string field.
+
+    ``/token`` sends ``username``, the Linkis login ``userName`` (:class:`LinkisLogin`)."""
+    model = LinkisLogin if user_field == "userName" else TokenRequest
+    login_body = parse(model, body, order=(user_field, password_field))
+    values = login_body.model_dump()
+    return str(values[user_field]), str(values[password_field])
 
 
 @surface.route("/token", methods=["POST"], public=True)

@@ -6,10 +6,10 @@ from chalice import Response
 
 from chalicelib import users
 from chalicelib.api.routing import Call, Surface
-from chalicelib.api.token import credentials
 from chalicelib.dialects import WorksDialect
-from chalicelib.errors import BadRequest
-from chalicelib.works import paging
+from chalicelib.models import parse
+from chalicelib.models.identity import USER_CREATE_ORDER, UserCreate
+from chalicelib.models.works import PageQuery
 
 surface = Surface(__name__, WorksDialect())
 blueprint = surface.blueprint
@@ -19,24 +19,15 @@ blueprint = surface.blueprint
 def add_user(call: Call) -> Response:
     """Create a user (admins only); ``is_admin: true`` makes an admin."""
     users.require_admin(call.user)
-    body = call.body()
-    admin = body.get("is_admin", False)
-    if not isinstance(admin, bool):
-        raise BadRequest("is_admin must be true or false", field="is_admin")
-    unknown = sorted(set(body) - {"username", "password", "is_admin"})
-    if unknown:
-        raise BadRequest(f"unknown field {unknown[0]}", field=unknown[0])
-    return WorksDialect.ok(users.create_user(*credentials(body, "username", "password"), admin=admin), status=201)
+    body = parse(UserCreate, call.body(), order=USER_CREATE_ORDER, sort_unknown=True)
+    return WorksDialect.ok(users.create_user(body.username, body.password, admin=body.is_admin), status=201)
 
 
 @surface.route("/api/v1/users", methods=["GET"])
 def list_users(call: Call) -> Response:
     """Page through every user in username order (admins only); the total in ``X-Total-Count``."""
-    unknown = sorted(set(call.query) - {"limit", "offset"})
-    if unknown:
-        raise BadRequest(f"unknown query parameter {unknown[0]}", field=unknown[0])
-    limit, offset = paging(call.query)
-    rows, total = users.list_users(call.user, limit, offset)
+    page = parse(PageQuery, call.query, order=("*", "limit", "offset"), sort_unknown=True)
+    rows, total = users.list_users(call.user, page.limit, page.offset)
     return WorksDialect.ok(rows, headers={"X-Total-Count": str(total)})
 
 
@@ -48,7 +39,10 @@ def get_user(call: Call, username: str) -> Response:
 
 @surface.route("/api/v1/users/{username}", methods=["PATCH"])
 def update_user(call: Call, username: str) -> Response:
-    """``{disabled?, is_admin?, password?}`` (admins); a user's own ``{password, current_password}``."""
+    """``{disabled?, is_admin?, password?}`` (admins); a user's own ``{password, current_password}``.
+
+    The body is :class:`~chalicelib.models.identity.UserUpdate`; who may change what decides which
+    error comes first, so ``users.update_user`` checks it."""
     return WorksDialect.ok(users.update_user(call.user, username, call.body()))
 
 
