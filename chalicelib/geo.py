@@ -358,10 +358,15 @@ def run(principal: Principal, scope_name: Any, session_name: Any, op: dict[str, 
 
 
 def command(principal: Principal, body: dict[str, Any]) -> Outcome:
-    """``/command``: Python in the scope's namespace, run by its default session's driver."""
+    """``/command``: Python in the scope's namespace, run by its default session's driver. Without a
+    ``command`` (absent, null, empty or blank) it is a successful no-op, as in Arctern: nothing is queued
+    and no driver starts, but the scope must be the caller's."""
     code = body.get("command")
-    if not isinstance(code, str) or not code.strip():
-        raise BadRequest("command must be non-empty Python code", field="command")
+    if code is None or (isinstance(code, str) and not code.strip()):
+        _session(principal, _scope(principal, body.get("scope")), body.get("session"))
+        return Outcome(result={"output": "", "result": None})
+    if not isinstance(code, str):
+        raise BadRequest("command must be Python code (a string)", field="command")
     if len(code.encode()) > MAX_COMMAND_BYTES:
         raise BadRequest(f"command exceeds {MAX_COMMAND_BYTES} bytes", field="command")
     scope = _scope(principal, body.get("scope"))
@@ -434,6 +439,121 @@ def table_info(principal: Principal, scope: Any, session: Any, table: Any) -> Ou
     """``/table/<scope>/<session>/<table>``: schema and row count."""
     name = _table_name(table, "table")
     return run(principal, scope, session, {"op": "table_info", "table": name}, f"describe {name}")
+
+
+def arctern_schema(schema: Any) -> list[dict[str, Any]]:
+    """``[{"col": "type"}]`` as Arctern's shipped ``/table/schema`` answers it (Spark's ``DESCRIBE`` rows):
+    ``[{"col_name", "data_type", "comment"}]``."""
+    out: list[dict[str, Any]] = []
+    for entry in schema if isinstance(schema, list) else []:
+        if isinstance(entry, dict):
+            out.extend({"col_name": str(k), "data_type": str(v), "comment": None} for k, v in entry.items())
+    return out
+
+
+#: what /savefile may pass to Spark's writer (no path-like option: the one output path is ``path``)
+SAVE_OPTIONS = frozenset(
+    {
+        "header",
+        "delimiter",
+        "sep",
+        "quote",
+        "escape",
+        "quoteall",
+        "nullvalue",
+        "emptyvalue",
+        "dateformat",
+        "timestampformat",
+        "encoding",
+        "charset",
+        "compression",
+        "linesep",
+        "ignoreleadingwhitespace",
+        "ignoretrailingwhitespace",
+    }
+)
+SAVE_MODES = ("error", "errorifexists", "overwrite", "append", "ignore")
+_PATTERN_CHARS = frozenset("*?[]{}\\")
+
+
+def output_path(principal: Principal, raw: Any, what: str = "path") -> str:
+    """Where /savefile may write: a new or existing file or folder inside the caller's own area (a
+    relative path is taken inside it), or an object under their uploads (``s3://<bucket>/uploads/<id>/...``,
+    written as ``s3a://``). Refused alike: ``..``, patterns, other schemes, the area itself, anything
+    whose real path (symlinks followed) leaves the area, a symlink as the target, the shared roots."""
+    text = user_files.check_text(raw, what)
+    if any(c in _PATTERN_CHARS for c in text):
+        raise BadRequest(f"{what} must not be a pattern (* ? [ ] {{ }} \\)", field=what)
+    if user_files.is_upload_uri(text):
+        return f"s3a://{settings().bucket_name}/{user_files.upload_key(principal.user_id, text, what=what)}"
+    area = user_files.user_area(principal.user_id)
+    refusal = BadRequest(f"{what} must be a path inside your own area ({area}) or your uploads", field=what)
+    if "://" in text or text.startswith("file:"):
+        raise refusal
+    os.makedirs(area, mode=0o700, exist_ok=True)
+    real_area = os.path.realpath(area)
+    candidate = os.path.normpath(text if os.path.isabs(text) else os.path.join(area, text))
+    for base in (str(area), real_area):  # the area as named, or its real path (where it is a link)
+        if candidate == base or candidate.startswith(base.rstrip("/") + "/"):
+            rest = candidate[len(base.rstrip("/")) + 1 :]
+            break
+    else:
+        raise refusal
+    if not rest or os.path.islink(os.path.join(real_area, rest)):
+        raise refusal
+    parts = rest.split("/")
+    here = real_area
+    for i, part in enumerate(parts[:-1]):  # the nearest existing folder's real path must stay inside
+        step = os.path.join(here, part)
+        if not os.path.lexists(step):
+            here = os.path.join(here, *parts[i:-1])
+            break
+        here = os.path.realpath(step)
+        if not (here == real_area or here.startswith(real_area + "/")) or not os.path.isdir(here):
+            raise refusal
+    target = os.path.join(here, parts[-1])
+    if os.path.realpath(target) == real_area or not os.path.realpath(target).startswith(real_area + "/"):
+        raise refusal
+    return target
+
+
+def savefile_tables(principal: Principal, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Validated /savefile outputs: ``{sql | table, format, path, options?, mode?}`` each."""
+    out = []
+    for table in _tables(body):
+        fmt = table.get("format", "csv")
+        if fmt not in FORMATS:
+            raise BadRequest(f"format must be one of {', '.join(FORMATS)}", field="format")
+        if table.get("sql") is not None:
+            source: dict[str, Any] = {"sql": _sql(table.get("sql"))}
+        else:
+            source = {"table": _table_name(table.get("table", table.get("name")), "table")}
+        options = _str_map(table.get("options"), "options")
+        unknown = sorted(k for k in options if k.lower() not in SAVE_OPTIONS)
+        if unknown:
+            raise BadRequest(f"options not allowed on /savefile: {', '.join(unknown)}", field="options")
+        mode = str(table.get("mode") or "error").lower()
+        if mode not in SAVE_MODES:
+            raise BadRequest(f"mode must be one of {', '.join(SAVE_MODES)}", field="mode")
+        out.append(
+            {
+                **source,
+                "format": fmt,
+                "path": output_path(principal, table.get("path")),
+                "options": options,
+                "mode": mode,
+            }
+        )
+    return out
+
+
+def savefile(principal: Principal, body: dict[str, Any]) -> Outcome:
+    """``/savefile``: write tables or query results to the caller's own area; the engine writes them."""
+    outputs = savefile_tables(principal, body)
+    area = str(user_files.user_area(principal.user_id))
+    op = {"op": "savefile", "tables": outputs, "area": os.path.realpath(area)}
+    code = "savefile " + ", ".join(o["path"] for o in outputs)
+    return run(principal, body.get("scope"), body.get("session"), op, code)
 
 
 def query(principal: Principal, body: dict[str, Any]) -> Outcome:

@@ -16,7 +16,7 @@ from chalicelib import geo
 from chalicelib.api.routing import Call, Surface
 from chalicelib.dialects import GeoDialect
 
-surface = Surface(__name__, GeoDialect())
+surface = Surface(__name__, GeoDialect(), cors=True)  # browser map clients on other origins
 blueprint = surface.blueprint
 
 
@@ -89,7 +89,16 @@ def table_schema(call: Call) -> Response:
     """Arctern's ``/table/schema?scope=&session=&table=``."""
     args = call.query
     table = args.get("table")
-    return _answer(geo.table_info(call.user, args.get("scope"), args.get("session"), table), "table", {"table": table})
+    outcome = geo.table_info(call.user, args.get("scope"), args.get("session"), table)
+    if outcome.result is not None:  # Arctern's shipped shape: DESCRIBE rows
+        outcome.result = {**outcome.result, "schema": geo.arctern_schema(outcome.result.get("schema"))}
+    return _answer(outcome, "table", {"table": table})
+
+
+@surface.route("/savefile", methods=["POST"])
+def savefile(call: Call) -> Response:
+    """Write tables or query results to the caller's own area as csv, json or parquet (Arctern's ``/savefile``)."""
+    return _answer(geo.savefile(call.user, call.body()), "message", {"message": "save table successfully!"})
 
 
 @surface.route("/query", methods=["POST"])

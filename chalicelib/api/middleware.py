@@ -9,6 +9,7 @@ from typing import Any
 from chalice import Chalice
 from chalice.app import Request
 
+from chalicelib.api import cors
 from chalicelib.observability import logger
 
 
@@ -23,6 +24,7 @@ def register_middleware(app: Chalice) -> None:
             response = get_response(event)
             logger.info("request", extra={"status": response.status_code})
             response.headers["X-Request-Id"] = request_id
+            response.headers.update(cors.headers_for(event.headers.get("origin")))  # SPARKGATE_CORS_ORIGINS
             return response
         finally:
             logger.remove_keys(["request_id", "path", "method"])

@@ -97,11 +97,14 @@ def authenticate(headers: dict[str, str], *, linkis: bool = False, source_ip: st
 class Surface:
     """A blueprint plus the dialect its routes answer in."""
 
-    def __init__(self, import_name: str, dialect: Dialect, *, linkis_auth: bool = False) -> None:
+    def __init__(self, import_name: str, dialect: Dialect, *, linkis_auth: bool = False, cors: bool = False) -> None:
         self.blueprint = Blueprint(import_name)
         self.dialect = dialect
         #: the Linkis surface: its session cookie and service tokens authenticate too
         self.linkis_auth = linkis_auth
+        #: every route also answers a CORS preflight (``OPTIONS``, see ``chalicelib.api.cors``)
+        self.cors = cors
+        self._preflight_paths: set[str] = set()
 
     def route(
         self, path: str, methods: Sequence[str] = ("GET",), *, public: bool = False
@@ -127,6 +130,18 @@ class Surface:
                     return self.dialect.error(InternalError("internal error"), request.context.get("path", ""))
 
             self.blueprint.route(path, methods=list(methods), content_types=CONTENT_TYPES)(view)
+            if self.cors and path not in self._preflight_paths:
+                self._preflight_paths.add(path)
+                self._register_preflight(path, fn.__name__)
             return fn
 
         return register
+
+    def _register_preflight(self, path: str, name: str) -> None:
+        from chalicelib.api.cors import preflight
+
+        def options(**params: str) -> Response:
+            return preflight(self.blueprint.current_request)
+
+        options.__name__ = f"{name}_preflight"
+        self.blueprint.route(path, methods=["OPTIONS"], content_types=CONTENT_TYPES)(options)

@@ -89,6 +89,33 @@ def table_info(spark: SparkSession, name: str) -> dict[str, Any]:
     return {"schema": schema, "num_rows": int(df.count())}
 
 
+def _inside(path: str, area: str) -> bool:
+    import os
+
+    real = os.path.realpath(path)
+    return real != area and real.startswith(area.rstrip("/") + "/")
+
+
+def savefile(spark: SparkSession, outputs: list[dict[str, Any]], area: str) -> dict[str, Any]:
+    """Write each ``{sql | table, format, path, options, mode}`` with Spark's writer. The handler checked
+    every path; here a local one is checked again against the caller's ``area`` (real paths), so a
+    symlink swapped in between is refused rather than followed (the kernel's uid is the last fence)."""
+    import os
+
+    written = []
+    for out in outputs:
+        path = str(out["path"])
+        if "://" not in path and (not _inside(path, area) or os.path.islink(path)):
+            raise ValueError("refused: path must stay inside your own area")
+        df = sql_frame(spark, str(out["sql"])) if out.get("sql") else spark.table(str(out["table"]))
+        writer = df.write.format(str(out.get("format") or "csv")).mode(str(out.get("mode") or "error"))
+        for key, value in (out.get("options") or {}).items():
+            writer = writer.option(str(key), str(value))
+        writer.save(path)
+        written.append(path)
+    return {"paths": written}
+
+
 def _rows(df: DataFrame) -> list[Any]:
     rows = df.take(MAX_QUERY_ROWS)
     if len(df.columns) == 1:
@@ -175,6 +202,8 @@ def run_geo_op(spark: SparkSession, namespace: dict[str, Any], op: dict[str, Any
         for table in op.get("tables") or []:
             load_table(spark, table)
         return {"tables": [t["name"] for t in op.get("tables") or []]}
+    if kind == "savefile":
+        return savefile(spark, list(op.get("tables") or []), str(op["area"]))
     if kind == "table_info":
         return table_info(spark, str(op["table"]))
     if kind == "query":
