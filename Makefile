@@ -8,7 +8,7 @@ RUN_REQS := requirements.txt requirements-engine.txt requirements-run.txt
 RUN_STAMP := $(VENV)/.run-installed-$(shell cat $(RUN_REQS) 2>/dev/null | cksum | cut -d' ' -f1)
 STAMP := $(VENV)/.installed-$(shell cat requirements*.txt infra/requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit java install install-run bench user clean deploy destroy
+.PHONY: run test lint typecheck unit java install install-run bench user clean deploy destroy openapi
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test: install lint
 
 user: $(RUN_STAMP)
 	$(BIN)/python -m chalicelib.cli create-user $(if $(ADMIN),--admin,) --username "$(NAME)"
+
+# docs/openapi.json from the route table and the request models (tests/functional/test_openapi.py checks it is current)
+openapi: $(RUN_STAMP)
+	$(BIN)/python -m chalicelib.openapi
 
 bench: install
 	$(BIN)/python -m bench.run

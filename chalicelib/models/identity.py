@@ -24,12 +24,11 @@ class TokenRequest(RequestModel):
 
     model_config = ConfigDict(
         extra="ignore",
-        validate_default=True,
         json_schema_extra={"examples": [{"username": "alice", "password": "s3cret-pass"}]},
     )
 
-    username: Required = ""
-    password: Required = ""
+    username: Required
+    password: Required
 
 
 class LinkisLogin(RequestModel):
@@ -37,12 +36,11 @@ class LinkisLogin(RequestModel):
 
     model_config = ConfigDict(
         extra="ignore",
-        validate_default=True,
         json_schema_extra={"examples": [{"userName": "alice", "password": "s3cret-pass"}]},
     )
 
-    userName: Required = ""
-    password: Required = ""
+    userName: Required
+    password: Required
 
 
 def _admin_flag(value: Any, info: ValidationInfo) -> Any:
@@ -55,15 +53,13 @@ class UserCreate(RequestModel):
     """``POST /api/v1/users`` (admins): ``is_admin: true`` makes an admin."""
 
     model_config = ConfigDict(
-        validate_default=True,
         json_schema_extra={
-            "required": ["username", "password"],
             "examples": [{"username": "bob", "password": "another-pass", "is_admin": False}],
         },
     )
 
-    username: Required = ""
-    password: Required = ""
+    username: Required
+    password: Required
     is_admin: Annotated[bool, BeforeValidator(_admin_flag)] = False
 
 

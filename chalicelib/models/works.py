@@ -197,10 +197,10 @@ class PageQuery(RequestModel):
 
     unknown_message: ClassVar[str] = "unknown query parameter {name}"
 
-    limit: Annotated[int, BeforeValidator(_int_param(DEFAULT_LIMIT, 1, MAX_LIMIT)), Field(ge=1, le=MAX_LIMIT)] = (
-        DEFAULT_LIMIT
-    )
-    offset: Annotated[int, BeforeValidator(_int_param(0, 0, None)), Field(ge=0)] = Field(
+    limit: Annotated[
+        Annotated[int, Field(ge=1, le=MAX_LIMIT)], BeforeValidator(_int_param(DEFAULT_LIMIT, 1, MAX_LIMIT))
+    ] = DEFAULT_LIMIT
+    offset: Annotated[Annotated[int, Field(ge=0)], BeforeValidator(_int_param(0, 0, None))] = Field(
         0, description="Page number: page `offset` holds rows `offset*limit .. offset*limit+limit-1`."
     )
 
