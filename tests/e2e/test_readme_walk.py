@@ -52,7 +52,12 @@ def test_the_block_extractor_finds_the_whole_walk() -> None:
     assert len(blocks) == 5
     assert "/token" in blocks[0] and "entrance/execute" in blocks[0]
     assert "submit sql" in blocks[1] and "submit python" in blocks[2]
-    assert "/api/v1/works" in blocks[3] and "geo pointmap" in blocks[4] and "map.png" in blocks[4]
+    assert (
+        "/api/v1/files" in blocks[3]
+        and "/api/v1/works" in blocks[3]
+        and "geo pointmap" in blocks[4]
+        and "map.png" in blocks[4]
+    )
 
 
 @pytest.mark.timeout(1200)
