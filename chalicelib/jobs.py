@@ -15,6 +15,7 @@ from typing import Any
 
 from chalicelib import quotas
 from chalicelib.errors import BadRequest, NotFound
+from chalicelib.logformat import linkis_line
 from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
 from chalicelib.tokens import Principal
@@ -155,7 +156,7 @@ def new_job(request: JobRequest) -> dict[str, Any]:
     job_store.insert_job(job)
     if request.opening_log:
         # after the Job (so the stream's push finds it); no driver writes before line log_lines
-        job_store.append_log(exec_id, 0, list(request.opening_log))
+        job_store.append_log(exec_id, 0, [(lvl, linkis_line(lvl, text)) for lvl, text in request.opening_log])
     return job
 
 

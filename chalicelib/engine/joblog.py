@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from chalicelib.logformat import linkis_line
 from chalicelib.store import jobs as job_store
 
 MAX_LINE_CHARS = 16_000
@@ -25,18 +26,19 @@ class JobLog:
         self._flush_lock = threading.Lock()
 
     def add(self, level: str, text: str) -> None:
-        """Append one or more lines (``text`` is split on newlines)."""
+        """Append one or more lines (``text`` is split on newlines), each stored as Linkis writes it:
+        ``yyyy-MM-dd HH:mm:ss.SSS LEVEL text``."""
         with self._lock:
             for line in text.splitlines() or [""]:
                 line = line[:MAX_LINE_CHARS]
                 if self.max_chars is not None and self._chars + len(line) > self.max_chars:
                     if not self.dropped:
                         note = f"log truncated: this job wrote more than {self.max_chars} characters"
-                        self._lines.append(("WARN", note + " (SPARKGATE_MAX_LOG_CHARS)"))
+                        self._lines.append(("WARN", linkis_line("WARN", note + " (SPARKGATE_MAX_LOG_CHARS)")))
                     self.dropped += 1
                     continue
                 self._chars += len(line)
-                self._lines.append((level, line))
+                self._lines.append((level, linkis_line(level, line)))
 
     def info(self, text: str) -> None:
         """An INFO line."""

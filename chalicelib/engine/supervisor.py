@@ -30,6 +30,7 @@ from chalicelib.engine import config as engine_config
 from chalicelib.engine import sandbox
 from chalicelib.engine.channel import Channel, ChannelClosed
 from chalicelib.engine.joblog import JobLog
+from chalicelib.logformat import closing_line
 from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
 
@@ -433,6 +434,7 @@ class JobRun:
         self.log.error(reason) if status != "Cancelled" else self.log.warn(reason)
         if detail:  # the engine's stack, after the clean message (never in the Job's error)
             self.log.error(f"engine stack:\n{detail[:ENGINE_STACK_CHARS]}")
+        self.log.info(closing_line(status))  # Linkis's last line, which linkis-cli waits for
         try:
             lines = self.log.flush(update_count=False)
         except Exception:
@@ -498,6 +500,7 @@ class JobRun:
             if document.get("truncated"):
                 self.log.warn(f"result set {index + 1} truncated to {self.max_rows} rows (max_result_rows)")
         self.log.info(f"job {self.job.get('task_id')} succeeded with {len(documents)} result set(s)")
+        self.log.info(closing_line("Succeed"))
         # results (S3) and the last log lines (table) are stored side by side; Succeed only after both
         stored = [
             self.io.submit(job_store.put_result_set, self.owner, self.exec_id, i, d) for i, d in enumerate(documents)

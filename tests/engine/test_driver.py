@@ -198,6 +198,11 @@ def test_sql_over_the_taxi_csv_gives_typed_result_sets(session_id: str) -> None:
     assert done["result_preview"]["rows"][0][0] == 9999
     log = log_of(query["exec_id"])
     assert len(log) == done["log_lines"] and any("statement 2/2" in t for _, t in log)
+    # as Linkis writes them: ``yyyy-MM-dd HH:mm:ss.SSS LEVEL text``, closing with what linkis-cli waits for
+    import re
+
+    assert all(re.match(rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{{3}} {level} ", t) for level, t in log), log[:3]
+    assert log[-1][1].endswith("INFO Congratulations. Your job completed with status Success.")
 
 
 def test_large_results_are_stored_in_pages_and_read_back_in_any_page_size(session_id: str) -> None:
@@ -296,6 +301,8 @@ def test_failures_carry_the_error_text(session_id: str) -> None:
     sql_done, py_done = finished(bad_sql["exec_id"]), finished(bad_py["exec_id"])
     assert sql_done["status"] == "Failed" and "no_such_table_here" in sql_done["error"]
     assert any(level == "ERROR" and "no_such_table_here" in t for level, t in log_of(bad_sql["exec_id"]))
+    closing = "Sorry. Your job completed with a status Failed. You can view logs for the reason."
+    assert log_of(bad_sql["exec_id"])[-1][1].endswith(f"INFO {closing}")  # Linkis's last line
     assert py_done["status"] == "Failed"
     assert "ZeroDivisionError" in py_done["error"] and 'File "<code>", line 2, in f' in py_done["error"]
     assert "kernel.py" not in py_done["error"] and "supervisor.py" not in py_done["error"]

@@ -346,3 +346,38 @@ def test_resultset_to_excel_refuses_what_openfile_refuses(api: Api) -> None:
     for query in ("outputFileType=pdf", "outputFileName=../x", "charset=gbk", "limit=x", "csvSeparator=ab"):
         status, body, _ = _download(api, alice, f"path={quote(path)}&{query}")
         assert status == 400 and json.loads(body)["status"] == 1, query
+
+
+# ---- log lines as Linkis writes them -------------------------------------------------------------
+
+
+def test_log_lines_and_the_closing_line_as_linkis_writes_them(api: Api) -> None:
+    import re
+
+    from chalicelib.engine.joblog import JobLog
+    from chalicelib.logformat import FINISH_INDICATOR, closing_line
+    from chalicelib.store import jobs as job_store
+
+    alice = api.new_user("alice")
+    job = execute(api, alice)
+    exec_id = str(job["execID"])
+    have = int((job_store.get_job(exec_id) or {}).get("log_lines") or 0)
+    log = JobLog(exec_id, have)
+    log.info("reading taxi")
+    log.error("boom\nat line 2")
+    log.info(closing_line("Failed"))
+    log.flush()
+    got = ok(api, alice, f"{L}/entrance/{exec_id}/log?fromLine=1&size=-1")["log"]
+    lines = got[3].split("\n")[have:]
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
+    assert [re.sub(stamp, "", line) for line in lines] == [
+        "INFO reading taxi",
+        "ERROR boom",
+        "ERROR at line 2",
+        "INFO Sorry. Your job completed with a status Failed. You can view logs for the reason.",
+    ]
+    assert all(re.match(stamp, line) for line in lines)
+    assert got[0].split("\n") == lines[1:3]  # the error bucket holds the ERROR lines, formatted
+    assert FINISH_INDICATOR in lines[-1]  # what linkis-cli waits for
+    assert closing_line("Succeed") == "Congratulations. Your job completed with status Success."
+    assert closing_line("Cancelled").startswith("Sorry. Your job completed with a status Cancelled.")
