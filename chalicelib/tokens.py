@@ -131,7 +131,12 @@ def forget_cached_state() -> None:
 
 def verify_token(token: str) -> Principal:
     """The principal of a valid, unrevoked token of an existing, enabled user; :class:`Unauthorized` else."""
-    claims = decode_token(token)
+    return principal_of(decode_token(token))
+
+
+def principal_of(claims: dict[str, Any]) -> Principal:
+    """The principal of a token's verified ``claims`` while the token is not revoked (a WebSocket checks the
+    claims it connected with on every frame); :class:`Unauthorized` else."""
     username, user_id = str(claims.get("name", "")), str(claims["sub"])
     jti = str(claims.get("jti") or "")
     record, revoked = _state(username, jti)

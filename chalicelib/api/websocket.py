@@ -47,7 +47,7 @@ from chalicelib.errors import BadRequest, InternalError, NotFound, SparkgateErro
 from chalicelib.observability import logger
 from chalicelib.store import connections, wsapi
 from chalicelib.store import jobs as job_store
-from chalicelib.tokens import Principal, subprotocol_token, token_from_headers, verify_token
+from chalicelib.tokens import Principal, decode_token, principal_of, subprotocol_token, token_from_headers
 
 blueprint = Blueprint(__name__)
 blueprint.websocket_api = WebsocketAPI()  # see the module docstring
@@ -66,7 +66,7 @@ _OK = {"statusCode": 200}
 # ---- $connect / $disconnect ---------------------------------------------------------------------
 
 
-def connect_principal(event: dict[str, Any]) -> Principal:
+def connect_principal(event: dict[str, Any]) -> tuple[Principal, dict[str, Any]]:
     """The principal of a ``$connect`` event: ``Sec-WebSocket-Protocol: sparkgate, token.<jwt>`` (what
     browsers can send), ``Authorization``, the Linkis cookie, or ``?token=`` (kept for old clients; URLs
     end up in logs, so prefer the others). 401 otherwise."""
@@ -80,7 +80,8 @@ def connect_principal(event: dict[str, Any]) -> Principal:
             "missing credentials: connect with Sec-WebSocket-Protocol: sparkgate, token.<jwt> "
             "or Authorization: Token <jwt>"
         )
-    return verify_token(str(token))
+    claims = decode_token(str(token))
+    return principal_of(claims), claims
 
 
 @blueprint.on_ws_connect(name="ws_connect")  # type: ignore[untyped-decorator]
@@ -89,11 +90,11 @@ def ws_connect(event: WebsocketEvent) -> dict[str, Any]:
     ``sparkgate`` selected (browsers drop a connection whose offer the server does not answer)."""
     raw = event.to_dict()
     try:
-        principal = connect_principal(raw)
+        principal, claims = connect_principal(raw)
     except Unauthorized as err:
         logger.info("websocket refused", extra={"reason": err.message})
         return {"statusCode": 401, "body": json.dumps({"message": err.message})}
-    connections.put_connection(event.connection_id, principal.user_id, principal.username)
+    connections.put_connection(event.connection_id, principal.user_id, principal.username, claims=claims)
     logger.info("websocket connected", extra={"connection_id": event.connection_id, "user_id": principal.user_id})
     offered = {str(k).lower(): str(v) for k, v in (raw.get("headers") or {}).items()}.get("sec-websocket-protocol")
     selected = subprotocol_token(offered)[1]
@@ -185,6 +186,16 @@ def _send(connection_id: str, endpoint: str, frame: dict[str, Any]) -> None:
     wsapi.post(connection_id, data, endpoint)
 
 
+def _still_valid(connection: connections.Connection) -> None:
+    """Refuse a frame of a connection whose token was revoked since ``$connect`` (logout, disable, delete,
+    password change) and forget the connection, so no push reaches it either."""
+    try:
+        principal_of(connection.claims())
+    except Unauthorized:
+        connections.delete_connection(connection.connection_id)
+        raise Unauthorized("token revoked: log in again and reconnect") from None
+
+
 def handle_frame(connection_id: str, body: str | None, endpoint: str) -> list[dict[str, Any]]:
     """Answer one frame on ``connection_id``; answers the frames sent (for tests and logs)."""
     method, tag = "", None
@@ -193,6 +204,7 @@ def handle_frame(connection_id: str, body: str | None, endpoint: str) -> list[di
         connection = connections.get_connection(connection_id)
         if connection is None:
             raise Unauthorized("this connection is not logged in (reconnect with a token)")
+        _still_valid(connection)
         frames = answer(connection, method, data)
         if method.endswith("/subscribe") and frames and frames[0]["status"] == 0:
             connections.subscribe(connection, frames[0]["data"]["execID"], tag)

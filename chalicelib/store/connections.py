@@ -36,6 +36,14 @@ class Connection:
     username: str
     connected_at: int
     expiration: int
+    #: the claims of the token it connected with (id, version, expiry): every frame re-checks them
+    token_id: str = ""
+    token_version: int = 0
+    token_expires: int = 0
+
+    def claims(self) -> dict[str, Any]:
+        """The token claims :func:`chalicelib.tokens.principal_of` re-checks."""
+        return {"sub": self.user_id, "name": self.username, "jti": self.token_id, "ver": self.token_version}
 
 
 @dataclass(frozen=True)
@@ -64,13 +72,27 @@ def _connection(item: dict[str, Any]) -> Connection:
         username=str(item.get("username", "")),
         connected_at=int(item.get("connected_at", 0)),
         expiration=int(item.get(TTL_ATTRIBUTE, 0)),
+        token_id=str(item.get("token_id", "")),
+        token_version=int(item.get("token_version", 0)),
+        token_expires=int(item.get("token_expires", 0)),
     )
 
 
-def put_connection(connection_id: str, user_id: str, username: str, *, now: float | None = None) -> Connection:
-    """Record an authenticated connection (``$connect``)."""
+def put_connection(
+    connection_id: str,
+    user_id: str,
+    username: str,
+    *,
+    now: float | None = None,
+    claims: dict[str, Any] | None = None,
+) -> Connection:
+    """Record an authenticated connection (``$connect``) with the claims of its token; it lives no longer
+    than the token does."""
     stamp = int(now if now is not None else time.time())
-    item = {
+    claims = claims or {}
+    expires = int(claims.get("exp") or 0)
+    until = stamp + CONNECTION_TTL_SECONDS
+    item: dict[str, Any] = {
         **connection_key(connection_id),
         "gsi1pk": f"USERCONNS#{user_id}",
         "gsi1sk": connection_id,
@@ -78,7 +100,10 @@ def put_connection(connection_id: str, user_id: str, username: str, *, now: floa
         "user_id": user_id,
         "username": username,
         "connected_at": stamp,
-        TTL_ATTRIBUTE: stamp + CONNECTION_TTL_SECONDS,
+        "token_id": str(claims.get("jti") or ""),
+        "token_version": int(claims.get("ver") or 0),
+        "token_expires": expires,
+        TTL_ATTRIBUTE: min(until, expires) if expires else until,
     }
     table().put_item(Item=item)
     return _connection(item)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from tests.functional.conftest import Api
+from tests.functional.conftest import ADMIN, Api
 
 ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/api"
 
@@ -192,3 +192,34 @@ def test_stream_handler_is_registered_as_a_lambda_function(client: Client, ws: S
 
     assert "on_dynamodb_record" in app.handler_map
     assert client.lambda_.invoke("on_dynamodb_record", {"Records": []}).payload == {"batchItemFailures": []}
+
+
+@pytest.mark.parametrize("revoke", ["logout", "disable", "password"])
+def test_an_open_socket_of_a_revoked_token_is_refused_at_its_next_frame(
+    client: Client, api: Api, ws: Sent, revoke: str
+) -> None:
+    """Revocation reaches open sockets too: the frame after a logout, a disable or a password change is refused
+    and the connection is forgotten (no push reaches it); another session of the user lives on."""
+    from chalicelib import tokens
+    from chalicelib.store import connections
+
+    token = api.new_user("alice")
+    other = api.login("alice", "password-123")
+    assert connect(client, "c1", token) == 200 and connect(client, "c2", other) == 200
+    status_frame = {"method": "/api/rest_j/v1/entrance/nosuch/status", "data": {}}
+    send(client, "c1", status_frame)
+    assert "revoked" not in ws.last("c1")["message"]
+    admin = api.login(*ADMIN)
+    if revoke == "logout":
+        assert api.call("POST", "/api/rest_j/v1/user/logout", token=token)[0] == 200
+    elif revoke == "disable":
+        assert api.call("PATCH", "/api/v1/users/alice", {"disabled": True}, admin)[0] == 200
+    else:
+        assert api.call("PATCH", "/api/v1/users/alice", {"password": "another-password-9"}, admin)[0] == 200
+    tokens.forget_cached_state()  # another container, or 10 s later
+    send(client, "c1", status_frame)
+    refused = ws.last("c1")
+    assert refused["status"] != 0 and "revoked" in refused["message"], refused
+    assert connections.get_connection("c1") is None
+    send(client, "c2", status_frame)
+    assert ("revoked" in ws.last("c2")["message"]) == (revoke != "logout")
