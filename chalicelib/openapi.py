@@ -26,6 +26,7 @@ from chalicelib.works import FIELDS as WORK_FIELDS
 
 VERSION = "0.1.0"
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+ASYNCAPI_PATH = DOC_PATH.with_name("asyncapi.json")
 REF = "#/components/schemas/"
 
 #: The routes the document itself is served on (documented, not fuzzed for envelopes).
@@ -249,11 +250,11 @@ def _components() -> dict[str, Any]:
         },
         "LinkisError": {
             "type": "object",
-            "description": "The Linkis envelope of a refusal: status 1 (error), 2 (validation), 3 (auth) ...; "
-            "`data.errorType` names the error.",
+            "description": "The Linkis envelope of a refusal: status -1 (login required), 1 (error), "
+            "2 (validation), 3 (auth) ...; `data.errorType` names the error.",
             "properties": {
                 "method": {"type": "string"},
-                "status": {"type": "integer", "minimum": 1},
+                "status": {"type": "integer", "not": {"const": 0}},
                 "message": {"type": "string"},
                 "data": {"type": "object", "properties": {"errorType": {"type": "string"}}},
             },
@@ -339,7 +340,27 @@ def _summary(doc: str | None) -> tuple[str, str]:
     return first[:120], text
 
 
+def _preflight(path: str) -> dict[str, Any]:
+    return {
+        "operationId": "preflight_" + re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_"),
+        "tags": ["cors"],
+        "summary": "CORS preflight (browsers on an allowed origin)",
+        "security": [],
+        "parameters": [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+            for name in re.findall(r"{([^}]+)}", path)
+        ],
+        "responses": {
+            "200": {"description": "The origin is allowed: Access-Control-Allow-* headers, no body."},
+            "204": {"description": "The origin is allowed, no body."},
+            "403": {"description": "No or a disallowed Origin: an empty 403 (as API Gateway answers)."},
+        },
+    }
+
+
 def _operation(method: str, path: str, view: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    if method == "OPTIONS":
+        return _preflight(path)
     key = f"{method} {path}"
     spec = OPERATIONS.get(key, Operation())
     surface = _surface(view.__module__)
@@ -448,6 +469,62 @@ def build(routes: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def asyncapi() -> dict[str, Any]:
+    """The WebSocket protocol as AsyncAPI 3.0: every frame a JSON Schema (``chalicelib.models.websocket``)."""
+    from chalicelib.models.websocket import FRAMES
+
+    schemas: dict[str, Any] = {}
+    for name, model in FRAMES.items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for sub, body in schema.pop("$defs", {}).items():
+            schemas.setdefault(sub, body)
+        schemas[name] = schema
+
+    def message(name: str, title: str, schema: str) -> dict[str, Any]:
+        return {"name": name, "title": title, "contentType": "application/json", "payload": _ref_async(schema)}
+
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "sparkgate WebSocket",
+            "version": VERSION,
+            "description": "Linkis's WebSocket (spec 000) as sparkgate serves it; see docs/websocket.md. "
+            "Token in `Sec-WebSocket-Protocol: sparkgate, token.<jwt>`, `Authorization` or the Linkis cookie.",
+        },
+        "servers": {"local": {"host": "127.0.0.1:8001", "protocol": "ws", "description": "make run"}},
+        "channels": {
+            "entrance": {
+                "address": "/",
+                "messages": {
+                    "request": message("request", "A request frame ($default)", "RequestFrame"),
+                    "answer": message("answer", "An answer or a push (status, progress, log)", "AnswerFrame"),
+                    "error": message("error", "A refused frame; the socket stays open", "ErrorFrame"),
+                },
+            }
+        },
+        "operations": {
+            "send": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/entrance"},
+                "messages": [{"$ref": "#/channels/entrance/messages/request"}],
+            },
+            "answer": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/entrance"},
+                "messages": [
+                    {"$ref": "#/channels/entrance/messages/answer"},
+                    {"$ref": "#/channels/entrance/messages/error"},
+                ],
+            },
+        },
+        "components": {"schemas": schemas},
+    }
+
+
+def _ref_async(name: str) -> dict[str, Any]:
+    return {"$ref": "#/components/schemas/" + name}
+
+
 def render(document: dict[str, Any]) -> str:
     """The document as written to ``docs/openapi.json`` (stable: sorted keys are not used, order is)."""
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -466,16 +543,17 @@ def main(argv: list[str] | None = None) -> int:
     check = "--check" in args
     args = [a for a in args if a != "--check"]
     target = Path(args[0]) if args else DOC_PATH
-    text = render(app_document())
-    if check:
-        current = target.read_text() if target.exists() else ""
-        if current != text:
-            print(f"{target} is stale: run make openapi", file=sys.stderr)
-            return 1
-        return 0
-    target.write_text(text)
-    print(f"wrote {target} ({len(text)} bytes)")
-    return 0
+    outputs = {target: render(app_document()), target.with_name(ASYNCAPI_PATH.name): render(asyncapi())}
+    stale = 0
+    for path, text in outputs.items():
+        if check:
+            if (path.read_text() if path.exists() else "") != text:
+                print(f"{path} is stale: run make openapi", file=sys.stderr)
+                stale = 1
+            continue
+        path.write_text(text)
+        print(f"wrote {path} ({len(text)} bytes)")
+    return stale
 
 
 if __name__ == "__main__":

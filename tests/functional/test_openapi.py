@@ -21,6 +21,16 @@ def test_committed_document_is_current() -> None:
     assert committed == openapi.render(_document()), "docs/openapi.json is stale: run `make openapi`"
 
 
+def test_committed_asyncapi_is_current_and_describes_every_frame() -> None:
+    """docs/asyncapi.json: the WebSocket frames as JSON Schemas, also written by `make openapi`."""
+    document = openapi.asyncapi()
+    assert openapi.ASYNCAPI_PATH.read_text() == openapi.render(document), "run `make openapi`"
+    schemas = document["components"]["schemas"]
+    for frame in ("RequestFrame", "AnswerFrame", "ErrorFrame", "StatusData", "ProgressData", "LogData"):
+        assert schemas[frame]["type"] == "object", frame
+    assert "Running" in schemas["StatusData"]["properties"]["status"]["enum"]
+
+
 def test_document_is_valid_openapi_31_and_covers_every_route() -> None:
     from app import app
 
@@ -32,7 +42,7 @@ def test_document_is_valid_openapi_31_and_covers_every_route() -> None:
             continue
         for method in methods:
             op = document["paths"][path][method.lower()]
-            assert op["responses"]["default"], (method, path)
+            assert op["responses"]["default" if method != "OPTIONS" else "403"], (method, path)
     # every hand-described operation is a real route (no drift)
     for key in openapi.OPERATIONS:
         method, path = key.split(" ", 1)
