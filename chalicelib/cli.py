@@ -1,4 +1,17 @@
-"""Operator command line (what the admin routes of ``/api/v1/users`` do, without a token)::
+"""The ``sparkgate`` command line.
+
+Client commands (over HTTP, with the token ``sparkgate login`` keeps in ``~/.config/sparkgate``, 0600)::
+
+    sparkgate login --url http://127.0.0.1:8000 --username alice      (password prompted or SPARKGATE_PASSWORD)
+    sparkgate run FILE | -e CODE [--type sql|python] [-o out.csv|out.json] [--json]
+    sparkgate jobs status|log|kill|result EXEC_ID [--json]
+    sparkgate works list|get|create|start ...
+
+``run`` shows a progress bar from ``progressInfo``, follows the log (HTTP polling of
+``GET .../log?fromLine=``), prints result sets as tables, exits 1 when the Job fails and kills it on
+Ctrl-C (as linkis-cli does).
+
+Operator commands (what the admin routes of ``/api/v1/users`` do, without a token)::
 
     python -m chalicelib.cli create-user --username NAME [--admin]
     python -m chalicelib.cli list-users [--limit N] [--offset PAGE]
@@ -65,7 +78,33 @@ def _password() -> str:
     return os.environ.get("SPARKGATE_NEW_PASSWORD") or getpass.getpass("password: ")
 
 
+OPERATOR_COMMANDS = ("create-user", "list-users", "show-user", "set-user", "delete-user")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command: an operator command (argparse, below) or a client command (click)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or args_list[0] not in OPERATOR_COMMANDS:
+        from chalicelib.cli_client import client
+
+        try:
+            client.main(args=args_list, prog_name="sparkgate", standalone_mode=False)
+        except SystemExit as done:
+            return int(done.code or 0)
+        except Exception as err:  # click's usage errors, the client's failures
+            import click
+
+            if isinstance(err, click.ClickException):
+                err.show()
+                return err.exit_code
+            if isinstance(err, click.exceptions.Abort):
+                return 130
+            raise
+        return 0
+    return operator(args_list)
+
+
+def operator(argv: list[str] | None = None) -> int:
     """Run one operator command."""
     args = _parser().parse_args(argv)
     _point_at_local_stack()

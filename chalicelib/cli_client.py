@@ -1,0 +1,335 @@
+"""``sparkgate`` client commands (click): login, run, jobs, works. See ``chalicelib.cli``.
+
+Only the standard library talks HTTP, so the command works with the run install (click comes with
+chalice). The token is kept in ``$XDG_CONFIG_HOME/sparkgate/config.json`` (default ``~/.config``),
+mode 0600 in a 0700 directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+
+LINKIS = "/api/rest_j/v1"
+FINAL = ("Succeed", "Failed", "Cancelled", "Timeout")
+
+
+def config_path() -> Path:
+    """Where ``login`` keeps the URL and the token."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "sparkgate" / "config.json"
+
+
+def _load() -> dict[str, Any]:
+    path = config_path()
+    if not path.exists():
+        raise click.ClickException("not logged in: run `sparkgate login --url URL --username NAME`")
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def _save(config: dict[str, Any]) -> Path:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(config, out)
+    path.chmod(0o600)
+    return path
+
+
+class Api:
+    """JSON over HTTP with the stored token."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+
+    @classmethod
+    def from_config(cls) -> Api:
+        config = _load()
+        return cls(config["url"], config.get("token"))
+
+    def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+        """The parsed answer; :class:`click.ClickException` with the server's message on a refusal."""
+        url = self.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Token {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                raw = answer.read()
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                raise click.ClickException(f"HTTP {err.code}") from None
+            message = parsed.get("msg") or parsed.get("message") or raw.decode()[:200]
+            raise click.ClickException(f"{message} (HTTP {err.code})") from None
+        except urllib.error.URLError as err:
+            raise click.ClickException(f"cannot reach {self.url}: {err.reason}") from None
+        return json.loads(raw) if raw else None
+
+    def linkis(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+        """``data`` of a Linkis answer."""
+        return self.call(method, LINKIS + path, body, query)["data"]
+
+
+def _emit(value: Any, as_json: bool) -> None:
+    if as_json or not isinstance(value, (list, dict)):
+        click.echo(json.dumps(value, ensure_ascii=False, indent=None if as_json else 2))
+    elif isinstance(value, list) and value and isinstance(value[0], dict):
+        columns = list(value[0])
+        _table(columns, [[row.get(c) for c in columns] for row in value])
+    else:
+        click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _table(columns: list[str], rows: list[list[Any]]) -> None:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells if i < len(r)]) for i, c in enumerate(columns)]
+    widths = [min(w, 60) for w in widths]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    click.echo("  ".join("-" * w for w in widths))
+    for row in cells:
+        click.echo("  ".join(v[:w].ljust(w) for v, w in zip(row, widths, strict=False)))
+
+
+@click.group(help="sparkgate: submit Spark SQL/Python, follow Jobs, manage works.")
+def client() -> None:
+    """The command group."""
+
+
+@client.command()
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="the gateway's URL")
+@click.option("--username", prompt=True)
+def login(url: str, username: str) -> None:
+    """Log in and keep the token (0600) in the user's config dir."""
+    password = os.environ.get("SPARKGATE_PASSWORD") or click.prompt("password", hide_input=True)
+    answer = Api(url).call("POST", "/token", {"username": username, "password": password})
+    path = _save({"url": url, "username": username, "token": answer["data"]["token"]})
+    click.echo(f"logged in as {username}; token in {path}")
+
+
+def _progress(api: Api, exec_id: str) -> float:
+    data = api.linkis("GET", f"/entrance/{exec_id}/progress")
+    return float(data.get("progress") or 0)
+
+
+def follow(api: Api, exec_id: str, *, quiet: bool = False, interval: float = 0.5) -> str:
+    """Follow a Job to its end: the log as it grows and a progress bar; its final status."""
+    cursor = 1
+    last = 0
+    status = ""
+    with click.progressbar(length=100, label=exec_id, file=sys.stderr, show_eta=False) as bar:
+        while True:
+            status = str(api.linkis("GET", f"/entrance/{exec_id}/status")["status"])
+            log = api.linkis("GET", f"/entrance/{exec_id}/log", query={"fromLine": cursor, "size": -1})
+            lines = log.get("log") or []
+            text = lines[3] if isinstance(lines, list) and len(lines) > 3 else ""
+            if text and not quiet:
+                click.echo(text, err=True)
+            cursor = int(log.get("fromLine") or cursor)
+            done = round(_progress(api, exec_id) * 100)
+            if done > last:
+                bar.update(done - last)
+                last = done
+            if status in FINAL:
+                if status == "Succeed" and last < 100:
+                    bar.update(100 - last)
+                return status
+            time.sleep(interval)
+
+
+def _result_sets(api: Api, exec_id: str) -> list[dict[str, Any]]:
+    status = api.linkis("GET", f"/entrance/{exec_id}/status")
+    task = api.linkis("GET", f"/jobhistory/{status['taskID']}/get")["task"]
+    location = task.get("resultLocation")
+    if not location:
+        return []
+    tree = api.linkis("GET", "/filesystem/getDirFileTrees", query={"path": location})["dirFileTrees"]
+    sets = []
+    for child in tree.get("children") or []:
+        page = api.linkis("GET", "/filesystem/openFile", query={"path": child["path"], "pageSize": 50000})
+        columns = (
+            [m.get("columnName") for m in page.get("metadata") or []] if isinstance(page.get("metadata"), list) else []
+        )
+        sets.append({"columns": columns, "rows": page.get("fileContent") or []})
+    return sets
+
+
+def _write_results(sets: list[dict[str, Any]], output: str | None, as_json: bool) -> None:
+    if output:
+        path = Path(output)
+        if path.suffix == ".json":
+            path.write_text(json.dumps(sets, ensure_ascii=False))
+        else:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            for result in sets:
+                writer.writerow(result["columns"])
+                writer.writerows(result["rows"])
+            path.write_text(buffer.getvalue())
+        click.echo(f"wrote {path}", err=True)
+        return
+    if as_json:
+        click.echo(json.dumps(sets, ensure_ascii=False))
+        return
+    for result in sets:
+        if result["columns"]:
+            _table(result["columns"], result["rows"])
+        else:
+            for row in result["rows"]:
+                click.echo(" ".join(str(v) for v in row))
+
+
+@client.command()
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("-e", "--code", help="the code inline instead of FILE")
+@click.option("--type", "run_type", type=click.Choice(["sql", "python"]), help="default: from FILE's suffix, else sql")
+@click.option("-o", "--output", help="write the result sets to out.csv or out.json")
+@click.option("--json", "as_json", is_flag=True, help="results as JSON")
+@click.option("--quiet", is_flag=True, help="do not print the log")
+def run(
+    file: str | None, code: str | None, run_type: str | None, output: str | None, as_json: bool, quiet: bool
+) -> None:
+    """Submit code, follow its log and progress, print its results; exit 1 if it fails, kill it on Ctrl-C."""
+    if (file is None) == (code is None):
+        raise click.UsageError("give FILE or -e CODE")
+    source = Path(file).read_text() if file else str(code)
+    kind = run_type or ("python" if file and file.endswith(".py") else "sql")
+    api = Api.from_config()
+    body: dict[str, Any] = {"executeApplicationName": "spark", "executionCode": source, "runType": kind, "params": {}}
+    body["source"] = {"scriptPath": file or "cli"}
+    job = api.linkis("POST", "/entrance/execute", body)
+    exec_id = job["execID"]
+    click.echo(f"submitted {exec_id} (taskID {job['taskID']})", err=True)
+    try:
+        status = follow(api, exec_id, quiet=quiet)
+    except KeyboardInterrupt:
+        api.linkis("GET", f"/entrance/{exec_id}/kill")
+        click.echo(f"killed {exec_id}", err=True)
+        sys.exit(130)
+    click.echo(f"{exec_id}: {status}", err=True)
+    if status != "Succeed":
+        sys.exit(1)
+    _write_results(_result_sets(api, exec_id), output, as_json)
+
+
+@client.group()
+def jobs() -> None:
+    """A Job's status, log, kill and result."""
+
+
+@jobs.command("status")
+@click.argument("exec_id")
+@click.option("--json", "as_json", is_flag=True)
+def job_status(exec_id: str, as_json: bool) -> None:
+    """Status and progress."""
+    api = Api.from_config()
+    data = api.linkis("GET", f"/entrance/{exec_id}/status")
+    data["progress"] = _progress(api, exec_id)
+    _emit(data, as_json)
+
+
+@jobs.command("log")
+@click.argument("exec_id")
+@click.option("--follow", "follow_log", is_flag=True, help="until the Job ends")
+def job_log(exec_id: str, follow_log: bool) -> None:
+    """The log (all levels)."""
+    api = Api.from_config()
+    if follow_log:
+        follow(api, exec_id)
+        return
+    log = api.linkis("GET", f"/entrance/{exec_id}/log", query={"fromLine": 1, "size": -1})
+    lines = log.get("log") or []
+    click.echo(lines[3] if isinstance(lines, list) and len(lines) > 3 else lines)
+
+
+@jobs.command("kill")
+@click.argument("exec_id")
+def job_kill(exec_id: str) -> None:
+    """Cancel the Job."""
+    _emit(Api.from_config().linkis("GET", f"/entrance/{exec_id}/kill"), False)
+
+
+@jobs.command("result")
+@click.argument("exec_id")
+@click.option("-o", "--output")
+@click.option("--json", "as_json", is_flag=True)
+def job_result(exec_id: str, output: str | None, as_json: bool) -> None:
+    """The result sets as tables, JSON or a CSV/JSON file."""
+    _write_results(_result_sets(Api.from_config(), exec_id), output, as_json)
+
+
+@client.group()
+def works() -> None:
+    """Works (spec 003)."""
+
+
+@works.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def works_list(as_json: bool) -> None:
+    """Your works, newest first."""
+    rows = Api.from_config().call("GET", "/api/v1/works", query={"limit": 100})["data"]
+    if as_json:
+        _emit(rows, True)
+    else:
+        _table(
+            ["work_id", "name", "category", "run_frequency"],
+            [[w[k] for k in ("work_id", "name", "category", "run_frequency")] for w in rows],
+        )
+
+
+@works.command("get")
+@click.argument("work_id")
+def works_get(work_id: str) -> None:
+    """One work (JSON)."""
+    _emit(Api.from_config().call("GET", f"/api/v1/works/{work_id}")["data"], True)
+
+
+@works.command("create")
+@click.option("--name", required=True)
+@click.option("--description", default="")
+@click.option("--type", "work_type", type=click.Choice(["BATCH", "STREAMING"]), default="BATCH")
+@click.option("--category", default="SPARK_SQL")
+@click.option("--work-directory")
+@click.option("--run-frequency", type=click.Choice(["once", "hourly", "daily", "weekly"]), default="once")
+@click.option("--paused", is_flag=True)
+def works_create(
+    name: str,
+    description: str,
+    work_type: str,
+    category: str,
+    work_directory: str | None,
+    run_frequency: str,
+    paused: bool,
+) -> None:
+    """Create a work (JSON out)."""
+    body: dict[str, Any] = {"name": name, "description": description, "type": work_type, "category": category}
+    body.update({"run_frequency": run_frequency, "paused": paused})
+    if work_directory:
+        body["work_directory"] = work_directory
+    _emit(Api.from_config().call("POST", "/api/v1/works", body)["data"], True)
+
+
+@works.command("start")
+@click.argument("work_id")
+def works_start(work_id: str) -> None:
+    """Start a run now (the task, JSON)."""
+    _emit(Api.from_config().call("POST", f"/api/v1/works/{work_id}/tasks", {})["data"], True)
