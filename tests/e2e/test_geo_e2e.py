@@ -204,7 +204,8 @@ def test_geo_flow_with_driver_crash(tmp_path: Path) -> None:
         _png(pngs[0], (256, 224))
         assert pngs[0]["result"] == pngs[1]["result"]
 
-        cmd = _ok(call("POST", "/command", {"scope": scope, "command": "x = 20\nprint('hi')\nx + 22"}, token))
+        # /command runs in the scope's default session, whose driver starts cold here: a 202 is followed
+        cmd = _settled(stack, token, "POST", "/command", {"scope": scope, "command": "x = 20\nprint('hi')\nx + 22"})
         assert cmd["output"] == "hi\n" and cmd["result"] == 42
         status, body, _ = call("POST", "/command", {"scope": scope, "command": "1/0"}, token)
         assert status == 400 and "ZeroDivisionError" in body["message"]
