@@ -117,12 +117,14 @@ def client() -> None:
 
 @client.command()
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="the gateway's URL")
+@click.option("--ws-url", help="the WebSocket URL (default: the URL's host, port 8001 for 8000)")
 @click.option("--username", prompt=True)
-def login(url: str, username: str) -> None:
+def login(url: str, ws_url: str | None, username: str) -> None:
     """Log in and keep the token (0600) in the user's config dir."""
     password = os.environ.get("SPARKGATE_PASSWORD") or click.prompt("password", hide_input=True)
     answer = Api(url).call("POST", "/token", {"username": username, "password": password})
-    path = _save({"url": url, "username": username, "token": answer["data"]["token"]})
+    config = {"url": url, "username": username, "token": answer["data"]["token"], "ws_url": ws_url or ws_url_for(url)}
+    path = _save(config)
     click.echo(f"logged in as {username}; token in {path}")
 
 
@@ -154,6 +156,67 @@ def follow(api: Api, exec_id: str, *, quiet: bool = False, interval: float = 0.5
                     bar.update(100 - last)
                 return status
             time.sleep(interval)
+
+
+def ws_url_for(url: str) -> str:
+    """The WebSocket URL beside an HTTP one: the local stack's default port 8001 next to 8000."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    host = parts.netloc.replace(":8000", ":8001") if parts.netloc.endswith(":8000") else parts.netloc
+    return f"{scheme}://{host}{parts.path}"
+
+
+def follow_ws(api: Api, ws_url: str, exec_id: str, *, quiet: bool = False, timeout: float = 3600) -> str | None:
+    """Follow a Job over the WebSocket (subscribe, then pushes); ``None`` when the socket is unusable
+    (the caller falls back to HTTP). Log lines written before the subscription come from HTTP first."""
+    try:
+        from websockets.sync.client import connect
+    except ImportError:
+        return None
+    try:
+        socket = connect(ws_url, subprotocols=["sparkgate", f"token.{api.token}"], open_timeout=10)  # type: ignore[list-item]
+    except Exception:
+        return None
+    base = f"{LINKIS}/entrance/{exec_id}"
+    with socket, click.progressbar(length=100, label=exec_id, file=sys.stderr, show_eta=False) as bar:
+        socket.send(json.dumps({"method": f"{base}/subscribe", "data": {}, "websocketTag": "cli"}))
+        first = api.linkis("GET", f"/entrance/{exec_id}/log", query={"fromLine": 1, "size": -1})
+        lines = first.get("log") or []
+        if len(lines) > 3 and lines[3] and not quiet:
+            click.echo(lines[3], err=True)
+        cursor = int(first.get("fromLine") or 1)
+        shown = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                frame = json.loads(socket.recv(timeout=30))
+            except TimeoutError:
+                status = str(api.linkis("GET", f"/entrance/{exec_id}/status")["status"])  # a quiet Job
+                if status in FINAL:
+                    return status
+                continue
+            except Exception:
+                return None
+            data = frame.get("data") or {}
+            if frame.get("status") != 0 or data.get("execID") != exec_id:
+                continue
+            method = str(frame.get("method", ""))
+            if method.endswith("/log"):
+                after = int(data.get("fromLine") or 0)
+                log = data.get("log") or []
+                if after > cursor and len(log) > 3 and log[3] and not quiet:
+                    click.echo(log[3], err=True)
+                cursor = max(cursor, after)
+            elif method.endswith("/progress"):
+                done = round(float(data.get("progress") or 0) * 100)
+                if done > shown:
+                    bar.update(done - shown)
+                    shown = done
+            elif data.get("status") in FINAL:
+                if data["status"] == "Succeed" and shown < 100:
+                    bar.update(100 - shown)
+                return str(data["status"])
+    return None
 
 
 def _result_sets(api: Api, exec_id: str) -> list[dict[str, Any]]:
@@ -205,8 +268,15 @@ def _write_results(sets: list[dict[str, Any]], output: str | None, as_json: bool
 @click.option("-o", "--output", help="write the result sets to out.csv or out.json")
 @click.option("--json", "as_json", is_flag=True, help="results as JSON")
 @click.option("--quiet", is_flag=True, help="do not print the log")
+@click.option("--http", "http_only", is_flag=True, help="follow over HTTP polling, not the WebSocket")
 def run(
-    file: str | None, code: str | None, run_type: str | None, output: str | None, as_json: bool, quiet: bool
+    file: str | None,
+    code: str | None,
+    run_type: str | None,
+    output: str | None,
+    as_json: bool,
+    quiet: bool,
+    http_only: bool,
 ) -> None:
     """Submit code, follow its log and progress, print its results; exit 1 if it fails, kill it on Ctrl-C."""
     if (file is None) == (code is None):
@@ -220,7 +290,12 @@ def run(
     exec_id = job["execID"]
     click.echo(f"submitted {exec_id} (taskID {job['taskID']})", err=True)
     try:
-        status = follow(api, exec_id, quiet=quiet)
+        status = None
+        if not http_only:
+            status = follow_ws(api, _load().get("ws_url") or ws_url_for(api.url), exec_id, quiet=quiet)
+            if status is None:
+                click.echo("WebSocket unavailable: following over HTTP", err=True)
+        status = status or follow(api, exec_id, quiet=quiet)
     except KeyboardInterrupt:
         api.linkis("GET", f"/entrance/{exec_id}/kill")
         click.echo(f"killed {exec_id}", err=True)

@@ -68,9 +68,10 @@ def test_login_keeps_the_token_0600_and_works_commands(stack: StackProcess, conf
 
 
 def test_run_prints_results_and_a_failing_job_exits_1(stack: StackProcess, config_home: Path, tmp_path: Path) -> None:
-    cli(config_home, "login", "--url", stack.url, "--username", "clara")
+    cli(config_home, "login", "--url", stack.url, "--ws-url", stack.ws_url, "--username", "clara")
     done = cli(config_home, "run", "-e", "select 1 as answer, 'x' as letter")
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "WebSocket unavailable" not in done.stderr  # followed over the WebSocket
     assert "answer" in done.stdout and "letter" in done.stdout and "1" in done.stdout
     assert "Succeed" in done.stderr
     exec_id = done.stderr.split("submitted ", 1)[1].split()[0]
@@ -79,13 +80,16 @@ def test_run_prints_results_and_a_failing_job_exits_1(stack: StackProcess, confi
     assert out.read_text().splitlines() == ["answer,letter", "1,x"]
     status = json.loads(cli(config_home, "jobs", "status", exec_id, "--json").stdout)
     assert status["status"] == "Succeed"
+    # no WebSocket where the config points: the log and status are followed over HTTP
+    cli(config_home, "login", "--url", stack.url, "--ws-url", "ws://127.0.0.1:9", "--username", "clara")
     failed = cli(config_home, "run", "-e", "select * from no_such_table_anywhere")
+    assert "following over HTTP" in failed.stderr
     assert failed.returncode == 1
     assert "Failed" in failed.stderr
 
 
 def test_ctrl_c_kills_the_job(stack: StackProcess, config_home: Path) -> None:
-    cli(config_home, "login", "--url", stack.url, "--username", "clara")
+    cli(config_home, "login", "--url", stack.url, "--ws-url", stack.ws_url, "--username", "clara")
     env = {**os.environ, "XDG_CONFIG_HOME": str(config_home)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "chalicelib.cli", "run", "--type", "python", "-e", "import time\ntime.sleep(120)"],
