@@ -408,3 +408,74 @@ def works_create(
 def works_start(work_id: str) -> None:
     """Start a run now (the task, JSON)."""
     _emit(Api.from_config().call("POST", f"/api/v1/works/{work_id}/tasks", {})["data"], True)
+
+
+@client.group()
+def geo() -> None:
+    """The geo surface (Arctern's routes): BODY is the route's JSON body, as docs/geo.md shows it."""
+
+
+def geo_call(api: Api, route: str, body: dict[str, Any], *, wait: float = 600) -> dict[str, Any]:
+    """POST a geo route; a 202 (the session's driver is starting, or a long Job) is asked again."""
+    deadline = time.monotonic() + wait
+    while True:
+        answer: dict[str, Any] = api.call("POST", route, body)
+        if answer.get("code") != 202 or time.monotonic() > deadline:
+            return answer
+        click.echo(answer.get("message", "pending"), err=True)
+        time.sleep(2)
+
+
+def _geo_body(body: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except ValueError as err:
+        raise click.BadParameter(f"BODY is not JSON: {err}") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("BODY must be a JSON object")
+    return parsed
+
+
+for _route, _help in (
+    ("scope", "Create a scope (POST /scope)."),
+    ("session", "Create a Spark session in a scope (POST /session)."),
+    ("load", "Load files as tables (POST /loadfile)."),
+    ("query", "Rows of a query (POST /query)."),
+):
+
+    def _command(body: str, route: str = _route) -> None:
+        target = {"load": "/loadfile"}.get(route, f"/{route}")
+        _emit(geo_call(Api.from_config(), target, _geo_body(body)), True)
+
+    geo.command(_route, help=_help)(click.argument("body", default="{}")(_command))
+
+
+@geo.command("map")
+@click.option(
+    "--kind",
+    type=click.Choice(
+        [
+            "pointmap",
+            "heatmap",
+            "choropleth",
+            "choroplethmap",
+            "weighted",
+            "weighted_pointmap",
+            "icon_viz",
+            "fishnetmap",
+        ]
+    ),
+    default="pointmap",
+    show_default=True,
+)
+@click.option("-o", "--output", default="map.png", show_default=True)
+@click.argument("body")
+def geo_map(kind: str, output: str, body: str) -> None:
+    """Draw a map (POST /<kind>) and write the PNG."""
+    answer = geo_call(Api.from_config(), f"/{kind}", _geo_body(body))
+    if answer.get("code") != 200 or not answer.get("result"):
+        raise click.ClickException(str(answer.get("message") or answer))
+    import base64
+
+    Path(output).write_bytes(base64.b64decode(answer["result"]))
+    click.echo(f"wrote {output}", err=True)

@@ -126,3 +126,33 @@ def test_ctrl_c_kills_the_job(stack: StackProcess, config_home: Path) -> None:
             break
         time.sleep(1)
     assert final == "Cancelled"
+
+
+def test_geo_map_to_png(stack: StackProcess, config_home: Path, tmp_path: Path) -> None:
+    cli(config_home, "login", "--url", stack.url, "--ws-url", stack.ws_url, "--username", "clara")
+    assert cli(config_home, "geo", "scope", '{"scope": "cli"}').returncode == 0
+    table = {
+        "name": "taxi",
+        "format": "csv",
+        "path": "nyc_taxi/0_10000_nyc_taxi_and_building.csv",
+        "options": {"header": "True", "inferSchema": "True"},
+    }
+    loaded = cli(config_home, "geo", "load", json.dumps({"scope": "cli", "tables": [table]}))
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    body = {
+        "scope": "cli",
+        "sql": "select ST_Point(pickup_longitude, pickup_latitude) from taxi",
+        "params": {
+            "width": 256,
+            "height": 224,
+            "bounding_box": [-73.998427, 40.730309, -73.954348, 40.780816],
+            "coordinate_system": "EPSG:4326",
+            "point_size": 3,
+            "point_color": "#2DEF4A",
+            "opacity": 0.5,
+        },
+    }
+    out = tmp_path / "map.png"
+    drawn = cli(config_home, "geo", "map", "--kind", "pointmap", "-o", str(out), json.dumps(body))
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
