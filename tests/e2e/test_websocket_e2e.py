@@ -170,4 +170,6 @@ def test_disconnect_mid_job_then_finish_the_log_over_http(stack: StackProcess) -
     rest, end = http_log(stack, token, exec_id, cursor)
     full, full_end = http_log(stack, token, exec_id)
     assert seen + rest == full and end == full_end
-    assert "done" in full and all(f"tick {i}" in full for i in range(8))
+    texts = [line.split(" ", 3)[3] for line in full]  # Linkis's lines: yyyy-MM-dd HH:mm:ss.SSS LEVEL text
+    assert "done" in texts and all(f"tick {i}" in texts for i in range(8))
+    assert texts[-1] == "Congratulations. Your job completed with status Success."  # what linkis-cli waits for
