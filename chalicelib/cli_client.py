@@ -410,6 +410,69 @@ def works_start(work_id: str) -> None:
     _emit(Api.from_config().call("POST", f"/api/v1/works/{work_id}/tasks", {})["data"], True)
 
 
+@works.command("update")
+@click.argument("work_id")
+@click.argument("changes")
+def works_update(work_id: str, changes: str) -> None:
+    """Partial update from a JSON object (``'{"paused": false}'``)."""
+    body = _geo_body(changes)
+    _emit(Api.from_config().call("PATCH", f"/api/v1/works/{work_id}", body)["data"], True)
+
+
+@works.command("delete")
+@click.argument("work_id")
+def works_delete(work_id: str) -> None:
+    """Soft-delete a work."""
+    Api.from_config().call("DELETE", f"/api/v1/works/{work_id}")
+    click.echo(f"deleted {work_id}", err=True)
+
+
+@client.group()
+def tasks() -> None:
+    """Runs of works."""
+
+
+@tasks.command("list")
+@click.argument("work_id")
+@click.option("--json", "as_json", is_flag=True)
+def tasks_list(work_id: str, as_json: bool) -> None:
+    """A work's tasks, newest first."""
+    _emit(Api.from_config().call("GET", f"/api/v1/works/{work_id}/tasks", query={"limit": 100})["data"], as_json)
+
+
+@tasks.command("get")
+@click.argument("task_id")
+def tasks_get(task_id: str) -> None:
+    """One task (JSON)."""
+    _emit(Api.from_config().call("GET", f"/api/v1/tasks/{task_id}")["data"], True)
+
+
+@tasks.command("cancel")
+@click.argument("task_id")
+def tasks_cancel(task_id: str) -> None:
+    """Cancel a task."""
+    _emit(Api.from_config().call("POST", f"/api/v1/tasks/{task_id}/cancel")["data"], True)
+
+
+@tasks.command("retry")
+@click.argument("task_id")
+def tasks_retry(task_id: str) -> None:
+    """Retry a failed, cancelled or timed-out task."""
+    _emit(Api.from_config().call("POST", f"/api/v1/tasks/{task_id}/retry")["data"], True)
+
+
+@jobs.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def jobs_list(as_json: bool) -> None:
+    """Your Jobs, newest first (jobhistory/list)."""
+    rows = Api.from_config().linkis("GET", "/jobhistory/list", query={"pageSize": 50})["tasks"]
+    if as_json:
+        _emit(rows, True)
+    else:
+        keys = ("taskID", "execId", "status", "runType")
+        _table(list(keys), [[row.get(k) for k in keys] for row in rows])
+
+
 @client.group()
 def geo() -> None:
     """The geo surface (Arctern's routes): BODY is the route's JSON body, as docs/geo.md shows it."""

@@ -63,6 +63,9 @@ def test_login_keeps_the_token_0600_and_works_commands(stack: StackProcess, conf
     listed = cli(config_home, "works", "list", "--json")
     assert [w["work_id"] for w in json.loads(listed.stdout)] == [work["work_id"]]
     assert "cli-work" in cli(config_home, "works", "list").stdout
+    updated = cli(config_home, "works", "update", work["work_id"], '{"description": "changed"}')
+    assert json.loads(updated.stdout)["description"] == "changed"
+    assert json.loads(cli(config_home, "tasks", "list", work["work_id"], "--json").stdout) == []
     again = cli(config_home, "works", "create", "--name", "cli-work")
     assert again.returncode == 1 and "HTTP 409" in again.stderr
 
@@ -80,6 +83,8 @@ def test_run_prints_results_and_a_failing_job_exits_1(stack: StackProcess, confi
     assert out.read_text().splitlines() == ["answer,letter", "1,x"]
     status = json.loads(cli(config_home, "jobs", "status", exec_id, "--json").stdout)
     assert status["status"] == "Succeed"
+    listed = json.loads(cli(config_home, "jobs", "list", "--json").stdout)
+    assert exec_id in [row["execId"] for row in listed]
     # no WebSocket where the config points: the log and status are followed over HTTP
     cli(config_home, "login", "--url", stack.url, "--ws-url", "ws://127.0.0.1:9", "--username", "clara")
     failed = cli(config_home, "run", "-e", "select * from no_such_table_anywhere")
