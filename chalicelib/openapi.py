@@ -122,6 +122,36 @@ OPERATIONS: dict[str, Operation] = {
     },
 }
 
+#: OpenAPI links (the stateful flows): ``"METHOD path"`` -> link name -> (operationId, parameter, expression).
+LINKS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "POST /api/v1/works": {
+        name: (op, "work_id", "$response.body#/data/work_id")
+        for name, op in (
+            ("GetWork", "works_get_get"),
+            ("UpdateWork", "works_update_patch"),
+            ("DeleteWork", "works_delete_delete"),
+            ("StartTask", "tasks_start_post"),
+            ("ListTasks", "tasks_work_tasks_get"),
+        )
+    },
+    "POST /api/v1/works/{work_id}/tasks": {
+        name: (op, "task_id", "$response.body#/data/task_id")
+        for name, op in (("GetTask", "tasks_detail_get"), ("CancelTask", "tasks_cancel_post"))
+    },
+    **{
+        f"POST /api/rest_j/v1/entrance/{route}": {
+            name: (op, "exec_id", "$response.body#/data/execID")
+            for name, op in (
+                ("Status", "entrance_status_get"),
+                ("Progress", "entrance_progress_get"),
+                ("Log", "entrance_log_get"),
+                ("Kill", "entrance_kill_get"),
+            )
+        }
+        for route in ("execute", "submit")
+    },
+}
+
 HEADERS: dict[str, dict[str, Any]] = {
     "Idempotency-Key": {
         "description": "A retried POST with the same key (per user and action) answers the first result.",
@@ -395,6 +425,11 @@ def _operation(method: str, path: str, view: Any, defs: dict[str, Any]) -> dict[
     }
     if spec.response_headers:
         success["headers"] = {name: RESPONSE_HEADERS[name] for name in spec.response_headers}
+    if key in LINKS:
+        success["links"] = {
+            name: {"operationId": op_id, "parameters": {param: expression}}
+            for name, (op_id, param, expression) in LINKS[key].items()
+        }
     responses: dict[str, Any] = {str(spec.status): success}
     for extra in spec.also:
         responses[str(extra)] = {

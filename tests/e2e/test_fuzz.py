@@ -98,48 +98,59 @@ def test_fuzz_every_route(stack: StackProcess) -> None:
     started = time.monotonic()
     operations = [result.ok() for result in schema.get_all_operations()]
     fuzzed = [op for op in operations if f"{op.method.upper()} {op.path}" not in SKIPPED]
+    passes: list[tuple[Any, GenerationMode, dict[str, str] | None]] = []
+    existing: set[str] = set()
     for operation in fuzzed:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        passes += [(operation, GenerationMode.POSITIVE, None), (operation, GenerationMode.NEGATIVE, None)]
+        if "{work_id}" in operation.path and operation.method.upper() != "OPTIONS":
+            # the create -> get/patch/delete/tasks flow: the same operations on a work that exists
+            work_id = _new_work(stack, token, operation.path)
+            existing.add(work_id)
+            passes.append((operation, GenerationMode.POSITIVE, {"work_id": work_id}))
+    for operation, mode, path_parameters in passes:
 
-            @seed(SEED)
-            @settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                database=None,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-                derandomize=False,
-            )
-            @given(case=operation.as_strategy(generation_mode=mode))
-            def exercise(case: Any) -> None:
-                key = f"{case.operation.method.upper()} {case.operation.path}"
-                if case.method.upper() != case.operation.method.upper():
-                    # a method the route lacks: API Gateway's (and the local stack's) bare 403, not the app's
-                    other_methods[0] += 1
-                    return
-                response = case.call(base_url=stack.url, session=session, headers=auth, timeout=30)
-                statuses[response.status_code] += 1
-                per_operation[key] += 1
-                try:
-                    case.validate_response(response, checks=CHECKS, headers=auth)
-                    text = response.text
-                    leaked = [leak for leak in LEAKS if leak in text]
-                    assert not leaked, f"{key} leaked {leaked[0]!r}: {text[:300]}"
-                except BaseException as err:  # schemathesis raises failure groups
-                    failures.append(f"{key} [{case.method} {case.formatted_path}] {response.status_code}: {err}"[:600])
-
+        @seed(SEED)
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+            derandomize=False,
+        )
+        @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
+        def exercise(case: Any) -> None:
+            key = f"{case.operation.method.upper()} {case.operation.path}"
+            if (case.path_parameters or {}).get("work_id") in existing:
+                key += " (existing work)"
+            if case.method.upper() != case.operation.method.upper():
+                # a method the route lacks: API Gateway's (and the local stack's) bare 403, not the app's
+                other_methods[0] += 1
+                return
+            response = case.call(base_url=stack.url, session=session, headers=auth, timeout=30)
+            statuses[response.status_code] += 1
+            per_operation[key] += 1
             try:
-                exercise()
-            except Unsatisfiable:
-                if mode is GenerationMode.POSITIVE:
-                    raise
-                unsatisfiable.append(f"{operation.method.upper()} {operation.path}")  # nothing to make invalid
+                case.validate_response(response, checks=CHECKS, headers=auth)
+                text = response.text
+                leaked = [leak for leak in LEAKS if leak in text]
+                assert not leaked, f"{key} leaked {leaked[0]!r}: {text[:300]}"
+            except BaseException as err:  # schemathesis raises failure groups
+                failures.append(f"{key} [{case.method} {case.formatted_path}] {response.status_code}: {err}"[:600])
+
+        try:
+            exercise()
+        except Unsatisfiable:
+            if mode is GenerationMode.POSITIVE:
+                raise
+            unsatisfiable.append(f"{operation.method.upper()} {operation.path}")  # nothing to make invalid
     elapsed = time.monotonic() - started
     total = sum(statuses.values())
     summary = (
         f"seed {SEED}, {EXAMPLES} positive + {EXAMPLES} negative examples per operation: {total} requests over "
         f"{len(per_operation)} of {len(operations)} operations in {elapsed:.0f} s; statuses "
         + ", ".join(f"{code}: {n}" for code, n in sorted(statuses.items()))
+        + f"; {len(existing)} operations also fuzzed on an existing work (create -> get/patch/delete/tasks)"
         + f"; {len(failures)} failures; skipped {len(SKIPPED)}; {len(unsatisfiable)} operations have no invalid input"
     )
     print(summary)
@@ -148,6 +159,15 @@ def test_fuzz_every_route(stack: StackProcess) -> None:
     assert not failures, "\n".join(failures[:20])
     assert not [code for code in statuses if code >= 500]
     assert total >= MIN_REQUESTS, summary
+
+
+def _new_work(stack: StackProcess, token: str, path: str) -> str:
+    name = f"fuzz-{len(path)}-{time.monotonic_ns()}"
+    body = {"name": name, "description": "fuzzed", "type": "BATCH", "category": "SPARK_SQL", "paused": True}
+    status, answer, _ = stack.call("POST", "/api/v1/works", body, token)
+    assert status == 201, answer
+    work_id: str = answer["data"]["work_id"]
+    return work_id
 
 
 def _record(summary: str, per_operation: Counter[str], failures: list[str]) -> None:

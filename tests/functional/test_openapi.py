@@ -43,6 +43,11 @@ def test_document_is_valid_openapi_31_and_covers_every_route() -> None:
         for method in methods:
             op = document["paths"][path][method.lower()]
             assert op["responses"]["default" if method != "OPTIONS" else "403"], (method, path)
+    # every link names a real operation
+    ids = {op["operationId"] for methods in document["paths"].values() for op in methods.values()}
+    for links in openapi.LINKS.values():
+        for op_id, _, _ in links.values():
+            assert op_id in ids, op_id
     # every hand-described operation is a real route (no drift)
     for key in openapi.OPERATIONS:
         method, path = key.split(" ", 1)
