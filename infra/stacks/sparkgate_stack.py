@@ -75,11 +75,13 @@ STREAM_ACTIONS = [
     "dynamodb:GetShardIterator",
 ]
 #: What the Lambda role may do to objects in the bucket: single-part puts and gets (results, logs,
-#: pages); objects go by the bucket's lifecycle rules, never by the app, so no DeleteObject.
+#: pages); objects go by the bucket's lifecycle rules, except a user's own uploads, which they delete
+#: (``DELETE /api/v1/files/...``): DeleteObject is granted on ``uploads/*`` only.
 OBJECT_ACTIONS = [
     "s3:GetObject",
     "s3:PutObject",
 ]
+UPLOAD_DELETE_ACTIONS = ["s3:DeleteObject"]
 
 
 @dataclass(frozen=True)
@@ -392,6 +394,11 @@ class SparkgateStack(cdk.Stack):
             iam.PolicyStatement(sid="ListStreams", actions=["dynamodb:ListStreams"], resources=["*"]),
             iam.PolicyStatement(
                 sid="BucketObjects", actions=OBJECT_ACTIONS, resources=[self.bucket.arn_for_objects("*")]
+            ),
+            iam.PolicyStatement(
+                sid="BucketUploadsDelete",
+                actions=UPLOAD_DELETE_ACTIONS,
+                resources=[self.bucket.arn_for_objects("uploads/*")],
             ),
             iam.PolicyStatement(sid="BucketList", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]),
             *isolation.app_step_statements(self, self.settings.stage, self.cluster_arn, self.runtime_policy),

@@ -8,6 +8,7 @@ or a call nobody granted, fails here.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,21 @@ def test_table_grants_are_exactly_the_calls_the_code_makes(dev: Synth) -> None:
 
 def test_bucket_grants_are_exactly_the_calls_the_code_makes(dev: Synth) -> None:
     statements = app_statements(dev.template_json)
-    granted = statements["BucketObjects"] | statements["BucketList"]
+    granted = statements["BucketObjects"] | statements["BucketList"] | statements["BucketUploadsDelete"]
     needed = called(S3_CALLS, cloud_sources())
     assert granted == needed, {"granted, never called": granted - needed, "called, not granted": needed - granted}
+    assert "s3:DeleteObject" not in statements["BucketObjects"]  # deletes reach the users' uploads only
+
+
+def test_deletes_reach_only_the_users_uploads(dev: Synth) -> None:
+    [role] = [r for k, r in dev.template_json["Resources"].items() if k.startswith("AppRole")]
+    [statement] = [
+        s
+        for p in role["Properties"]["Policies"]
+        for s in p["PolicyDocument"]["Statement"]
+        if "s3:DeleteObject" in s["Action"]
+    ]
+    assert json.dumps(statement["Resource"]).endswith('"/uploads/*"]]}'), statement["Resource"]
 
 
 def test_the_detector_sees_what_it_should() -> None:
