@@ -542,3 +542,48 @@ def geo_map(kind: str, output: str, body: str) -> None:
 
     Path(output).write_bytes(base64.b64decode(answer["result"]))
     click.echo(f"wrote {output}", err=True)
+
+
+@client.group()
+def users() -> None:
+    """User admin over HTTP (admins; a user may read their own record and change their password)."""
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def users_list(as_json: bool) -> None:
+    """Every user (admins)."""
+    _emit(Api.from_config().call("GET", "/api/v1/users", query={"limit": 100})["data"], as_json)
+
+
+@users.command("get")
+@click.argument("username")
+def users_get(username: str) -> None:
+    """One user (JSON)."""
+    _emit(Api.from_config().call("GET", f"/api/v1/users/{username}")["data"], True)
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--admin", is_flag=True)
+def users_create(username: str, admin: bool) -> None:
+    """Create a user; the password from SPARKGATE_NEW_PASSWORD or prompted."""
+    password = os.environ.get("SPARKGATE_NEW_PASSWORD") or click.prompt("new password", hide_input=True)
+    body = {"username": username, "password": password, "is_admin": admin}
+    _emit(Api.from_config().call("POST", "/api/v1/users", body)["data"], True)
+
+
+@users.command("update")
+@click.argument("username")
+@click.argument("changes")
+def users_update(username: str, changes: str) -> None:
+    """``'{"disabled": true}'`` and the like (admins)."""
+    _emit(Api.from_config().call("PATCH", f"/api/v1/users/{username}", _geo_body(changes))["data"], True)
+
+
+@users.command("delete")
+@click.argument("username")
+def users_delete(username: str) -> None:
+    """Delete a user (admins)."""
+    Api.from_config().call("DELETE", f"/api/v1/users/{username}")
+    click.echo(f"deleted {username}", err=True)

@@ -66,6 +66,10 @@ def test_login_keeps_the_token_0600_and_works_commands(stack: StackProcess, conf
     updated = cli(config_home, "works", "update", work["work_id"], '{"description": "changed"}')
     assert json.loads(updated.stdout)["description"] == "changed"
     assert json.loads(cli(config_home, "tasks", "list", work["work_id"], "--json").stdout) == []
+    me = json.loads(cli(config_home, "users", "get", "clara").stdout)
+    assert me["username"] == "clara"
+    refused = cli(config_home, "users", "list")
+    assert refused.returncode == 1 and "HTTP 403" in refused.stderr
     again = cli(config_home, "works", "create", "--name", "cli-work")
     assert again.returncode == 1 and "HTTP 409" in again.stderr
 
