@@ -50,6 +50,10 @@ class _NoDelayHandler(ChaliceRequestHandler):  # type: ignore[misc]
 
     disable_nagle_algorithm = True
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """The access line without the query string (a URL may carry a token or a path)."""
+        self.log_message('"%s %s" %s %s', self.command, self.path.split("?", 1)[0], code, size)
+
     def __getattr__(self, name: str) -> Any:
         # http.server answers a method it has no ``do_<METHOD>`` for with a 501 HTML page; API
         # Gateway answers in JSON: every other method (TRACE, CONNECT, BREW...) gets a JSON 405
