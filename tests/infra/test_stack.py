@@ -120,6 +120,12 @@ def expected_app_statements(template: dict[str, Any], cluster_id: Any) -> list[d
             "Action": ["s3:GetObject", "s3:PutObject"],
             "Resource": {"Fn::Join": ["", [bucket_arn, "/*"]]},
         },
+        {
+            "Sid": "BucketUploadsDelete",
+            "Effect": "Allow",
+            "Action": "s3:DeleteObject",
+            "Resource": {"Fn::Join": ["", [bucket_arn, "/uploads/*"]]},
+        },
         {"Sid": "BucketList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn},
         {
             "Sid": "StepRunner",
