@@ -48,6 +48,21 @@ MAX_RESULT_SETS = 1000
 TAIL_LINES = 40
 
 
+#: Spark errors that mean the driver had no memory left for a job's results, and what to do about them
+_DRIVER_MEMORY_ERRORS = ("TaskResultLost", "result lost from block manager")
+DRIVER_MEMORY_HINT = (
+    "the Spark driver ran out of memory for the job's results; collect fewer rows to the driver, "
+    "or ask for a larger spark.driver.memory"
+)
+
+
+def _explained(error: str) -> str:
+    """A kernel's error with the reason first when Spark's own text hides it (results lost for memory)."""
+    if any(marker in error for marker in _DRIVER_MEMORY_ERRORS):
+        return f"{DRIVER_MEMORY_HINT}\n{error}"
+    return error
+
+
 def max_result_bytes() -> int:
     """Bytes of result pages one Job may store (``SPARKGATE_MAX_RESULT_BYTES``, default 1 GiB)."""
     return sandbox.int_env("SPARKGATE_MAX_RESULT_BYTES", 1 << 30)
@@ -478,7 +493,7 @@ class JobRun:
                 return self._end("Cancelled", "cancelled by user", engine_config.ERR_CANCELLED)
         progress, infos = self._final_progress(done)
         if done.get("error") or done.get("interrupted"):
-            text = str(done.get("error") or "interrupted")
+            text = _explained(str(done.get("error") or "interrupted"))
             extra = {"progress": progress, "progress_info": infos}
             detail = done.get("error_detail")
             detail = detail if isinstance(detail, str) else ""

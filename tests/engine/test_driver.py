@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -146,10 +147,16 @@ def finished(exec_id: str, timeout: float = 60) -> dict[str, Any]:
     return wait_for(exec_id, lambda j: j["status"] in FINAL, timeout)
 
 
-def log_of(exec_id: str) -> list[tuple[str, str]]:
+#: Linkis's line prefix the engine stores before every log line (``yyyy-MM-dd HH:mm:ss.SSS LEVEL ``)
+LINKIS_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (?:INFO|WARN|ERROR) ")
+
+
+def log_of(exec_id: str, raw: bool = False) -> list[tuple[str, str]]:
+    """The Job's stored log lines; their text without Linkis's time-and-level prefix unless ``raw``."""
     from chalicelib.store import jobs as job_store
 
-    return job_store.read_log(exec_id)
+    lines = job_store.read_log(exec_id)
+    return lines if raw else [(level, LINKIS_PREFIX.sub("", text, count=1)) for level, text in lines]
 
 
 @pytest.fixture
@@ -196,11 +203,9 @@ def test_sql_over_the_taxi_csv_gives_typed_result_sets(session_id: str) -> None:
     assert second["metadata"][0] == {"columnName": "VendorID", "dataType": "string", "comment": ""}
     assert sum(r[1] for r in second["rows"]) == 9999
     assert done["result_preview"]["rows"][0][0] == 9999
-    log = log_of(query["exec_id"])
+    log = log_of(query["exec_id"], raw=True)
     assert len(log) == done["log_lines"] and any("statement 2/2" in t for _, t in log)
     # as Linkis writes them: ``yyyy-MM-dd HH:mm:ss.SSS LEVEL text``, closing with what linkis-cli waits for
-    import re
-
     assert all(re.match(rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{{3}} {level} ", t) for level, t in log), log[:3]
     assert log[-1][1].endswith("INFO Congratulations. Your job completed with status Success.")
 
@@ -302,7 +307,8 @@ def test_failures_carry_the_error_text(session_id: str) -> None:
     assert sql_done["status"] == "Failed" and "no_such_table_here" in sql_done["error"]
     assert any(level == "ERROR" and "no_such_table_here" in t for level, t in log_of(bad_sql["exec_id"]))
     closing = "Sorry. Your job completed with a status Failed. You can view logs for the reason."
-    assert log_of(bad_sql["exec_id"])[-1][1].endswith(f"INFO {closing}")  # Linkis's last line
+    last = log_of(bad_sql["exec_id"], raw=True)[-1][1]
+    assert LINKIS_PREFIX.match(last) and last.endswith(f"INFO {closing}")  # Linkis's last line
     assert py_done["status"] == "Failed"
     assert "ZeroDivisionError" in py_done["error"] and 'File "<code>", line 2, in f' in py_done["error"]
     assert "kernel.py" not in py_done["error"] and "supervisor.py" not in py_done["error"]
