@@ -30,7 +30,7 @@ def become_subreaper() -> bool:
     return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
 
 
-def _table() -> dict[int, tuple[int, int, str]]:
+def process_table() -> dict[int, tuple[int, int, str]]:
     """pid -> (parent pid, start time, state) of every process /proc shows."""
     table: dict[int, tuple[int, int, str]] = {}
     for entry in os.listdir("/proc"):
@@ -46,7 +46,7 @@ def _table() -> dict[int, tuple[int, int, str]]:
     return table
 
 
-def _below(root: int, table: dict[int, tuple[int, int, str]]) -> set[int]:
+def below(root: int, table: dict[int, tuple[int, int, str]]) -> set[int]:
     """Every process strictly below ``root``."""
     children: dict[int, list[int]] = {}
     for pid, (ppid, _, _) in table.items():
@@ -63,14 +63,14 @@ def _below(root: int, table: dict[int, tuple[int, int, str]]) -> set[int]:
 
 def snapshot() -> set[Process]:
     """The processes below this one now (taken when a Job starts)."""
-    table = _table()
-    return {(pid, table[pid][1]) for pid in _below(os.getpid(), table)}
+    table = process_table()
+    return {(pid, table[pid][1]) for pid in below(os.getpid(), table)}
 
 
 def _strays(before: set[Process], keep_root: int | None) -> tuple[set[int], dict[int, tuple[int, int, str]]]:
-    table = _table()
-    keep = {keep_root, *_below(keep_root, table)} if keep_root is not None else set()
-    mine = _below(os.getpid(), table)
+    table = process_table()
+    keep = {keep_root, *below(keep_root, table)} if keep_root is not None else set()
+    mine = below(os.getpid(), table)
     return {pid for pid in mine - keep if (pid, table[pid][1]) not in before}, table
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from chalicelib.config import settings
 from chalicelib.engine import config as engine_config
-from chalicelib.engine import sandbox
+from chalicelib.engine import leftovers, sandbox
 from chalicelib.engine.channel import Channel, ChannelClosed
 from chalicelib.engine.joblog import JobLog
 from chalicelib.logformat import closing_line
@@ -79,22 +79,7 @@ class KernelDied(Exception):
 
 def _process_tree(root: int) -> list[int]:
     """``root`` and all its descendants, from ``/proc``."""
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        children[int(raw[raw.rindex(")") + 2 :].split()[1])].append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, ()))
-    return tree
+    return [root, *leftovers.below(root, leftovers.process_table())]
 
 
 def _rss_bytes(pids: list[int]) -> int:
