@@ -82,3 +82,19 @@ class Api:
 def api(client: Client) -> Api:
     """JSON helper bound to the test client."""
     return Api(client)
+
+
+@pytest.fixture
+def fake_engine_api(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    """The app under test with session drivers from a fake runner (no JVM) and no sync wait."""
+    from app import app
+    from chalicelib import sessions
+    from tests.functional.test_sessions import FakeRunner
+
+    monkeypatch.setenv("SPARKGATE_SYNC_WAIT_SECONDS", "0")
+    sessions.use_runner(FakeRunner())
+    try:
+        with Client(app, project_dir=str(ROOT), stage_name="local") as client:
+            yield Api(client)
+    finally:
+        sessions.use_runner(None)

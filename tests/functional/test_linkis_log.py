@@ -4,15 +4,11 @@ the next line to ask for, ``distinctLevel=false`` answers one string; pushed fra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from chalice.test import Client
 
-from tests.conftest import ROOT
 from tests.functional.conftest import Api
-from tests.functional.test_sessions import FakeRunner
 
 EXECUTE = "/api/rest_j/v1/entrance/execute"
 SQL = {"executeApplicationName": "spark", "executionCode": "select 1", "runType": "sql", "params": {}}
@@ -20,17 +16,8 @@ LINES = [("INFO", "one"), ("WARN", "two"), ("INFO", "three"), ("ERROR", "four"),
 
 
 @pytest.fixture
-def api(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    from app import app
-    from chalicelib import sessions
-
-    monkeypatch.setenv("SPARKGATE_SYNC_WAIT_SECONDS", "0")
-    sessions.use_runner(FakeRunner())
-    try:
-        with Client(app, project_dir=str(ROOT), stage_name="local") as client:
-            yield Api(client)
-    finally:
-        sessions.use_runner(None)
+def api(fake_engine_api: Api) -> Api:
+    return fake_engine_api
 
 
 @pytest.fixture

@@ -8,16 +8,12 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from chalice.test import Client
 
-from tests.conftest import ROOT
 from tests.functional.conftest import Api
-from tests.functional.test_sessions import FakeRunner
 
 L = "/api/rest_j/v1"
 EXECUTE = f"{L}/entrance/execute"
@@ -42,17 +38,8 @@ ROWS: list[list[Any]] = [[1, True, 2.5, "a", 2**40, ["x", "y"]], [2, False, None
 
 
 @pytest.fixture
-def api(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    from app import app
-    from chalicelib import sessions
-
-    monkeypatch.setenv("SPARKGATE_SYNC_WAIT_SECONDS", "0")
-    sessions.use_runner(FakeRunner())
-    try:
-        with Client(app, project_dir=str(ROOT), stage_name="local") as client:
-            yield Api(client)
-    finally:
-        sessions.use_runner(None)
+def api(fake_engine_api: Api) -> Api:
+    return fake_engine_api
 
 
 def ok(api: Api, token: str, path: str, body: Any = None, method: str = "GET") -> dict[str, Any]:
