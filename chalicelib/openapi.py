@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from chalicelib import geo
 from chalicelib.dialects import GeoDialect, LinkisDialect, WorksDialect
 from chalicelib.models import entrance as linkis_models
 from chalicelib.models import geo as geo_models
@@ -107,19 +108,7 @@ OPERATIONS: dict[str, Operation] = {
     "POST /loadfile": Operation(body=geo_models.TablesRequest, also=(202,)),
     "POST /createtable": Operation(body=geo_models.TablesRequest, also=(202,)),
     "POST /query": Operation(body=geo_models.QueryRequest, also=(202,)),
-    **{
-        f"POST /{kind}": Operation(body=geo_models.MapRequest, also=(202,))
-        for kind in (
-            "pointmap",
-            "heatmap",
-            "choropleth",
-            "choroplethmap",
-            "weighted",
-            "weighted_pointmap",
-            "icon_viz",
-            "fishnetmap",
-        )
-    },
+    **{f"POST /{kind}": Operation(body=geo_models.MapRequest, also=(202,)) for kind in geo.MAPS},
 }
 
 #: OpenAPI links (the stateful flows): ``"METHOD path"`` -> link name -> (operationId, parameter, expression).

@@ -30,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from chalicelib import openapi
+from chalicelib.geo import MAPS
 from tests.conftest import ROOT
 from tests.e2e.stack import StackProcess
 
@@ -52,14 +53,7 @@ SKIPPED = {
             "loadfile",
             "createtable",
             "query",
-            "pointmap",
-            "heatmap",
-            "choropleth",
-            "choroplethmap",
-            "weighted",
-            "weighted_pointmap",
-            "icon_viz",
-            "fishnetmap",
+            *MAPS,
         )
     },
 }
