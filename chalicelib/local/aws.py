@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import json
 import logging
 import os
@@ -28,7 +27,7 @@ from werkzeug.serving import make_server
 
 from chalicelib.local import moto_fixes
 from chalicelib.local.credentials import Credentials
-from chalicelib.local.journal import Journal, Journaled, replay
+from chalicelib.local.journal import Journal, Journaled, read_wsgi_body, replay
 from chalicelib.local.sigv4 import Refusal, SigV4Verifier
 
 StartResponse = Callable[..., Any]
@@ -122,19 +121,6 @@ def _wsgi_headers(environ: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
-def _read_wsgi_body(environ: dict[str, Any]) -> bytes:
-    """The whole request body; ``wsgi.input`` is replaced so the app reads the same bytes again."""
-    stream = environ["wsgi.input"]
-    if environ.get("wsgi.input_terminated"):
-        body = stream.read()
-    else:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = stream.read(length) if length > 0 else b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    environ["CONTENT_LENGTH"] = str(len(body))
-    return bytes(body)
-
-
 def _error_body(refusal: Refusal, headers: dict[str, str], query: str) -> tuple[bytes, str]:
     content_type = headers.get("content-type", "")
     if "x-amz-target" in headers or "amz-json" in content_type:
@@ -172,7 +158,7 @@ class SignedOnly:
 
         def read_body() -> bytes:
             if not body:
-                body.append(_read_wsgi_body(environ))
+                body.append(read_wsgi_body(environ))
             return body[0]
 
         refusal = self.verifier.verify(environ.get("REQUEST_METHOD", "GET"), target, headers, read_body)

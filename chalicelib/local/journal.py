@@ -210,7 +210,7 @@ class Journaled:
         lock = self._lock_for(environ) if self.journal.enabled else None
         if lock is None:
             return self.app(environ, start_response)
-        body = _read_body(environ)
+        body = read_wsgi_body(environ)
         answer: list[Any] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
@@ -240,7 +240,8 @@ class Journaled:
         return chunks
 
 
-def _read_body(environ: dict[str, Any]) -> bytes:
+def read_wsgi_body(environ: dict[str, Any]) -> bytes:
+    """The whole request body; ``wsgi.input`` is replaced so the app reads the same bytes again."""
     stream = environ["wsgi.input"]
     if environ.get("wsgi.input_terminated"):
         body = stream.read()
