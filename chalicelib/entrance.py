@@ -471,12 +471,22 @@ def linkis_value(value: Any, data_type: str = "string") -> str:
     return text
 
 
+#: Linkis's result set types (``type`` of ``openFile``): TEXT, a Python job's printed output; TABLE
+TEXT_RESULT, TABLE_RESULT = "1", "2"
+
+
+def result_type(document: dict[str, Any]) -> str:
+    """A stored result set's Linkis type: ``"1"`` (TEXT) or ``"2"`` (TABLE)."""
+    return TEXT_RESULT if document.get("type") == TEXT_RESULT else TABLE_RESULT
+
+
 def open_file(
     principal: Principal, path: Any, page: Any = None, page_size: Any = None, typed: Any = None
 ) -> dict[str, Any]:
     """``filesystem/openFile``: a page of one result set with its column metadata, values as Linkis sends
     them (strings, ``NULL``, Linkis type names); ``typed=true`` answers JSON-typed values and Spark's type
-    names instead."""
+    names instead. A TEXT set (``type: "1"``, printed output) answers ``metadata: "NULL"`` and one
+    ``[line]`` per row, as Linkis's ``FileSplit`` does."""
     job, index = _result_job(principal, path)
     if index is None:
         raise BadRequest("path must name a result file", field="path")
@@ -486,16 +496,19 @@ def open_file(
     number = _int_arg(page, "page", 1, 1, 10**9)
     size = _int_arg(page_size, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     total = int(document.get("total_rows", len(document.get("rows", []))))
-    metadata = list(document.get("metadata", []))
     rows = _rows(owner, exec_id, index, document, (number - 1) * size, size)
-    if not native:
+    kind = result_type(document)
+    metadata: Any = list(document.get("metadata", []))
+    if kind == TEXT_RESULT:  # Linkis's TEXT set: metadata "NULL", each line a row of one string
+        metadata, rows = LINKIS_NULL, [[str(row[0]) if row else ""] for row in rows]
+    elif not native:
         metadata = [{**m, "dataType": linkis_type(m.get("dataType"))} for m in metadata]
         types = [str(m["dataType"]) for m in metadata]
         rows = [[linkis_value(v, types[i] if i < len(types) else "string") for i, v in enumerate(row)] for row in rows]
     return {
         "metadata": metadata,
         "fileContent": rows,
-        "type": "2",
+        "type": kind,
         "totalLine": total,
         "page": number,
         "totalPage": max(1, math.ceil(total / size)),

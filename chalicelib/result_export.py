@@ -66,6 +66,8 @@ def export(principal: Principal, query: dict[str, str]) -> Export:
     limit = MAX_LIMIT if limit <= 0 else min(limit, MAX_LIMIT)
     owner, exec_id = job["owner"], job["exec_id"]
     document = job_store.get_result_set(owner, exec_id, index)
+    if entrance.result_type(document) == entrance.TEXT_RESULT:
+        return _text_export(owner, exec_id, index, document, kind, name, limit)
     metadata = list(document.get("metadata", []))
     columns = [str(m.get("columnName", f"col_{i + 1}")) for i, m in enumerate(metadata)]
     types = [entrance.linkis_type(m.get("dataType")) for m in metadata]
@@ -86,6 +88,20 @@ def export(principal: Principal, query: dict[str, str]) -> Export:
             raise BadRequest(f"the file would exceed {MAX_BYTES} bytes; ask for fewer rows (limit)", field="limit")
         return Export(text, CSV, f"{name}.csv")
     return Export(_xlsx(columns, types, rows, sheet, null), XLSX, f"{name}.xlsx")
+
+
+def _text_export(
+    owner: str, exec_id: str, index: int, document: dict[str, Any], kind: str, name: str, limit: int
+) -> Export:
+    """A TEXT set (printed output) as a CSV of its lines (no header); XLSX is refused, as Linkis refuses
+    non-table result sets (its error 80024)."""
+    if kind != "csv":
+        raise BadRequest("non-table result sets cannot be downloaded as excel", field="outputFileType")
+    rows = entrance._rows(owner, exec_id, index, document, 0, limit)
+    text = "".join(f"{row[0] if row else ''}\n" for row in rows)
+    if len(text.encode()) > MAX_BYTES:
+        raise BadRequest(f"the file would exceed {MAX_BYTES} bytes; ask for fewer rows (limit)", field="limit")
+    return Export(text, CSV, f"{name}.csv")
 
 
 def _cell(value: Any, data_type: str, null: str) -> Any:

@@ -15,13 +15,42 @@ class LineSink(Protocol):
         """Append one or more lines (split on newlines)."""
 
 
+class TextOutput:
+    """A job's printed (stdout) lines, kept for its TEXT result set: at most ``limit`` lines of at most
+    ``max_chars`` characters; ``total`` counts every line."""
+
+    def __init__(self, limit: int, max_chars: int) -> None:
+        self.limit, self.max_chars = limit, max_chars
+        self.lines: list[str] = []
+        self.total = 0
+
+    def add(self, level: str, text: str) -> None:
+        """Keep one line (the writer splits on newlines; ``level`` is ignored)."""
+        self.total += 1
+        if len(self.lines) < self.limit:
+            self.lines.append(text[: self.max_chars])
+
+
+class _Tee:
+    """A line sink that hands every line to two sinks (the log, and the printed output)."""
+
+    def __init__(self, first: LineSink, second: LineSink) -> None:
+        self.first, self.second = first, second
+
+    def add(self, level: str, text: str) -> None:
+        self.first.add(level, text)
+        self.second.add(level, text)
+
+
 class _LineWriter(io.TextIOBase):
     """A text stream that turns writes into log lines (partial lines wait for their newline)."""
 
     def __init__(self, log: LineSink, level: str) -> None:
         self.log, self.level, self._partial = log, level, ""
+        self.written = False
 
     def write(self, s: str) -> int:
+        self.written = self.written or bool(s)
         text = self._partial + s
         *complete, self._partial = text.split("\n")
         for line in complete:
@@ -71,10 +100,16 @@ def install_router() -> None:
 
 
 class capture_into:
-    """``with capture_into(log):`` the current thread's print goes to ``log`` (stdout INFO, stderr WARN)."""
+    """``with capture_into(log):`` the current thread's print goes to ``log`` (stdout INFO, stderr WARN);
+    with ``output``, stdout lines go there too (a Python job's TEXT result set)."""
 
-    def __init__(self, log: LineSink) -> None:
-        self.out, self.err = _LineWriter(log, "INFO"), _LineWriter(log, "WARN")
+    def __init__(self, log: LineSink, output: LineSink | None = None) -> None:
+        self.out = _LineWriter(log if output is None else _Tee(log, output), "INFO")
+        self.err = _LineWriter(log, "WARN")
+
+    def printed(self) -> bool:
+        """Whether anything was written to stdout so far (a partial line too)."""
+        return self.out.written
 
     def __enter__(self) -> None:
         install_router()

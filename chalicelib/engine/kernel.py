@@ -32,9 +32,9 @@ from pyspark.sql import DataFrame, SparkSession
 
 from chalicelib.engine import config as engine_config
 from chalicelib.engine import leftovers
-from chalicelib.engine.capture import capture_into
+from chalicelib.engine.capture import TextOutput, capture_into
 from chalicelib.engine.channel import Channel, ChannelClosed
-from chalicelib.engine.statements import PageSink, run_python, run_sql, user_traceback
+from chalicelib.engine.statements import PageSink, run_python, run_sql, text_result_set, user_traceback
 
 #: At most this much of the JVM stack of a failed SQL statement goes to the Job's log (after its message).
 MAX_STACK_CHARS = 16 * 1024
@@ -298,15 +298,22 @@ class Kernel:
 
             return sink
 
+        run_type = job.get("run_type")
+        # a Python job's printed output is also its first result set, a TEXT one (as Linkis's engines write it)
+        output = TextOutput(self.max_rows, MAX_LINE_CHARS) if run_type == "python" else None
+        capture = capture_into(log, output)
+
+        def after_output(index: int) -> PageSink:  # a table set comes after the TEXT set once anything printed
+            return sinks(index + (1 if capture.printed() else 0))
+
         try:
-            with capture_into(log):
+            with capture:
                 sc.setJobGroup(exec_id, f"sparkgate job {job.get('task_id')}", interruptOnCancel=True)
-                run_type = job.get("run_type")
                 if run_type == "sql":
                     done["result_sets"] = run_sql(self.spark, job["code"], self.max_rows, log.info, sinks, self._frame)
                 elif run_type == "python":
                     scope = str(job.get("scope") or DEFAULT_SCOPE)
-                    done["result_sets"] = run_python(self.namespace(scope), job["code"], self.max_rows, sinks)
+                    done["result_sets"] = run_python(self.namespace(scope), job["code"], self.max_rows, after_output)
                 elif run_type == "geo":  # internal: the geo surface's ops (chalicelib.geo)
                     from chalicelib.engine.geo.ops import run_geo_op
 
@@ -318,6 +325,9 @@ class Kernel:
                     done["geo_result"] = json.loads(json.dumps(result, default=str))
                 else:
                     raise ValueError(f"run type {run_type!r} is not supported by the engine")
+            if output is not None and output.total:  # complete now: the capture flushed a partial last line
+                text = text_result_set(output.lines, output.total, self.max_rows, sinks(0))
+                done["result_sets"] = [text, *done["result_sets"]]
         except JobInterrupted:
             done["interrupted"] = True
         except BaseException as err:

@@ -21,8 +21,11 @@ from chalicelib.engine.config import RESULT_PAGE_ROWS
 
 _ENGINE_DIR = os.path.dirname(os.path.abspath(__file__))
 #: ``{"metadata": [{columnName, dataType, comment}], "rows": [[...]] (page 0), "truncated": bool,
-#: "total_rows": int, "page_rows": int, "pages": int}``
+#: "total_rows": int, "page_rows": int, "pages": int}``; a TEXT set also ``"type": "1"`` (no metadata,
+#: one line per row)
 ResultSet = dict[str, Any]
+#: Linkis's result set types: TEXT (printed output) and TABLE
+TEXT_TYPE, TABLE_TYPE = "1", "2"
 
 
 def split_sql(code: str) -> list[str]:
@@ -127,6 +130,19 @@ def _document(
         "page_rows": page_rows,
         "pages": pages,
     }
+
+
+def text_result_set(lines: list[str], total: int, max_rows: int, sink: PageSink | None = None) -> ResultSet:
+    """Printed output as Linkis's TEXT result set (type ``"1"``): one row ``[line]`` per line, at most
+    ``max_rows`` (``total`` lines were printed), paged like a table's rows (pages >= 1 go to ``sink``)."""
+    kept = [[line] for line in lines[:max_rows]]
+    page_rows = min(RESULT_PAGE_ROWS, max_rows) if sink is not None else max(max_rows, 1)
+    pages = [kept[i : i + page_rows] for i in range(0, len(kept), page_rows)] or [[]]
+    for number, page in enumerate(pages[1:], 1):
+        assert sink is not None
+        sink(number, page)
+    document = _document([], pages[0], total > len(kept), len(kept), page_rows, len(pages))
+    return {**document, "type": TEXT_TYPE}
 
 
 def run_sql(

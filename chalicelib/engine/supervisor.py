@@ -277,6 +277,7 @@ def _result_set(document: Any) -> dict[str, Any]:
         "total_rows": int(document.get("total_rows", len(rows))),
         "page_rows": int(document.get("page_rows", len(rows))),
         "pages": int(document.get("pages", 1)),
+        **({"type": "1"} if document.get("type") == "1" else {}),  # a TEXT set (printed output)
     }
 
 

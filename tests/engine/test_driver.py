@@ -287,6 +287,53 @@ def test_python_prints_to_the_log_and_variables_persist(session_id: str) -> None
     assert df["result_preview"]["rows"] == [[0], [2], [4]]
 
 
+def test_python_output_is_a_text_result_set_before_the_table(session_id: str) -> None:
+    """As Linkis's Python engines write it: printed lines are a TEXT result set (``type: "1"``, metadata
+    ``"NULL"``, one ``[line]`` per row), the final DataFrame a TABLE set after it; the log keeps the lines."""
+    from chalicelib import entrance, result_export
+    from chalicelib.tokens import Principal
+
+    code = "print('first line')\nprint('a', 1, end='')\nprint('')\nspark.range(2).selectExpr('id as n')"
+    done = finished(submit(code, "python", session_id)["exec_id"])
+    assert done["status"] == "Succeed", done.get("error")
+    assert int(done["result_sets"]) == 2
+    principal = Principal(OWNER, "engine")
+    children = entrance.dir_file_trees(principal, done["result_location"])["dirFileTrees"]["children"]
+    assert [c["name"] for c in children] == ["_0.json", "_1.json"]
+    text = entrance.open_file(principal, children[0]["path"])
+    assert (text["type"], text["metadata"], text["totalLine"]) == ("1", "NULL", 2)
+    assert text["fileContent"] == [["first line"], ["a 1"]]
+    table = entrance.open_file(principal, children[1]["path"])
+    assert table["type"] == "2" and table["metadata"][0]["columnName"] == "n"
+    assert table["fileContent"] == [["0"], ["1"]]
+    assert [t for _, t in log_of(done["exec_id"]) if t in ("first line", "a 1")] == ["first line", "a 1"]
+    csv_text = result_export.export(principal, {"path": children[0]["path"]}).body
+    assert csv_text == "first line\na 1\n"
+    with pytest.raises(Exception, match="non-table result sets cannot be downloaded as excel"):
+        result_export.export(principal, {"path": children[0]["path"], "outputFileType": "xlsx"})
+    # a value that is not a DataFrame is printed: the one TEXT set; nothing printed: no TEXT set
+    quiet = finished(submit("x = 2\nx * 21", "python", session_id)["exec_id"])
+    path = entrance.dir_file_trees(principal, quiet["result_location"])["dirFileTrees"]["children"][0]["path"]
+    assert entrance.open_file(principal, path)["fileContent"] == [["42"]]
+    silent = finished(submit("y = 1", "python", session_id)["exec_id"])
+    assert silent["status"] == "Succeed" and int(silent["result_sets"]) == 0
+
+
+def test_result_sets_are_listed_in_numeric_order(session_id: str) -> None:
+    from chalicelib import entrance
+    from chalicelib.tokens import Principal
+
+    code = ";\n".join(f"select {i} as n" for i in range(12))
+    done = finished(submit(code, "sql", session_id)["exec_id"])
+    assert done["status"] == "Succeed", done.get("error")
+    principal = Principal(OWNER, "engine")
+    children = entrance.dir_file_trees(principal, done["result_location"])["dirFileTrees"]["children"]
+    assert [c["name"] for c in children] == [f"_{i}.json" for i in range(12)]  # _10 after _9, not after _1
+    assert [entrance.open_file(principal, c["path"])["fileContent"] for c in children] == [
+        [[str(i)]] for i in range(12)
+    ]
+
+
 def test_a_job_without_result_sets_still_has_its_result_location(session_id: str) -> None:
     """Linkis clients read ``resultLocation`` of every Job: a DDL-only Job answers a folder with no files."""
     from chalicelib import entrance
