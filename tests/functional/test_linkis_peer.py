@@ -260,6 +260,26 @@ def test_open_file_typed_values_behind_the_typed_parameter(api: Api) -> None:
     assert refused(api, alice, f"{L}/filesystem/openFile?path={quote(path)}&typed=maybe")[0] == 400
 
 
+def test_open_file_of_a_text_result_set_as_linkis_answers_it(api: Api) -> None:
+    """A Python job's printed output (a TEXT set, as the engine stores it): Linkis's ``FileSplit`` answers
+    the LineMetaData's ``"NULL"`` as metadata, each line a row of one string, ``type: "1"``."""
+    from chalicelib.store import jobs as job_store
+
+    alice = api.new_user("alice")
+    job = execute(api, alice, {**SQL, "executionCode": "print('hello')", "runType": "python"})
+    finish(str(job["execID"]))
+    owner = str(job_store.get_job(str(job["execID"]))["owner"])  # type: ignore[index]
+    text = {"type": "1", "metadata": [], "rows": [["hello"], [""], ["world"]], "total_rows": 3}
+    job_store.put_result_set(owner, str(job["execID"]), 0, text)
+    path = _result_path(api, alice, job["taskID"])
+    got = ok(api, alice, f"{L}/filesystem/openFile?path={quote(path)}&page=1&pageSize=5000")
+    assert (got["type"], got["metadata"], got["totalLine"]) == ("1", "NULL", 3)
+    assert got["fileContent"] == [["hello"], [""], ["world"]]
+    # how Linkis's console shows a TEXT set: its lines joined
+    assert "\n".join(row[0] for row in got["fileContent"]) == "hello\n\nworld"
+    assert ok(api, alice, f"{L}/filesystem/openFile?path={quote(path)}&typed=true")["metadata"] == "NULL"
+
+
 def test_linkis_type_names() -> None:
     from chalicelib.entrance import linkis_type, linkis_value
 
