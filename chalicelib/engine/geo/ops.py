@@ -169,7 +169,8 @@ def map_source(spark: SparkSession, kind: str, sql: str) -> Any:
 
     with sql_guard.guarded(spark, sql):
         if kind in POINT_MAPS:
-            xy_sql = xy_map_sql(rewrite_sql(spark, sql))
+            point_udfs: dict[str, tuple[str, str]] = {}
+            xy_sql = xy_map_sql(rewrite_sql(spark, sql, point_udfs))
             if xy_sql is not None:
                 try:
                     df = spark.sql(xy_sql)
@@ -180,7 +181,7 @@ def map_source(spark: SparkSession, kind: str, sql: str) -> Any:
                     df = df.toDF(*[f"c{i}" for i in range(n)])
                     xy = df.select("c0", "c1", *[f"c{i}" for i in range(3, n)])
                     parallelism = spark.sparkContext.defaultParallelism
-                    return XYPoints(xy, n - 2, plain_parquet_scan(xy, parallelism))
+                    return XYPoints(xy, n - 2, plain_parquet_scan(xy, parallelism, point_udfs))
         return sql_frame(spark, sql)
 
 

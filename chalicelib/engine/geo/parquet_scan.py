@@ -18,7 +18,7 @@ paths give the same pixels: tests compare the PNG bytes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -28,6 +28,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 
+from chalicelib.engine.geo import predicates
+from chalicelib.engine.geo.predicates import Predicate
+
 __all__ = ["CONF_ENABLED", "ParquetPieces", "plain_parquet_scan", "read_slice"]
 
 #: Spark conf that turns the direct read off (``false``) for a session.
@@ -35,6 +38,8 @@ CONF_ENABLED = "spark.sparkgate.geo.parquetDirect.enabled"
 #: Beyond this many files the driver does not read every footer: general path.
 MAX_FILES = 256
 _PARQUET_FORMAT = "org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat"
+_CSV_FORMAT = "org.apache.spark.sql.execution.datasources.csv.CSVFileFormat"
+_FORMATS = frozenset({_PARQUET_FORMAT, _CSV_FORMAT})
 # Spark type name -> the Parquet (Arrow) type that Spark reads into it unchanged.
 _SAME_TYPE = {
     "double": pa.float64(),
@@ -55,36 +60,75 @@ class ParquetPieces:
 
     columns: tuple[str, ...]
     slices: tuple[Slice, ...]
+    #: Rows the map keeps (the query's WHERE), evaluated on each batch; None keeps all.
+    where: Predicate | None = None
 
 
 def _name(obj: Any) -> str:
     return str(obj.getClass().getSimpleName())
 
 
-def _scan_columns(df: DataFrame) -> tuple[Any, list[str]] | None:
-    """(HadoopFsRelation, projected column names) when ``df`` only projects columns of a
-    Parquet file relation; None otherwise."""
+@dataclass(frozen=True)
+class _Scan:
+    relation: Any  # the HadoopFsRelation
+    names: list[str]  # file column of each map column
+    spark_types: dict[str, str]  # relation column -> Spark type name
+    where: Predicate | None  # the filter, None when there is none
+
+
+def _scan(df: DataFrame, point_udfs: Mapping[str, tuple[str, str]]) -> _Scan | None:
+    """The relation, projected columns and filter when ``df`` is, in Spark's optimized plan,
+    ``Project(columns) <- [Filter | ArrowEvalPython | Project(columns)]* <- LogicalRelation``
+    with every filter understood by :func:`predicates.from_catalyst`; None otherwise."""
     plan = df._jdf.queryExecution().optimizedPlan()
     if _name(plan) == "Project":
         exprs = plan.projectList()
-        child = plan.child()
+        node = plan.child()
     else:
         exprs = plan.output()
-        child = plan
-    if _name(child) != "LogicalRelation":
+        node = plan
+    conditions: list[Any] = []
+    udf_results: dict[int, Any] = {}
+    while True:
+        kind = _name(node)
+        if kind == "Filter":
+            conditions.append(node.condition())
+        elif kind == "ArrowEvalPython":
+            udfs, results = node.udfs(), node.resultAttrs()
+            for i in range(results.size()):
+                udf_results[int(results.apply(i).exprId().id())] = udfs.apply(i)
+        elif kind == "Project":
+            inner = node.projectList()
+            if any(_name(inner.apply(i)) != "AttributeReference" for i in range(inner.size())):
+                return None
+        else:
+            break
+        node = node.child()
+    if kind != "LogicalRelation":
         return None
-    relation = child.relation()
-    if _name(relation) != "HadoopFsRelation" or relation.fileFormat().getClass().getName() != _PARQUET_FORMAT:
+    relation = node.relation()
+    if _name(relation) != "HadoopFsRelation" or relation.fileFormat().getClass().getName() not in _FORMATS:
         return None
+    output = node.output()
+    columns: dict[int, tuple[str, str]] = {}
+    for i in range(output.size()):
+        attr = output.apply(i)
+        columns[int(attr.exprId().id())] = (str(attr.name()), str(attr.dataType().typeName()))
     names = []
     for i in range(exprs.size()):
         expr = exprs.apply(i)
         if _name(expr) == "Alias":
             expr = expr.child()
-        if _name(expr) != "AttributeReference":
+        if _name(expr) != "AttributeReference" or int(expr.exprId().id()) not in columns:
             return None
-        names.append(str(expr.name()))
-    return relation, names
+        names.append(columns[int(expr.exprId().id())][0])
+    where: Predicate | None = None
+    if conditions:
+        parts = [predicates.from_catalyst(c, columns, udf_results, point_udfs) for c in conditions]
+        if any(p is None for p in parts):
+            return None
+        where = parts[0] if len(parts) == 1 else predicates.And(tuple(p for p in parts if p is not None))
+    return _Scan(relation, names, dict(columns.values()), where)
 
 
 def _arrow_uri(uri: str) -> str:
@@ -100,34 +144,50 @@ def _open(uri: str) -> tuple[pafs.FileSystem, str]:
     return fs, path
 
 
-def plain_parquet_scan(df: DataFrame, parallelism: int) -> ParquetPieces | None:
-    """The row groups to read for ``df`` when it is a plain column projection of a Parquet
-    scan whose columns Spark reads unchanged, split into at most ``parallelism`` slices of
-    about equal row counts; None when the general path must be used."""
+def plain_parquet_scan(
+    df: DataFrame, parallelism: int, point_udfs: Mapping[str, tuple[str, str]] | None = None
+) -> ParquetPieces | None:
+    """The row groups to read for ``df`` when it is a column projection of a Parquet scan
+    (or of a local CSV file's columnar copy, :mod:`csv_cache`), optionally filtered by a
+    WHERE that :mod:`predicates` understands, whose columns Spark reads unchanged, split
+    into at most ``parallelism`` slices of about equal row counts; None when the general
+    path must be used.  ``point_udfs``: the point predicates the query's rewrite registered."""
     if df.sparkSession.conf.get(CONF_ENABLED, "true").lower() == "false":
         return None
-    scan = _scan_columns(df)
+    scan = _scan(df, point_udfs or {})
     if scan is None:
         return None
-    relation, names = scan
+    relation, names = scan.relation, scan.names
     spark_types = {f.name: f.dataType.typeName() for f in df.schema.fields}
     wanted = [_SAME_TYPE.get(spark_types[c]) for c in df.columns]
-    if any(t is None for t in wanted):
+    filter_columns = predicates.columns(scan.where) if scan.where is not None else []
+    filter_types = [_SAME_TYPE.get(scan.spark_types[c]) for c in filter_columns]
+    if any(t is None for t in [*wanted, *filter_types]):
         return None
+    if relation.partitionSchema().size() > 0:
+        return None  # partition values are not in the files
     files = _files(relation)
     if files is None or not files or len(files) > MAX_FILES:
         return None
+    if relation.fileFormat().getClass().getName() == _CSV_FORMAT:
+        from chalicelib.engine.geo import csv_cache
+
+        files = csv_cache.columnar_files(df.sparkSession, relation, files)
+        if files is None or len(files) > MAX_FILES:
+            return None
     groups: list[tuple[int, str, int]] = []
     try:
         for status in files:
             footer = _footer(status)
-            for name, typ in zip(names, wanted, strict=True):
+            for name, typ in zip([*names, *filter_columns], [*wanted, *filter_types], strict=True):
                 if footer.types.get(name) != typ:
                     return None
-            groups.extend((rows, status[0], g) for g, rows in enumerate(footer.row_groups))
+            groups.extend((rows, status[0], g) for g, rows in enumerate(footer.row_groups) if rows > 0)
     except (OSError, ValueError, pa.ArrowException):
         return None  # a file pyarrow cannot open or read here: let Spark do it
-    return ParquetPieces(tuple(names), _balance(groups, max(1, parallelism)))
+    if not groups:
+        return None
+    return ParquetPieces(tuple(names), _balance(groups, max(1, parallelism)), scan.where)
 
 
 FileStatus = tuple[str, int, int]  # uri, length, modification time (ms)
@@ -177,12 +237,18 @@ def _balance(groups: list[tuple[int, str, int]], parallelism: int) -> tuple[Slic
     return tuple(tuple((uri, tuple(sorted(gs))) for uri, gs in part.items()) for part in parts if part)
 
 
-def read_slice(columns: Sequence[str], part: Slice, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """Record batches of ``columns`` (in that order) from one slice's row groups."""
-    unique = list(dict.fromkeys(columns))
+def read_slice(
+    columns: Sequence[str], part: Slice, batch_rows: int, where: Predicate | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``columns`` (in that order) from one slice's row groups, only the
+    rows for which ``where`` is true."""
+    needed = [*columns, *(predicates.columns(where) if where is not None else [])]
+    unique = list(dict.fromkeys(needed))
     for uri, row_groups in part:
         fs, path = _open(uri)
         with fs.open_input_file(path) as handle:
             reader = pq.ParquetFile(handle)
             for batch in reader.iter_batches(batch_size=batch_rows, row_groups=list(row_groups), columns=unique):
+                if where is not None:
+                    batch = batch.filter(pa.array(predicates.evaluate(where, batch)))
                 yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], names=list(columns))

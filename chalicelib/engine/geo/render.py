@@ -314,7 +314,7 @@ def _partials(src: Source, vp: Viewport, nweights: int) -> list[tuple[bytes, byt
 
         def read_and_bin(parts: Iterator[Slice]) -> Iterator[tuple[bytes, bytes, int]]:
             for part in parts:
-                yield _bin_batches(vp, nweights, True, read_slice(pieces.columns, part, BIN_BATCH_ROWS))
+                yield _bin_batches(vp, nweights, True, read_slice(pieces.columns, part, BIN_BATCH_ROWS, pieces.where))
 
         sc = src.df.sparkSession.sparkContext
         binned: list[tuple[bytes, bytes, int]] = (

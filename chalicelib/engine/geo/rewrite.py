@@ -246,11 +246,16 @@ def xy_map_sql(sql: str) -> str | None:
     return f"SELECT {a} AS {XY_COLUMNS[0]}, {b} AS {XY_COLUMNS[1]}, {point} AS {name}{rest}"
 
 
-def rewrite_sql(spark: SparkSession, sql: str) -> str:
-    """Apply :func:`rewrite_point_predicates`, registering the needed UDFs in ``spark``."""
+def rewrite_sql(spark: SparkSession, sql: str, registered: dict[str, tuple[str, str]] | None = None) -> str:
+    """Apply :func:`rewrite_point_predicates`, registering the needed UDFs in ``spark``.
+
+    ``registered``, when given, receives ``name -> (kind, wkt)`` of every UDF this call
+    registered (the direct map read trusts exactly those names, see ``geo.predicates``)."""
     from chalicelib.engine.geo.functions import register_point_predicate
 
     def register(name: str, kind: str, wkt: str) -> None:
         register_point_predicate(spark, name, kind, wkt)
+        if registered is not None:
+            registered[name] = (kind, wkt)
 
     return rewrite_point_predicates(sql, register)
