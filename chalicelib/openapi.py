@@ -521,7 +521,9 @@ def asyncapi() -> dict[str, Any]:
                 "address": "/",
                 "messages": {
                     "request": message("request", "A request frame ($default)", "RequestFrame"),
-                    "answer": message("answer", "An answer or a push (status, progress, log)", "AnswerFrame"),
+                    "answer": message(
+                        "answer", "An answer or a push (status, progress, log, waitingSize)", "AnswerFrame"
+                    ),
                     "error": message("error", "A refused frame; the socket stays open", "ErrorFrame"),
                 },
             }

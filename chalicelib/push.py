@@ -8,7 +8,11 @@ already decoded by the stream handler); this module decides what to push and to 
 - ``/api/rest_j/v1/entrance/{execID}/progress`` when ``progress`` or ``progress_info`` changes,
 - ``/api/rest_j/v1/entrance/{execID}/log`` with the lines of a new log chunk only, in the
   ``log = [error, warn, info, all]`` shape plus ``fromLine``, the cursor to resume from (the same
-  cursor ``GET .../log`` answers, so a client that loses its socket continues over HTTP with it).
+  cursor ``GET .../log`` answers, so a client that loses its socket continues over HTTP with it),
+- ``/api/rest_j/v1/entrance/{execID}/waitingSize`` ``{execID, taskID, waitingSize}`` while a Job waits
+  in its session's queue, as Linkis pushes its queue position: when the Job joins the queue (after its
+  ``Scheduled`` status), and to every Job behind one that leaves the queue (it started or ended), with
+  the new count of Jobs ahead of it (0: it runs next).
 
 Recipients are the connection that submitted the Job (when it is still the owner's), the owner's
 connections subscribed to it, and, for a Job submitted over HTTP (no submitting connection), every
@@ -36,6 +40,11 @@ TRUNCATED = " ...[line truncated in the push; read it in full with GET .../log]"
 STATUS_MESSAGE = "status"
 PROGRESS_MESSAGE = "progress"
 LOG_MESSAGE = "log"
+WAITING_MESSAGE = "waitingSize"
+#: the session queue's key prefix on a queued Job item (``gsi1pk``); the rest is the session id
+QUEUE_PREFIX = "SESSIONQ#"
+#: how many queued Jobs of a session one change reads (and pushes positions to)
+MAX_QUEUE_READ = 100
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,9 @@ class PushPorts(Protocol):
     def job_subscribers(self, exec_id: str) -> list[Subscriber]:
         """Live subscriptions to the Job."""
 
+    def queued_jobs(self, session_id: str, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` Jobs waiting in a session's queue, oldest first."""
+
     def post(self, connection_id: str, data: bytes) -> bool:
         """Deliver one message; False when the connection is gone. Raises on other failures."""
 
@@ -157,6 +169,36 @@ def job_pushes(change: Change) -> list[Push]:
     if old is None or new.get("status") != old.get("status"):
         out.append(Push(method(exec_id, STATUS_MESSAGE), "status", status(new)))
     return out
+
+
+def queue_of(image: dict[str, Any] | None) -> str | None:
+    """The session whose queue a Job item (a raw stream image) waits in, or None."""
+    key = str((image or {}).get("gsi1pk") or "")
+    return key[len(QUEUE_PREFIX) :] if key.startswith(QUEUE_PREFIX) else None
+
+
+def waiting_push(job: dict[str, Any], ahead: int) -> Push:
+    """``.../{execID}/waitingSize`` ``{execID, taskID, waitingSize}``: ``ahead`` Jobs wait before it."""
+    data = {"execID": job["exec_id"], "taskID": job["task_id"], "waitingSize": ahead}
+    return Push(method(str(job["exec_id"]), WAITING_MESSAGE), WAITING_MESSAGE, data)
+
+
+def waiting_pushes(change: Change, queued: Callable[[str], list[dict[str, Any]]]) -> list[tuple[dict[str, Any], Push]]:
+    """(Job, push) pairs of queue positions a Job change causes: its own position when it joined a queue,
+    the new positions of the Jobs behind it when it left one. ``queued(session)`` reads a queue oldest
+    first; the index may lag the change, so the changed Job is placed by its task id, not looked up."""
+    if not change.is_job or change.new is None or change.event_name == "REMOVE":
+        return []
+    new, old = change.new, change.old
+    joined, left = queue_of(new), queue_of(old)
+    me, my_task = str(new["exec_id"]), int(new["task_id"])
+    if joined and joined != left:
+        ahead = sum(1 for j in queued(joined) if str(j["exec_id"]) != me and int(j["task_id"]) < my_task)
+        return [(new, waiting_push(new, ahead))]
+    if left and left != joined:
+        others = sorted((j for j in queued(left) if str(j["exec_id"]) != me), key=lambda j: int(j["task_id"]))
+        return [(j, waiting_push(j, i)) for i, j in enumerate(others) if int(j["task_id"]) > my_task]
+    return []
 
 
 def new_log_lines(change: Change) -> tuple[int, list[tuple[str, str]]]:
@@ -281,28 +323,32 @@ class PushBatch:
         the record would repeat the message to everyone else (the client still has HTTP).
         """
         job, pushes = self.pushes(change)
-        report = Delivery(messages=len(pushes))
-        if job is None or not pushes:
-            return report
-        targets = self._to(job)
-        for push in pushes:
-            for connection_id, tag in targets.items():
-                if connection_id in self._gone:
-                    continue
-                try:
-                    delivered = self.ports.post(connection_id, push.encode(tag))
-                except Exception as err:
-                    report.failed += 1
-                    report.errors.append(f"{connection_id}: {type(err).__name__}: {err}")
-                    continue
-                if delivered:
-                    report.sent += 1
-                else:
-                    report.gone += 1
-                    self._gone.add(connection_id)
+        pairs = [(job, push) for push in pushes] if job is not None else []
+        pairs += waiting_pushes(change, lambda session: self.ports.queued_jobs(session, MAX_QUEUE_READ))
+        report = Delivery(messages=len(pairs))
+        for target_job, push in pairs:
+            self._send(target_job, push, report)
         if report.failed and not report.sent and not report.gone:
             raise DeliveryFailed("; ".join(report.errors))
         return report
+
+    def _send(self, job: dict[str, Any], push: Push, report: Delivery) -> None:
+        """Post ``push`` to every recipient of ``job``, counting into ``report``."""
+        targets = self._to(job)
+        for connection_id, tag in targets.items():
+            if connection_id in self._gone:
+                continue
+            try:
+                delivered = self.ports.post(connection_id, push.encode(tag))
+            except Exception as err:
+                report.failed += 1
+                report.errors.append(f"{connection_id}: {type(err).__name__}: {err}")
+                continue
+            if delivered:
+                report.sent += 1
+            else:
+                report.gone += 1
+                self._gone.add(connection_id)
 
 
 def deliver_all(changes: Iterable[Change], ports: PushPorts) -> list[Delivery]:

@@ -76,6 +76,10 @@ class StorePorts:
             push.Subscriber(s.connection_id, s.user_id, s.websocket_tag) for s in connections.job_subscriptions(exec_id)
         ]
 
+    def queued_jobs(self, session_id: str, limit: int) -> list[dict[str, Any]]:
+        """The Jobs waiting in a session's queue, oldest first."""
+        return job_store.queued_jobs(session_id, limit)
+
     def post(self, connection_id: str, data: bytes) -> bool:
         """Post to a connection (False when gone; the record is then deleted)."""
         return wsapi.post(connection_id, data)

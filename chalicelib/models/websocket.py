@@ -64,6 +64,12 @@ class LogData(JobRef):
     fromLine: int
 
 
+class WaitingSizeData(JobRef):
+    """``waitingSize`` pushes while a Job waits in its session's queue."""
+
+    waitingSize: int = Field(ge=0, description="Jobs ahead of this one in its session's queue (0: it runs next).")
+
+
 class UnsubscribeData(BaseModel):
     """``unsubscribe`` answers."""
 
@@ -92,7 +98,7 @@ class AnswerFrame(BaseModel):
         description="0 OK; 1 bad frame/unknown Job; 2 data not an object; -1 not logged in; 3 other user"
     )
     message: str
-    data: JobRef | StatusData | ProgressData | LogData | UnsubscribeData | dict[str, Any] | None
+    data: JobRef | StatusData | ProgressData | LogData | WaitingSizeData | UnsubscribeData | dict[str, Any] | None
     websocketTag: str | None = None
 
 
@@ -109,4 +115,5 @@ FRAMES: dict[str, type[BaseModel]] = {
     "StatusData": StatusData,
     "ProgressData": ProgressData,
     "LogData": LogData,
+    "WaitingSizeData": WaitingSizeData,
 }
