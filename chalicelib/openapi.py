@@ -31,7 +31,7 @@ ASYNCAPI_PATH = DOC_PATH.with_name("asyncapi.json")
 REF = "#/components/schemas/"
 
 #: The routes the document itself is served on (documented, not fuzzed for envelopes).
-DOC_ROUTES = ("/openapi.json", "/docs", "/docs/{asset}")
+DOC_ROUTES = ("/openapi.json", "/docs", "/docs/{asset}", "/console", "/console/{asset}", "/console/vendor/{asset}")
 
 
 @dataclass(frozen=True)
@@ -448,6 +448,15 @@ def _doc_routes(paths: dict[str, Any]) -> None:
             "operationId": "openapi_ui",
             "tags": ["docs"],
             "summary": "The document rendered by Swagger UI (vendored, no CDN)",
+            "security": [],
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        }
+    }
+    paths["/console"] = {
+        "get": {
+            "operationId": "console",
+            "tags": ["docs"],
+            "summary": "The web console (docs/console.md); its modules are under /console/",
             "security": [],
             "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
         }

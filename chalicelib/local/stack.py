@@ -296,6 +296,7 @@ class LocalStack:
         self.ws_url, self.ws_endpoint = gateway.ws_url, gateway.endpoint
         os.environ["SPARKGATE_WS_ENDPOINT"] = gateway.endpoint  # where the push code posts
         write_private(self.state_dir / "ws-url", gateway.ws_url)
+        os.environ.setdefault("SPARKGATE_CONSOLE_WS_URL", gateway.ws_url)  # where the console's page connects
 
         from chalicelib.local.aws import trim_consumed_stream
 
@@ -408,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     stack.start()
     user = os.environ.get("SPARKGATE_ADMIN_USER", DEFAULT_ADMIN_USER)
     print(f"sparkgate: HTTP on {stack.http_url}", flush=True)
+    print(f"sparkgate: console on {stack.http_url}/console/", flush=True)
     for line in stack.banner_lines():
         print(line, flush=True)
     print(
