@@ -43,6 +43,14 @@ class Settings:
     max_sessions_per_user: int = field(default_factory=lambda: _cap("SPARKGATE_MAX_SESSIONS_PER_USER", 4))
     #: Queued and running Jobs per user (every surface); 0: no cap.
     max_active_jobs_per_user: int = field(default_factory=lambda: _cap("SPARKGATE_MAX_ACTIVE_JOBS_PER_USER", 20))
+    #: Warm drivers kept for users who have none yet (fresh kernel uids); 0: none.
+    pool_size: int = field(default_factory=lambda: _cap("SPARKGATE_POOL_SIZE", 1))
+    #: Warm spare drivers kept per recently active user (under the user's own kernel uid); 0: none.
+    pool_per_user: int = field(default_factory=lambda: _cap("SPARKGATE_POOL_PER_USER", 1))
+    #: At most this many warm drivers in all (fresh and spare); 0: no pool at all.
+    pool_max: int = field(default_factory=lambda: _cap("SPARKGATE_POOL_MAX", 4))
+    #: A warm driver nobody claimed within this many seconds exits.
+    pool_idle_seconds: int = field(default_factory=lambda: _cap("SPARKGATE_POOL_IDLE_SECONDS", 600))
 
     @property
     def is_local(self) -> bool:

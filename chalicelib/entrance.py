@@ -14,40 +14,25 @@ from typing import Any
 from chalicelib import jobs
 from chalicelib.config import settings
 from chalicelib.errors import BadRequest, Forbidden, NotFound
+from chalicelib.models import entrance as requests
+from chalicelib.models import parse
+from chalicelib.models.entrance import DEFAULT_PAGE_SIZE, HISTORY_PAGE_SIZE, MAX_PAGE_SIZE, SUPPORTED_ENGINES
+from chalicelib.models.entrance import flag as _flag
+from chalicelib.models.entrance import int_arg as _int_arg
 from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import parse_iso
 from chalicelib.tokens import Principal
 
-SUPPORTED_ENGINES = ("spark",)
-DEFAULT_PAGE_SIZE = 5000
-MAX_PAGE_SIZE = 50000
+__all__ = ["DEFAULT_PAGE_SIZE", "HISTORY_PAGE_SIZE", "MAX_PAGE_SIZE", "SUPPORTED_ENGINES", "_flag", "_int_arg"]
 MAX_LOG_LINES = 10000
 #: how many of a user's most recent Jobs ``jobhistory/list`` filters and pages over
 HISTORY_WINDOW = 5000
-HISTORY_PAGE_SIZE = 20
 ACTIVE_STATUSES = ("Inited", "WaitForRetry", "Scheduled", "Running")
 
 
 def entrance_session_id(principal: Principal, engine: str) -> str:
     """The warm session that runs a user's entrance Jobs for one engine type (as Linkis reuses engines)."""
     return f"entrance-{principal.user_id}-{engine}"
-
-
-def _engine(name: Any) -> str:
-    if not isinstance(name, str) or not name:
-        raise BadRequest("executeApplicationName is required (spark)", field="executeApplicationName")
-    engine = name.lower().split("-", 1)[0]
-    if engine not in SUPPORTED_ENGINES:
-        raise BadRequest(f"engine {name!r} is not supported; use spark", field="executeApplicationName")
-    return engine
-
-
-def _params(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise BadRequest("params must be an object", field="params")
-    return value
 
 
 def _start(
@@ -62,8 +47,6 @@ def _start(
 ) -> dict[str, Any]:
     from chalicelib import sessions
 
-    if isinstance(run_type, str) and run_type.lower() in jobs.INTERNAL_RUN_TYPES:
-        raise BadRequest(f"runType {run_type!r} is internal; use one of: sql, python (py, pyspark)", field="runType")
     session_id = entrance_session_id(principal, engine)
     request = jobs.JobRequest(
         owner=principal,
@@ -85,32 +68,31 @@ def _start(
     )
     request.opening_log = jobs.opening_log(driver)  # a cold start says so in the Job's log
     job = jobs.new_job(request)  # QuotaExceeded at the Job cap
+    sessions.wake(driver)
     return {"execID": job["exec_id"], "taskID": job["task_id"]}
 
 
 def execute(principal: Principal, body: dict[str, Any], connection_id: str | None = None) -> dict[str, Any]:
-    """``POST /entrance/execute`` (spec 000 body)."""
+    """``POST /entrance/execute`` (spec 000 body, :class:`~chalicelib.models.entrance.ExecuteRequest`)."""
+    request = parse(requests.ExecuteRequest, body, order=requests.EXECUTE_ORDER)
+    app = request.requestApplicationName
     return _start(
         principal,
-        _engine(body.get("executeApplicationName")),
-        body.get("executionCode"),
-        body.get("runType"),
-        _params(body.get("params")),
-        body.get("source"),
+        request.executeApplicationName,
+        request.executionCode,
+        request.runType,
+        request.params or {},
+        request.source,
         connection_id,
-        body.get("requestApplicationName"),
+        app if isinstance(app, str) else None,
     )
 
 
 def submit(principal: Principal, body: dict[str, Any], connection_id: str | None = None) -> dict[str, Any]:
-    """``POST /entrance/submit`` (Linkis 1.x body: executionContent, labels)."""
-    content = body.get("executionContent")
-    if not isinstance(content, dict):
-        raise BadRequest("executionContent {code, runType} is required", field="executionContent")
-    labels = body.get("labels") or {}
-    if not isinstance(labels, dict):
-        raise BadRequest("labels must be an object", field="labels")
-    creator = labels.get("userCreator")
+    """``POST /entrance/submit`` (Linkis 1.x body: executionContent, labels;
+    :class:`~chalicelib.models.entrance.SubmitRequest`). ``labels.userCreator`` must name the caller."""
+    request = parse(requests.SubmitRequest, body, order=requests.SUBMIT_ORDER)
+    creator = request.labels.get("userCreator")
     app = None
     if isinstance(creator, str) and "-" in creator:
         user, app = creator.split("-", 1)
@@ -118,11 +100,11 @@ def submit(principal: Principal, body: dict[str, Any], connection_id: str | None
             raise Forbidden(f"labels.userCreator names user {user!r}, not you")
     return _start(
         principal,
-        _engine(labels.get("engineType", "spark")),
-        content.get("code"),
-        content.get("runType"),
-        _params(body.get("params")),
-        body.get("source"),
+        request.engine,
+        request.executionContent.code,
+        request.executionContent.runType,
+        request.params or {},
+        request.source,
         connection_id,
         app,
     )
@@ -160,41 +142,34 @@ def log_data(
     return {"execID": job["exec_id"], "taskID": job["task_id"], "log": log, "fromLine": start + len(lines) + 1}
 
 
-def _int_arg(value: Any, name: str, default: int, low: int, high: int) -> int:
-    if value in (None, ""):
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError) as err:
-        raise BadRequest(f"{name} must be an integer", field=name) from err
-    if not low <= number <= high:
-        raise BadRequest(f"{name} must be from {low} to {high}", field=name)
-    return number
+def _window(query: requests.LogQuery) -> tuple[int, int]:
+    count = query.size
+    return max(query.fromLine, 1) - 1, MAX_LOG_LINES if count <= 0 else min(count, MAX_LOG_LINES)
 
 
 def log_window(from_line: Any = None, size: Any = None) -> tuple[int, int]:
     """Linkis's log cursor as (0-based first line, line count): ``fromLine`` is 1-based and a value below 1
     means the first line; ``size`` <= 0 or absent means all (at most ``MAX_LOG_LINES`` per answer)."""
-    first = _int_arg(from_line, "fromLine", 1, -(10**9), 10**9)
-    count = _int_arg(size, "size", MAX_LOG_LINES, -(10**9), 10**9)
-    return max(first, 1) - 1, MAX_LOG_LINES if count <= 0 else min(count, MAX_LOG_LINES)
+    return _window(parse(requests.LogQuery, _present(fromLine=from_line, size=size), order=LOG_ORDER))
 
 
-def _flag(value: Any, name: str, default: bool) -> bool:
-    if value in (None, ""):
-        return default
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "false"):
-        return str(value).lower() == "true"
-    raise BadRequest(f"{name} must be true or false", field=name)
+#: the order the log cursor's parameters were checked in
+LOG_ORDER = ("fromLine", "size", "distinctLevel")
+
+
+def _present(**values: Any) -> dict[str, Any]:
+    """The given parameters (None: not given)."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def log(job: dict[str, Any], from_line: Any = None, size: Any = None, distinct_level: Any = None) -> dict[str, Any]:
     """``GET .../log?fromLine=&size=&distinctLevel=``, as Linkis answers it (see :func:`log_window`)."""
-    start, count = log_window(from_line, size)
+    query = parse(
+        requests.LogQuery, _present(fromLine=from_line, size=size, distinctLevel=distinct_level), order=LOG_ORDER
+    )
+    start, count = _window(query)
     lines = job_store.read_log(job["exec_id"], start, count)
-    return log_data(job, lines, start, _flag(distinct_level, "distinctLevel", True))
+    return log_data(job, lines, start, query.distinctLevel)
 
 
 def kill(job: dict[str, Any]) -> dict[str, Any]:
@@ -204,12 +179,8 @@ def kill(job: dict[str, Any]) -> dict[str, Any]:
 
 def kill_jobs(principal: Principal, body: dict[str, Any]) -> list[dict[str, Any]]:
     """``killJobs {idList, taskIDList}``: one answer per id, in order."""
-    ids = body.get("idList") or []
-    task_ids = body.get("taskIDList") or []
-    if not isinstance(ids, list) or not isinstance(task_ids, list):
-        raise BadRequest("idList and taskIDList must be lists", field="idList")
-    if len(ids) + len(task_ids) > 100:
-        raise BadRequest("at most 100 jobs per killJobs call", field="idList")
+    request = parse(requests.KillJobsRequest, body, order=requests.KILL_LISTS)
+    ids, task_ids = request.idList, request.taskIDList
     targets = [jobs.owned_job(principal, str(i)) for i in ids]
     targets += [
         jobs.owned_job_by_task(principal, t) for t in task_ids if str(t) not in {str(j["task_id"]) for j in targets}
@@ -298,17 +269,15 @@ def history_list(principal: Principal, query: dict[str, str]) -> dict[str, Any]:
     """
     from chalicelib.store import history as history_store
 
-    statuses = {s.strip().lower() for s in (query.get("status") or "").split(",") if s.strip()}
-    now = int(time.time() * 1000)
-    start = _int_arg(query.get("startDate"), "startDate", 0, 0, 10**14)
-    end = _int_arg(query.get("endDate"), "endDate", now, 0, 10**14)
+    args = parse(requests.JobHistoryQuery, query, order=requests.HISTORY_ORDER)
+    statuses = {s.strip().lower() for s in (args.status or "").split(",") if s.strip()}
+    start = args.startDate
+    end = args.endDate if args.endDate is not None else int(time.time() * 1000)
     if start == end:
         end += 86_400_000
-    app = (query.get("executeApplicationName") or "").strip().lower()
-    creator = (query.get("creator") or "").strip()
-    task_id = _int_arg(query.get("taskID"), "taskID", 0, 0, 10**15)
-    page = _int_arg(query.get("pageNow"), "pageNow", 1, 1, 10**6)
-    size = _int_arg(query.get("pageSize"), "pageSize", HISTORY_PAGE_SIZE, 1, 100)
+    app = (args.executeApplicationName or "").strip().lower()
+    creator = (args.creator or "").strip()
+    task_id, page, size = args.taskID, args.pageNow, args.pageSize
     matching = []
     for job in history_store.recent_user_jobs(principal.user_id, HISTORY_WINDOW):
         created = _millis(job.get("created_at")) or 0
@@ -329,8 +298,7 @@ def history_list(principal: Principal, query: dict[str, str]) -> dict[str, Any]:
 
 def _log_job(principal: Principal, path: Any) -> dict[str, Any]:
     """The caller's Job a ``logPath`` names; another user's or an unknown one alike (not found)."""
-    if not isinstance(path, str) or not path:
-        raise BadRequest("path is required", field="path")
+    path = parse(requests.PathQuery, _present(path=path)).path
     prefix = f"s3://{settings().bucket_name}/logs/{principal.user_id}/"
     name = path[len(prefix) :] if path.startswith(prefix) else ""
     if not name.endswith(".log") or "/" in name or ".." in name:
@@ -353,12 +321,10 @@ def user_root_path(principal: Principal, path_type: Any) -> dict[str, Any]:
     ``userHDFSRootPath`` / ``userS3RootPath`` (``hdfs`` / ``s3``: the caller's upload prefix)."""
     from chalicelib import user_files
 
-    kind = str(path_type or "file").lower()
+    kind = parse(requests.RootPathQuery, _present(pathType=path_type)).pathType
     if kind in ("hdfs", "s3"):
         key = "userHDFSRootPath" if kind == "hdfs" else "userS3RootPath"
         return {key: f"s3://{settings().bucket_name}/uploads/{principal.user_id}/"}
-    if kind not in ("file", "local", ""):
-        raise BadRequest("pathType must be file, hdfs or s3", field="pathType")
     return {"userLocalRootPath": f"file://{user_files.user_area(principal.user_id)}"}
 
 
@@ -401,8 +367,7 @@ def task_info(principal: Principal, query: dict[str, str]) -> dict[str, Any]:
 
 def _result_job(principal: Principal, path: Any) -> tuple[dict[str, Any], int | None]:
     """The caller's Job a result path names, and the result-set index it names (None for the folder)."""
-    if not isinstance(path, str) or not path:
-        raise BadRequest("path is required", field="path")
+    path = parse(requests.PathQuery, _present(path=path)).path
     prefix = f"s3://{settings().bucket_name}/results/"
     if not path.startswith(prefix) or ".." in path or "//" in path[len("s3://") :]:
         raise Forbidden("path is outside your result sets")
@@ -487,14 +452,17 @@ def open_file(
     them (strings, ``NULL``, Linkis type names); ``typed=true`` answers JSON-typed values and Spark's type
     names instead. A TEXT set (``type: "1"``, printed output) answers ``metadata: "NULL"`` and one
     ``[line]`` per row, as Linkis's ``FileSplit`` does."""
-    job, index = _result_job(principal, path)
+    query = parse(
+        requests.OpenFileQuery,
+        _present(path=path, page=page, pageSize=page_size, typed=typed),
+        order=requests.OPEN_FILE_ORDER,
+    )
+    job, index = _result_job(principal, query.path)
     if index is None:
         raise BadRequest("path must name a result file", field="path")
-    native = _flag(typed, "typed", False)
+    native, number, size = query.typed, query.page, query.pageSize
     owner, exec_id = job["owner"], job["exec_id"]
     document = job_store.get_result_set(owner, exec_id, index)
-    number = _int_arg(page, "page", 1, 1, 10**9)
-    size = _int_arg(page_size, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     total = int(document.get("total_rows", len(document.get("rows", []))))
     rows = _rows(owner, exec_id, index, document, (number - 1) * size, size)
     kind = result_type(document)

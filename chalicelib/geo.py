@@ -288,7 +288,9 @@ def _ensure_driver(principal: Principal, scope: str, record: dict[str, Any]) -> 
 def _queue(
     principal: Principal, record: dict[str, Any], op: dict[str, Any], code: str, driver: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    return jobs.new_job(
+    from chalicelib import sessions
+
+    job = jobs.new_job(
         jobs.JobRequest(
             owner=principal,
             code=code or op["op"],
@@ -299,6 +301,8 @@ def _queue(
             opening_log=jobs.opening_log(driver),  # a cold start says so in the Job's log
         )
     )
+    sessions.wake(driver)
+    return job
 
 
 def job_result(job: dict[str, Any]) -> dict[str, Any]:

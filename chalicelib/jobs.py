@@ -35,6 +35,8 @@ DEFAULT_RUNTIME_SECONDS = 3600
 MAX_RUNTIME_SECONDS = 7 * 24 * 3600
 #: The first log line of a Job that waits for a session driver to start (a cold start is silent otherwise).
 DRIVER_STARTING_LOG = "starting a Spark driver for your session; this usually takes 10-30 s"
+#: ... when the session claimed a pre-started driver from the warm pool (``chalicelib.pool``).
+WARM_DRIVER_LOG = "your session got a pre-started Spark driver from the warm pool"
 #: The first log line of a batch Job (a work's run): it always gets a driver of its own.
 BATCH_DRIVER_LOG = "starting a Spark driver for this run; this usually takes 10-30 s"
 
@@ -46,7 +48,9 @@ def driver_starting(session: dict[str, Any] | None) -> bool:
 
 def opening_log(session: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
     """The lines a new Job of that session opens its log with: the driver start, if one is under way."""
-    return (("INFO", DRIVER_STARTING_LOG),) if driver_starting(session) else ()
+    if not driver_starting(session):
+        return ()
+    return (("INFO", WARM_DRIVER_LOG if (session or {}).get("warm_start") else DRIVER_STARTING_LOG),)
 
 
 @dataclass

@@ -14,7 +14,9 @@ from chalicelib import sessions
 def tick(now: datetime | None = None) -> dict[str, Any]:
     """One schedule pass at ``now`` (default: the current time); answers what each step did."""
     epoch = now.timestamp() if now is not None else None
+    from chalicelib import pool
     from chalicelib.timeutil import now as utc_now
     from chalicelib.work_schedule import run_due_works
 
-    return {"heartbeats": sessions.check_heartbeats(epoch), "works": run_due_works(now or utc_now())}
+    done = {"heartbeats": sessions.check_heartbeats(epoch), "works": run_due_works(now or utc_now())}
+    return {**done, "pool": pool.refill()}

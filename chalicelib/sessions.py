@@ -119,16 +119,36 @@ def ensure_session_driver(
 
 
 def _start(record: dict[str, Any]) -> dict[str, Any]:
+    """A driver for the new generation ``record``: a warm one from the pool when one fits, else a cold start.
+
+    Either way the owner's warm spare is topped up afterwards (``pool.refill``), so the owner's next
+    new session starts warm too."""
+    from chalicelib import pool
+
     session_id, generation = record["session_id"], int(record["generation"])
-    try:
-        handle = _runner().start_session(record)
-    except Exception as err:
-        job_store.retire_session(
-            session_id, generation, {"state": "dead", "stop_reason": f"driver could not start: {err}"}
-        )
-        raise
-    job_store.update_session_fields(session_id, generation, {"runner_handle": handle})
-    return {**record, "runner_handle": handle}
+    handle = pool.claim(record["owner"], record)
+    if handle is None:
+        try:
+            handle = _runner().start_session(record)
+        except Exception as err:
+            job_store.retire_session(
+                session_id, generation, {"state": "dead", "stop_reason": f"driver could not start: {err}"}
+            )
+            raise
+    warm = handle.get("pool_id") is not None
+    job_store.update_session_fields(session_id, generation, {"runner_handle": handle, "warm_start": warm})
+    pool.refill_quietly(spare_for=record["owner"])
+    return {**record, "runner_handle": handle, "warm_start": warm}
+
+
+def wake(driver: dict[str, Any] | None) -> None:
+    """Ring a running session driver's doorbell after queuing a Job for it (it would see the Job at its
+    next poll anyway; an idle driver polls slowly). A driver still starting is not rung."""
+    handle = (driver or {}).get("runner_handle")
+    if not isinstance(handle, dict) or (driver or {}).get("state") != "running":
+        return
+    with contextlib.suppress(Exception):
+        _runner(handle).wake(handle)
 
 
 def dispatch(job: dict[str, Any]) -> dict[str, Any]:

@@ -71,6 +71,10 @@ class JobInterrupted(BaseException):
     """Raised inside a job's thread when it is cancelled or timed out."""
 
 
+#: Session settings fixed when the SparkSession starts (a pool kernel keeps its own on adoption).
+_STATIC_KEYS = ("master", "configs", "envs", "app_name")
+
+
 def build_spark(config: dict[str, Any], app_name: str = "sparkgate") -> SparkSession:
     """A SparkSession from a session config (master, app_name, configs, envs); local masters get no UI.
 
@@ -210,6 +214,8 @@ class Kernel:
             kind = message["t"]
             if kind == "start":
                 self._start(dict(message.get("config") or {}), str(message.get("app_name") or "sparkgate"))
+            elif kind == "adopt":
+                self._adopt(message)
             elif kind == "catalog":
                 self._catalog(list(message.get("tables") or []))
             elif kind == "run":
@@ -235,6 +241,21 @@ class Kernel:
             self.channel.send({"t": "fatal", "error": f"{type(err).__name__}: {err}"[:4000]})
             raise SystemExit(1) from err
         self.channel.send({"t": "ready", "host": socket.gethostname(), "pid": os.getpid()})
+
+    def _adopt(self, message: dict[str, Any]) -> None:
+        """A warm pool kernel becomes a session's: the session's own settings (result rows...) and, for
+        a fresh kernel, its user's area as home, working folder and the SQL guard's own root."""
+        self.config.update({k: v for k, v in dict(message.get("config") or {}).items() if k not in _STATIC_KEYS})
+        self.max_rows = int(self.config.get("max_result_rows") or engine_config.DEFAULT_MAX_RESULT_ROWS)
+        area = message.get("area")
+        if isinstance(area, str) and area:
+            before = os.environ.get("HOME", "")
+            from chalicelib.engine.sql_guard import _split_roots
+
+            roots = [r for r in _split_roots(os.environ.get("SPARKGATE_KERNEL_ROOTS", "")) if r and r != before]
+            os.environ.update({"HOME": area, "SPARKGATE_KERNEL_ROOTS": ":".join([*roots, area])})
+            os.chdir(area)
+        self.channel.send({"t": "adopted", "pid": os.getpid()})
 
     def _sql_frame(self) -> Callable[[str], DataFrame] | None:
         """``spark.sql`` with the geo rewrites (point-vs-polygon predicates) when that module is installed."""

@@ -35,8 +35,12 @@ from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
 
 POLL_BUSY_SECONDS = 0.02  # queue poll while recently active
-POLL_IDLE_SECONDS = 0.5  # ... and when idle
+POLL_IDLE_SECONDS = 0.5  # ... when idle, growing by POLL_BACKOFF per poll ...
+POLL_IDLE_MAX_SECONDS = 10.0  # ... up to this (a submitter's wake rings the doorbell at once)
+POLL_BACKOFF = 1.5
 BUSY_WINDOW_SECONDS = 30.0  # "recently active"
+#: Set by SIGUSR1 (the runner's ``wake``, sent after a Job is queued): a waiting driver looks now.
+DOORBELL = threading.Event()
 #: At most this much of a kernel's ``error_detail`` (a failed statement's engine stack) is logged.
 ENGINE_STACK_CHARS = 20 * 1024
 WATCH_SECONDS = 0.2  # cancel/timeout check and log flush while a job runs
@@ -204,8 +208,13 @@ class KernelHandle:
         return f"the kernel exited (code {code})"
 
 
-def start_kernel(owner: str, config: dict[str, Any], app_name: str, spark: Any = None) -> KernelHandle:
-    """A ready kernel for ``owner``'s jobs: in this process on ``spark`` (tests), else a sandboxed process."""
+def start_kernel(
+    owner: str, config: dict[str, Any], app_name: str, spark: Any = None, *, uid: int | None = None
+) -> KernelHandle:
+    """A ready kernel for ``owner``'s jobs: in this process on ``spark`` (tests), else a sandboxed process.
+
+    Isolated kernels run under ``owner``'s kernel uid, or under ``uid`` when given (a warm pool driver's
+    fresh uid, see ``chalicelib.pool``)."""
     ours, theirs = socket.socketpair()
     if spark is not None:
         from chalicelib.engine.kernel import Kernel
@@ -214,14 +223,15 @@ def start_kernel(owner: str, config: dict[str, Any], app_name: str, spark: Any =
         kernel_thread.start()
         handle = KernelHandle(Channel(ours))
     else:
-        uid: int | None = None
         if sandbox.isolated():
             from chalicelib.store import users as user_store
 
             changed = sandbox.prepare_host()
             if changed:
                 print(f"sparkgate engine: search bit (o+x) added for kernel uids on: {', '.join(changed)}", flush=True)
-            uid = user_store.kernel_uid(owner, sandbox.uid_base())
+            uid = uid if uid is not None else user_store.kernel_uid(owner, sandbox.uid_base())
+        else:
+            uid = None
         command = sandbox.kernel_command(theirs.fileno(), owner, uid, settings().state_dir)
         proc = subprocess.Popen(
             command,
@@ -565,7 +575,14 @@ class Heartbeat(threading.Thread):
 class SessionDriver:
     """Session mode: serve the session's queue on one kernel until idle, stopped or superseded."""
 
-    def __init__(self, session_id: str, generation: int, spark: Any = None, master: str | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        generation: int,
+        spark: Any = None,
+        master: str | None = None,
+        kernel: KernelHandle | None = None,
+    ) -> None:
         self.session_id, self.generation = session_id, generation
         session = job_store.get_session(session_id)
         if session is None:
@@ -580,7 +597,8 @@ class SessionDriver:
         self.heartbeat = Heartbeat(session_id, generation, float(self.config["heartbeat_seconds"]))
         self.stop = threading.Event()
         self.retired = False
-        self.kernel: KernelHandle | None = None
+        #: a warm pool driver's kernel, already started (``engine.pool_driver``); else one is started
+        self.kernel: KernelHandle | None = kernel
 
     def _update(self, fields: dict[str, Any]) -> bool:
         ok = job_store.update_session_fields(self.session_id, self.generation, fields)
@@ -609,7 +627,7 @@ class SessionDriver:
         """Run until done; answers why the driver stopped (idle, stopped, superseded, error)."""
         reason = "error"
         try:
-            kernel = self._start_kernel()
+            kernel = self.kernel if self.kernel is not None else self._start_kernel()
             if not self._update({"state": "running", "heartbeat_at": time.time(), "driver_started_at": now_iso()}):
                 return "superseded"
             self.heartbeat.start()
@@ -637,9 +655,19 @@ class SessionDriver:
         self._replay(kernel)
         return kernel
 
+    def _wait_for_work(self, seconds: float) -> None:
+        """Sleep ``seconds`` or until the doorbell rings or the driver is told to stop."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or DOORBELL.wait(min(left, 0.5)):
+                break
+        DOORBELL.clear()
+
     def _loop(self) -> str:
         last_active = time.monotonic()
         next_memory = time.monotonic()
+        poll = POLL_BUSY_SECONDS
         while True:
             if self._should_stop():
                 return "superseded" if self.heartbeat.superseded.is_set() else "stopped"
@@ -657,7 +685,11 @@ class SessionDriver:
                     return "idle"
                 last_active = time.monotonic()
                 continue
-            self.stop.wait(POLL_BUSY_SECONDS if idle < BUSY_WINDOW_SECONDS else POLL_IDLE_SECONDS)
+            if idle < BUSY_WINDOW_SECONDS:
+                poll = POLL_BUSY_SECONDS
+            else:
+                poll = min(POLL_IDLE_MAX_SECONDS, max(POLL_IDLE_SECONDS, poll * POLL_BACKOFF))
+            self._wait_for_work(poll)
 
     def _take_one(self) -> bool:
         for job in job_store.queued_jobs(self.session_id, limit=5):
@@ -749,4 +781,5 @@ def install_signal_handlers() -> None:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGUSR1, lambda *_: DOORBELL.set())
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]

@@ -207,6 +207,7 @@ class LocalStack:
         os.environ["SPARKGATE_STATE_DIR"] = str(self.state_dir)
         secure_state_dir(self.state_dir)
         (self.state_dir / "drivers").mkdir(mode=0o700, exist_ok=True)
+        self._start_cluster()
         from chalicelib.local.aws import start_embedded_aws
         from chalicelib.local.credentials import CREDENTIALS_FILE, ENDPOINT_FILE, Credentials
         from chalicelib.local.journal import Journal
@@ -249,6 +250,25 @@ class LocalStack:
         self._start_http()
         self._start_background()
         threading.Thread(target=self._snapshot_loop, name="snapshot", daemon=True).start()
+
+    def _start_cluster(self) -> None:
+        """``SPARKGATE_CLUSTER=standalone``: a Spark standalone master and workers that every driver uses
+        (``chalicelib/local/cluster.py``); the cluster's master URL is also an allowed geo ``master-addr``."""
+        from chalicelib.local import cluster
+
+        if not cluster.wanted():
+            return
+        self.cluster = cluster.StandaloneCluster(self.state_dir)
+        self._stoppers.append(self.cluster.stop)
+        try:
+            url = self.cluster.start()
+        except Exception:
+            self.cluster.stop()
+            raise
+        from chalicelib.masters import allowlist
+
+        os.environ["SPARKGATE_MASTER_ALLOWLIST"] = ",".join(dict.fromkeys([*allowlist(), url]))
+        print(self.cluster.describe(), flush=True)
 
     def _start_http(self) -> None:
         from chalice.cli.factory import CLIFactory
@@ -307,6 +327,10 @@ class LocalStack:
         self._stoppers.insert(0, pump.stop)
         self.pump = pump
 
+        from chalicelib import pool
+
+        pool.refill_quietly()  # warm drivers start in the background (SPARKGATE_POOL_SIZE)
+
         try:
             from chalicelib.local.monitor import ScheduleMonitor
         except ImportError:  # the schedule timer is optional
@@ -324,6 +348,8 @@ class LocalStack:
             f"sparkgate: WebSocket on {self.ws_url}/?token=<jwt>",
             f"sparkgate: @connections API on {self.ws_endpoint} (SPARKGATE_WS_ENDPOINT)",
             f"sparkgate: isolation: {isolation_mode()}",
+            f"sparkgate: warm pool: {settings().pool_size} fresh + {settings().pool_per_user} per user, "
+            f"at most {settings().pool_max} (SPARKGATE_POOL_SIZE, SPARKGATE_POOL_PER_USER, SPARKGATE_POOL_MAX)",
             f"sparkgate: data roots: {':'.join(settings().data_roots) or '(none)'} (SPARKGATE_DATA_ROOTS)",
         ]
 

@@ -45,6 +45,13 @@ class Runner(ABC):
     def start_batch(self, job: dict[str, Any]) -> dict[str, Any]:
         """Start a batch-mode driver that runs ``job`` and exits; answers its handle."""
 
+    def start_pool(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Start a warm pool driver for ``entry`` (``chalicelib.pool``); runners without a pool refuse."""
+        raise RunnerError(f"the {self.name} runner keeps no warm pool")
+
+    def wake(self, handle: dict[str, Any]) -> None:  # noqa: B027 - a hint most runners cannot give
+        """Tell the driver behind ``handle`` to look at the store now (a hint; drivers also poll)."""
+
     @abstractmethod
     def probe(self, handle: dict[str, Any]) -> Probe:
         """Where the driver behind ``handle`` is: running, finished, failed, or unknown."""
@@ -62,6 +69,11 @@ class Runner(ABC):
 def session_args(session: dict[str, Any]) -> list[str]:
     """The engine's command-line arguments for a session driver."""
     return ["session", "--session-id", str(session["session_id"]), "--generation", str(int(session["generation"]))]
+
+
+def pool_args(entry: dict[str, Any]) -> list[str]:
+    """The engine's command-line arguments for a warm pool driver."""
+    return ["pool", "--pool-id", str(entry["pool_id"])]
 
 
 def batch_args(job: dict[str, Any]) -> list[str]:

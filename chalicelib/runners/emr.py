@@ -35,7 +35,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.config import Settings, settings
-from chalicelib.runners.base import Probe, Runner, RunnerError, RunState, batch_args, session_args
+from chalicelib.runners.base import Probe, Runner, RunnerError, RunState, batch_args, pool_args, session_args
 from chalicelib.store.aws import client
 
 ENTRY_SCRIPT = "engine_main.py"
@@ -358,6 +358,13 @@ class EmrRunner(Runner):
         """Add a session-driver step for ``session`` under its owner's runtime role."""
         name = f"sparkgate session {session['session_id']} g{int(session['generation'])}"
         return self._add_step(name, session_args(session), dict(session.get("config") or {}), session.get("owner"))
+
+    def start_pool(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """A warm spare for one user, as a step under that user's runtime role (fresh drivers have no
+        owner, hence no role to run under: refused, see ``chalicelib.pool``)."""
+        if not entry.get("owner"):
+            raise RunnerError("the emr runner keeps warm drivers per user only (a step needs its owner's role)")
+        return self._add_step(f"sparkgate pool {entry['pool_id']}", pool_args(entry), {}, entry["owner"])
 
     def start_batch(self, job: dict[str, Any]) -> dict[str, Any]:
         """Add a batch-driver step for ``job`` under its owner's runtime role."""

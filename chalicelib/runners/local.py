@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.config import Settings, settings
-from chalicelib.runners.base import Probe, Runner, RunnerError, batch_args, session_args
+from chalicelib.runners.base import Probe, Runner, RunnerError, batch_args, pool_args, session_args
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 TERM_GRACE_SECONDS = 5.0
@@ -117,6 +117,16 @@ class LocalRunner(Runner):
         config = job.get("session_config") or {}
         master = str(config.get("master") or self.cfg.spark_master)
         return self._spawn(batch_args(job), f"batch-{job['exec_id']}", master, dict(config.get("envs") or {}))
+
+    def start_pool(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Start ``python -m chalicelib.engine pool --pool-id ...`` (a warm driver, see ``chalicelib.pool``)."""
+        return self._spawn(pool_args(entry), f"pool-{entry['pool_id']}", self.cfg.spark_master, {})
+
+    def wake(self, handle: dict[str, Any]) -> None:
+        """SIGUSR1 to the driver (its doorbell: it looks at the store at once instead of at its next poll)."""
+        if handle.get("runner") == self.name and "pid" in handle and self._same_process(handle):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(handle["pid"]), signal.SIGUSR1)
 
     # -- watching -------------------------------------------------------------------------------
 

@@ -298,3 +298,22 @@ def kernel_uid(user_id: str, base: int) -> int:
             return int(item["uid"])
         put_new({**key, "user_id": user_id, "uid": base + next_counter("kernel_uid")})
     raise RuntimeError(f"no kernel uid for user {user_id}")
+
+
+def known_kernel_uid(user_id: str) -> int | None:
+    """The user's kernel uid if one was ever taken (see :func:`kernel_uid`), else None."""
+    item = table().get_item(Key={"pk": f"KERNELUID#{user_id}", "sk": "KERNELUID"}, ConsistentRead=True).get("Item")
+    return int(item["uid"]) if item else None
+
+
+def bind_kernel_uid(user_id: str, uid: int) -> bool:
+    """Make ``uid`` (a warm driver's fresh uid, taken from the same counter) the user's kernel uid,
+    if the user has none yet (put-if-absent); False when the user already has one."""
+    return put_new({"pk": f"KERNELUID#{user_id}", "sk": "KERNELUID", "user_id": user_id, "uid": uid})
+
+
+def take_kernel_uid(base: int) -> int:
+    """A kernel uid nobody has: ``base`` + the next number of the users' uid counter."""
+    from chalicelib.store.jobs import next_counter
+
+    return base + next_counter("kernel_uid")
