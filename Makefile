@@ -28,6 +28,7 @@ install-run: $(RUN_STAMP) java
 
 java:
 	@scripts/ensure-java.sh
+	@scripts/ensure-cluster-tools.sh
 
 run: install-run
 	$(BIN)/python -m chalicelib.local.stack

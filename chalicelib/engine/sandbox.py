@@ -157,6 +157,8 @@ def kernel_env(user_id: str) -> dict[str, str]:
     )
     if os.environ.get("SPARKGATE_KERNEL_NETWORK", "private") != "host":
         env.update({"SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOCAL_HOSTNAME": "localhost"})
+    if os.environ.get("SPARKGATE_CLUSTER_DRIVER_CONF"):  # the local cluster's driver defaults (local/cluster.py)
+        env["SPARK_CONF_DIR"] = os.environ["SPARKGATE_CLUSTER_DRIVER_CONF"]
     env.setdefault("LANG", "C.UTF-8")
     return env
 
@@ -174,7 +176,50 @@ def kernel_command(fd: int, user_id: str, uid: int | None, state_dir: Path) -> l
             command.append("--namespaces")
             if os.environ.get("SPARKGATE_KERNEL_NETWORK", "private") == "host":
                 command.append("--host-network")  # e.g. a cluster master the kernel must reach
+            elif os.environ.get("SPARKGATE_CLUSTER_NETNS"):  # the local standalone cluster (local/cluster.py)
+                command += ["--cluster-net", f"{os.environ['SPARKGATE_CLUSTER_NETNS']},{cluster_address()}"]
     return command
+
+
+def cluster_address() -> str:
+    """The address of the local standalone cluster inside its namespace (``SPARKGATE_CLUSTER_ADDRESS``)."""
+    return os.environ.get("SPARKGATE_CLUSTER_ADDRESS", "10.213.0.1")
+
+
+def kernel_address(pid: int) -> str:
+    """A kernel's own address on its link to the cluster: 100.64.0.0/10 + its host pid (unique while it lives)."""
+    return socket.inet_ntoa(struct.pack("!I", (100 << 24 | 64 << 16) + (pid & 0x3FFFFF)))
+
+
+def _cluster_link(netns: str, cluster: str) -> str:
+    """Give this process a network namespace of its own whose only way out is one veth link into the
+    cluster's namespace, routed to the cluster address alone (no default route, no IPv6); answers
+    this kernel's address on it. Root, before the PID namespace (``ip`` runs as a child here)."""
+    import shutil
+    import subprocess
+
+    ip = shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin")
+    if ip is None:
+        raise OSError("the cluster link needs the 'ip' tool (iproute2)")
+    _check(_libc().unshare(_CLONE_NEWNET), "unshare the network")
+    pid = os.getpid()
+    mine, theirs, address = f"sgk{pid}", f"sgh{pid}", kernel_address(pid)
+
+    def run(*args: str) -> None:
+        done = subprocess.run([ip, *args], capture_output=True, timeout=30, env={"PATH": "/usr/sbin:/usr/bin"})
+        if done.returncode != 0:
+            raise OSError(f"ip {' '.join(args)}: {done.stderr.decode(errors='replace').strip()}")
+
+    run("link", "add", mine, "type", "veth", "peer", "name", theirs, "netns", netns)
+    with contextlib.suppress(OSError):  # no IPv6 on the link (no link-local path to the cluster's wildcards)
+        Path(f"/proc/sys/net/ipv6/conf/{mine}/disable_ipv6").write_text("1")
+    run("link", "set", "lo", "up")
+    run("addr", "add", f"{address}/32", "dev", mine)
+    run("link", "set", mine, "up")
+    run("route", "add", f"{cluster}/32", "dev", mine)
+    run("-n", netns, "link", "set", theirs, "up")
+    run("-n", netns, "route", "add", f"{address}/32", "dev", theirs, "src", cluster)
+    return address
 
 
 @functools.cache
@@ -315,6 +360,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--uid", type=int, default=None)
     parser.add_argument("--namespaces", action="store_true")
     parser.add_argument("--host-network", action="store_true")
+    parser.add_argument("--cluster-net", default=None)  # "<cluster netns>,<cluster address>"
     parser.add_argument("--state-dir", required=True)
     for name, default in (("memory-mb", 4096), ("processes", 2048), ("cpu-seconds", 21600)):
         parser.add_argument(f"--{name}", type=int, default=default)
@@ -340,6 +386,10 @@ def enter(argv: list[str]) -> argparse.Namespace:
             (area / "tmp").mkdir(exist_ok=True)
         if args.namespaces:
             network = 0 if args.host_network else _CLONE_NEWNET
+            if args.cluster_net and not args.host_network:
+                address = _cluster_link(*args.cluster_net.split(",", 1))
+                network = 0  # the namespace _cluster_link made is the kernel's
+                os.environ.update({"SPARK_LOCAL_IP": address, "SPARK_LOCAL_HOSTNAME": address})
             _check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWPID | network), "unshare")
             child = os.fork()
             if child:  # the host-side process: wait for PID 1 of the new namespace

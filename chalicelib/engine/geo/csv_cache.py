@@ -22,7 +22,9 @@ folder from ``HOME`` down is created mode 0700 and checked with ``lstat`` (a rea
 not a symlink, owned by this uid, no group/other bits); the copy's files are listed
 without following symlinks.  Anything unexpected means no copy (the row path), never a
 read elsewhere.  Only ``PERMISSIVE`` parsing is copied (in ``DROPMALFORMED``/``FAILFAST``
-modes Spark's answer depends on which columns a query reads).
+modes Spark's answer depends on which columns a query reads).  Only with a ``local`` master: on a
+cluster the copy would be written and read by executors, which run as another uid (and on other
+hosts) and cannot use the user's private area; there maps of CSV tables take the row path.
 """
 
 from __future__ import annotations
@@ -200,6 +202,8 @@ def columnar_files(spark: SparkSession, relation: Any, files: list[FileStatus]) 
     """Parquet files holding the numeric columns of the CSV ``relation`` (its ``files`` as Spark
     listed them), written on first use; None when there is no trustworthy copy (row path)."""
     try:
+        if not spark.sparkContext.master.startswith("local"):
+            return None  # on a cluster executors write and read the copy: the driver's private area is not theirs
         options = _options(relation)
         if options is None or sum(st[1] for st in files) > MAX_CSV_BYTES:
             return None
