@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Two installs: `make run` needs only the local stack and the engine (requirements-run.txt); `make test`,
-# `make deploy` and `make bench` add the CDK app, the tests and the linters (requirements-dev.txt).
-RUN_REQS := requirements.txt requirements-engine.txt requirements-run.txt
+# `make deploy` and `make bench` add the CDK app, the tests and the linters (requirements-dev.txt). Both add
+# the local Flink without its Python-UDF dependencies (requirements-flink.txt says why).
+RUN_REQS := requirements.txt requirements-engine.txt requirements-run.txt requirements-flink.txt
 RUN_STAMP := $(VENV)/.run-installed-$(shell cat $(RUN_REQS) 2>/dev/null | cksum | cut -d' ' -f1)
 STAMP := $(VENV)/.installed-$(shell cat requirements*.txt infra/requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
@@ -16,10 +17,12 @@ $(VENV)/bin/python:
 
 $(RUN_STAMP): | $(VENV)/bin/python
 	$(BIN)/pip install -r requirements-run.txt
+	$(BIN)/pip install --no-deps -r requirements-flink.txt
 	rm -f $(VENV)/.run-installed-* && touch $@
 
 $(STAMP): | $(VENV)/bin/python
 	$(BIN)/pip install -r requirements-dev.txt
+	$(BIN)/pip install --no-deps -r requirements-flink.txt
 	rm -f $(VENV)/.installed-* $(VENV)/.run-installed-* && touch $@ $(RUN_STAMP)
 
 install: $(STAMP) java

@@ -35,8 +35,9 @@ from chalicelib.tokens import Principal
 
 EXTENSIONS = {"SPARK_SQL": ".sql", "FLINK_SQL": ".sql", "PYSPARK": ".py", "SPARK_JAR": ".jar", "FLINK_JAR": ".jar"}
 FLINK_HELP = (
-    "Flink is not configured on this runner: set SPARKGATE_FLINK_HOME to a Flink installation "
-    "(the directory holding bin/flink and bin/sql-client.sh) and restart, or run the work on the EMR runner"
+    "no local Flink: install apache-flink (`make install` / `make run` do; see requirements-flink.txt) or set "
+    "SPARKGATE_FLINK_HOME to a Flink 2.x installation (the folder holding lib/flink-dist-*.jar), or run the "
+    "work on the EMR runner"
 )
 #: A run's Job opens its log with its driver's start (each SQL or Python run gets a driver of its own).
 BATCH_START = (("INFO", jobs.BATCH_DRIVER_LOG),)
@@ -69,8 +70,11 @@ def _roots_setting() -> str:
 
 
 def flink_home() -> str | None:
-    """The configured local Flink installation (``SPARKGATE_FLINK_HOME``), or None."""
-    return os.environ.get("SPARKGATE_FLINK_HOME") or None
+    """The local Flink installation (``SPARKGATE_FLINK_HOME``, else the pip-installed ``pyflink``), or None."""
+    from chalicelib.runners.flink import flink_home as local_flink_home
+
+    home = local_flink_home()
+    return str(home) if home else None
 
 
 def _artefact(work_directory: Any, owner_id: str, *, must_exist: bool) -> Artefact:
@@ -202,7 +206,7 @@ def _build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any])
         main_class = work.get("main_class_name")
         if category != "FLINK_SQL" and not main_class:
             raise RunError(f"a {category} work needs main_class_name")
-        if category == "SPARK_JAR":
+        if category == "SPARK_JAR" or category.startswith("FLINK"):
             check_java(work.get("java_version"))
         run = {
             "engine": "flink" if category.startswith("FLINK") else "spark",
@@ -212,6 +216,7 @@ def _build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any])
             "main_class": main_class,
             "args": params,
             "sql": category == "FLINK_SQL",
+            "type": str(work.get("type") or "BATCH").upper(),  # Flink: STREAMING runs until cancelled
         }
         extra.update({"run_type": "jar" if category == "SPARK_JAR" else "flink", "artefact_run": run})
         code = f"-- {category} {artefact.uri} {main_class or ''} {' '.join(params)}".strip()

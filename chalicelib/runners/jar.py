@@ -3,8 +3,8 @@
 Kept apart from the engine on purpose: a jar is not Python, so there is no engine code to run.
 
 - Locally, :func:`start_artefact_run` starts ``python -m chalicelib.runners.jar --exec-id ID``, a tiny
-  supervisor that moves the Job to Running, runs ``spark-submit --class <main> <jar> <args>`` (or
-  ``flink run`` / ``sql-client.sh -f`` under ``SPARKGATE_FLINK_HOME``), copies its output into the Job
+  supervisor that moves the Job to Running, runs ``spark-submit --class <main> <jar> <args>`` (Flink
+  works: a sandboxed local Flink, :mod:`chalicelib.runners.flink`), copies its output into the Job
   log, honours ``cancel_requested`` and ends the Job Succeed / Failed / Cancelled. Its handle is a
   LocalRunner handle, so the LocalRunner probes and cancels it.
 - On EMR, :func:`emr_step` builds the ``command-runner.jar`` step (spark-submit, or flink for Flink
@@ -70,12 +70,7 @@ def local_command(run: dict[str, Any], master: str) -> list[str]:
     """The local command line of an artefact run."""
     args = [str(a) for a in run.get("args") or []]
     if run.get("engine") == "flink":
-        home = os.environ.get("SPARKGATE_FLINK_HOME")
-        if not home:
-            raise RunnerError("SPARKGATE_FLINK_HOME is not set")
-        if run.get("sql"):
-            return [str(Path(home) / "bin" / "sql-client.sh"), "-f", str(run["path"]), *args]
-        return [str(Path(home) / "bin" / "flink"), "run", "-c", str(run["main_class"]), str(run["path"]), *args]
+        raise RunnerError("Flink runs are supervised by chalicelib.runners.flink, not a command line")
     return [
         spark_submit_path(),
         "--master",
@@ -152,6 +147,10 @@ def _supervise(exec_id: str) -> int:
     )
     if running is None:
         return 0  # cancelled (or taken) before it started
+    if (job.get("artefact_run") or {}).get("engine") == "flink":
+        from chalicelib.runners import flink
+
+        return flink.supervise(running)  # sandboxed, on the local Flink (chalicelib/runners/flink.py)
     master = str((job.get("session_config") or {}).get("master") or settings().spark_master)
     lines: list[str] = []
     written = 0

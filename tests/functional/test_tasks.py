@@ -23,6 +23,7 @@ def dispatched(monkeypatch: pytest.MonkeyPatch, api: Api) -> list[dict[str, Any]
 
     monkeypatch.setenv("SPARKGATE_WORK_ROOTS", str(FIXTURES))
     monkeypatch.delenv("SPARKGATE_FLINK_HOME", raising=False)
+    monkeypatch.setattr("chalicelib.runners.flink.packaged_home", lambda: None)  # as if apache-flink were absent
     seen: list[dict[str, Any]] = []
     monkeypatch.setattr(work_runs, "dispatch", seen.append)
     return seen

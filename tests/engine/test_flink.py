@@ -1,0 +1,251 @@
+"""FLINK_SQL and FLINK_JAR works on the real local Flink (the pip-installed ``pyflink``), sandboxed.
+
+One moto server (reachable from the supervisor processes) serves the module; each test uses its own
+user. Every run starts a sandboxed Flink (a JVM with a local mini-cluster) under its owner's uid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.engine.conftest import NYC_CSV
+from tests.engine.test_work_runs import _log, _process_gone, _result_sets, _trips_by_vendor, _wait, _work
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+pytestmark = pytest.mark.skipif(not shutil.which("javac") or not shutil.which("jar"), reason="needs a JDK")
+
+COLUMNS = (
+    "VendorID STRING, tpep_pickup_datetime STRING, tpep_dropoff_datetime STRING, passenger_count INT, "
+    "trip_distance DOUBLE, pickup_longitude DOUBLE, pickup_latitude DOUBLE, dropoff_longitude DOUBLE, "
+    "dropoff_latitude DOUBLE, fare_amount DOUBLE, tip_amount DOUBLE, total_amount DOUBLE, "
+    "buildingid_pickup BIGINT, buildingid_dropoff BIGINT, buildingtext_pickup STRING, buildingtext_dropoff STRING"
+)
+#: The header row does not parse (passenger_count is an INT): with ignore-parse-errors it is all nulls.
+TRIPS_TABLE = f"""CREATE TEMPORARY TABLE trips ({COLUMNS}) WITH (
+  'connector' = 'filesystem', 'path' = '${{csv}}', 'format' = 'csv', 'csv.ignore-parse-errors' = 'true'
+)"""
+BATCH_SQL = f"""-- FLINK_SQL BATCH work over the NYC taxi CSV (-Dcsv=...)
+{TRIPS_TABLE};
+SELECT COUNT(*) AS trips FROM trips WHERE passenger_count IS NOT NULL;
+SELECT VendorID AS vendor, COUNT(*) AS trips FROM trips WHERE passenger_count IS NOT NULL GROUP BY VendorID;
+"""
+STREAMING_SQL = """-- FLINK_SQL STREAMING work: datagen into blackhole, until cancelled
+CREATE TEMPORARY TABLE ticks (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '5');
+CREATE TEMPORARY TABLE sink (id BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO sink SELECT id FROM ticks;
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A moto server with the table and bucket, the work files and the FLINK_JAR fixture; the work root."""
+    from moto.server import ThreadedMotoServer
+
+    from chalicelib.local.aws import serialize_dynamodb
+    from chalicelib.runners.flink import packaged_home
+
+    home = packaged_home()
+    assert home is not None, "apache-flink is not installed (requirements-flink.txt)"
+    root = tmp_path_factory.mktemp("flink_runs")
+    serialize_dynamodb()
+    server = ThreadedMotoServer(port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        mp.setenv("SPARKGATE_STATE_DIR", str(root / "state"))
+        mp.setenv("SPARKGATE_WORK_ROOTS", str(root))
+        mp.delenv("SPARKGATE_FLINK_HOME", raising=False)  # the packaged Flink, as on `make run`
+        from chalicelib.config import settings
+        from chalicelib.store.aws import reset
+        from chalicelib.store.provision import ensure_table_and_bucket
+
+        reset()
+        ensure_table_and_bucket(settings())
+        classes = root / "classes"
+        source = FIXTURES / "flink" / "FlinkHello.java"
+        subprocess.run(["javac", "-cp", str(home / "lib" / "*"), "-d", str(classes), str(source)], check=True)
+        subprocess.run(["jar", "cf", str(root / "flink-hello.jar"), "-C", str(classes), "."], check=True)
+        (root / "trips.sql").write_text(BATCH_SQL)
+        (root / "stream.sql").write_text(STREAMING_SQL)
+        yield root
+        reset()
+    server.stop()
+
+
+def _owner(name: str) -> Any:
+    from chalicelib.tokens import Principal
+
+    return Principal(f"u-flink-{name}", f"flink-{name}")
+
+
+def test_flink_sql_batch_counts_nyc_trips(stack: Path) -> None:
+    from chalicelib import tasks
+    from chalicelib.store import jobs as job_store
+
+    owner = _owner("sql")
+    work = _work(
+        owner, name="trips", category="FLINK_SQL", work_directory="trips.sql", extra_params=[f"-Dcsv={NYC_CSV}"]
+    )
+    done = _wait(owner, tasks.start_task(owner, work)["task_id"])
+    assert done["status"] == 0, (done, _log(done["exec_id"]))
+
+    by_vendor = _trips_by_vendor()
+    job = job_store.get_job(done["exec_id"])
+    assert job is not None and job["result_sets"] == 2
+    assert job["result_preview"]["rows"] == [[sum(by_vendor.values())]]
+    count, grouped = _result_sets(owner.user_id, done["exec_id"])
+    assert count["rows"] == [[sum(by_vendor.values())]] and count["metadata"][0]["columnName"] == "trips"
+    assert [c["columnName"] for c in grouped["metadata"]] == ["vendor", "trips"]
+    assert {vendor: n for vendor, n in grouped["rows"]} == dict(by_vendor)
+    log = _log(done["exec_id"])
+    assert "statement 3/3" in log and "isolation: uid+ns" in log
+
+
+def test_flink_sql_streaming_runs_until_cancelled(stack: Path) -> None:
+    from chalicelib import tasks
+    from chalicelib.store import jobs as job_store
+
+    owner = _owner("stream")
+    work = _work(owner, name="ticks", type="STREAMING", category="FLINK_SQL", work_directory="stream.sql")
+    task = tasks.start_task(owner, work)
+    running = _wait(owner, task["task_id"], statuses=(1, 0, 3, 4, 5))
+    assert running["status"] == 1, running
+    deadline = time.monotonic() + 120
+    while "running until cancelled" not in _log(task["exec_id"]):
+        assert time.monotonic() < deadline, _log(task["exec_id"])
+        assert tasks.owned_task(owner, task["task_id"])["status"] == 1, _log(task["exec_id"])
+        time.sleep(0.25)
+    time.sleep(2)
+    assert tasks.owned_task(owner, task["task_id"])["status"] == 1  # a stream does not end by itself
+
+    handle = job_store.get_job(task["exec_id"])["runner_handle"]  # type: ignore[index]
+    cancelled = tasks.cancel_task(owner, task["task_id"])
+    assert cancelled["status"] == 4, cancelled
+    assert _process_gone(handle), "the supervisor (or its Flink JVM) outlived the cancel"
+    log = _log(task["exec_id"])
+    assert "kill requested: cancelling the Flink job" in log and "submitted" in log
+    assert not tasks.owned_task(owner, task["task_id"])["active"]
+
+
+def test_flink_jar_succeeds_in_the_sandbox_then_fails_with_its_exception(stack: Path) -> None:
+    from chalicelib import tasks, works
+    from chalicelib.config import settings
+    from chalicelib.user_files import user_area
+
+    owner, other = _owner("jar"), _owner("jar-other")
+    secret = user_area(other.user_id) / "secret.txt"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(secret.parent, 0o700)
+    secret.write_text("not yours")
+    state_file = settings().state_dir / "secret-state"
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text("platform state")
+    probes = [f"probe:{secret}", f"probe:{state_file}", "probe:/etc/shadow", f"probe:{NYC_CSV}"]
+    work = _work(
+        owner,
+        name="jar",
+        category="FLINK_JAR",
+        work_directory="flink-hello.jar",
+        main_class_name="FlinkHello",
+        extra_params=[*probes, "a"],
+    )
+    done = _wait(owner, tasks.start_task(owner, work)["task_id"])
+    log = _log(done["exec_id"])
+    assert done["status"] == 0, (done, log)
+    assert f"flink hello sum=338350 args={','.join([*probes, 'a'])}" in log
+    assert f"probe {secret}: denied" in log and f"probe {state_file}: denied" in log
+    assert "probe /etc/shadow: denied" in log
+    assert f"probe {NYC_CSV}: read" in log  # the shared data root stays readable
+
+    works.update_work(owner, work["work_id"], {"extra_params": ["fail"]}, None)
+    failed = _wait(owner, tasks.start_task(owner, works.get_owned_work(owner, work["work_id"]))["task_id"])
+    assert failed["status"] == 3, failed
+    assert "FlinkHello exited with code" in failed["error"]
+    assert "IllegalStateException: flink hello was asked to fail at 50" in _log(failed["exec_id"])
+
+
+def test_flink_sql_reading_another_users_file_fails_refused(stack: Path) -> None:
+    from chalicelib import tasks
+    from chalicelib.user_files import user_area
+
+    owner, other = _owner("nosy"), _owner("nosy-other")
+    secret = user_area(other.user_id) / "trips.csv"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(NYC_CSV, secret)
+    (stack / "nosy.sql").write_text(f"{TRIPS_TABLE};\nSELECT COUNT(*) FROM trips;\n")
+    work = _work(owner, name="nosy", category="FLINK_SQL", work_directory="nosy.sql", extra_params=[f"-Dcsv={secret}"])
+    failed = _wait(owner, tasks.start_task(owner, work)["task_id"])
+    assert failed["status"] == 3, failed
+    assert "refused: path" in failed["error"] and "is not inside the allowed folders" in failed["error"]
+    assert "statement 2/2" not in _log(failed["exec_id"])  # nothing ran after the refused statement
+
+
+@pytest.fixture(scope="module")
+def table_env() -> Any:
+    """A PyFlink TableEnvironment in this process (the parser the guard checks with)."""
+    os.environ.setdefault("_python_worker_execution_mode", "process")
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    tenv = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    tenv.get_config().set("table.dynamic-table-options.enabled", "false")
+    return tenv
+
+
+def test_guard_refuses_paths_outside_the_roots_and_code_loading(table_env: Any) -> None:
+    from chalicelib.config import settings
+    from chalicelib.runners.flink_kernel import Refused, check_operation
+    from chalicelib.user_files import user_area
+
+    own, other = user_area("u-flink-guard"), user_area("u-flink-guard-other")
+    data = str(NYC_CSV.parent.resolve())
+    roots = (data, str(own))
+    own.mkdir(parents=True, exist_ok=True)
+    link = own / "link.csv"
+    link.unlink(missing_ok=True)
+    link.symlink_to(other / "trips.csv")
+
+    def table(path: str, connector: str = "filesystem") -> str:
+        options = f"'connector' = '{connector}', 'path' = '{path}', 'format' = 'csv'"
+        return f"CREATE TEMPORARY TABLE t (a STRING) WITH ({options})"
+
+    parser = table_env._j_tenv.getParser()
+    refused = {
+        "another user's file": table(str(other / "trips.csv")),
+        "a host path": table("/etc/passwd"),
+        "file: URI": table("file:///etc/shadow"),
+        "traversal": table(f"{data}/../../../etc/passwd"),
+        "a symlink out of the own area": table(str(link)),
+        "a glob": table(f"{data}/*.csv"),
+        "the state dir": table(str(settings().state_dir / "sparkgate.json")),
+        "another connector": table(data, connector="kafka"),
+        "ADD JAR": "ADD JAR '/tmp/evil.jar'",
+        "CREATE FUNCTION": "CREATE TEMPORARY FUNCTION f AS 'org.example.Evil'",
+        "LOAD MODULE": "LOAD MODULE hive",
+        "SET a path": "SET 'execution.checkpointing.dir' = 'file:///etc'",
+        "SET the hints back on": "SET 'table.dynamic-table-options.enabled' = 'true'",
+        "RESET all": "RESET",
+    }
+    for case, statement in refused.items():
+        with pytest.raises(Refused, match=r"^refused: "):
+            check_operation(parser.parse(statement).get(0), roots)
+            raise AssertionError(f"{case} was not refused: {statement}")
+    allowed = [
+        table(str(NYC_CSV)),
+        table(str(own / "out")),
+        "CREATE TEMPORARY TABLE g (a BIGINT) WITH ('connector' = 'datagen')",
+        "SET 'parallelism.default' = '2'",
+    ]
+    for statement in allowed:
+        check_operation(parser.parse(statement).get(0), roots)
+    with pytest.raises(Exception, match="OPTIONS"):  # table hints cannot re-point a table at another path
+        table_env.execute_sql(table(str(NYC_CSV)))
+        parser.parse("SELECT * FROM t /*+ OPTIONS('path' = '/etc/passwd') */")
