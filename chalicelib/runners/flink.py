@@ -34,7 +34,7 @@ from typing import IO, Any
 from chalicelib.config import settings
 from chalicelib.engine import sandbox
 from chalicelib.engine.channel import Channel, ChannelClosed
-from chalicelib.engine.config import PREVIEW_ROWS
+from chalicelib.engine.config import PREVIEW_ROWS, session_config
 from chalicelib.logformat import closing_line
 from chalicelib.runners.base import RunnerError
 
@@ -116,7 +116,7 @@ def _spec(job: dict[str, Any]) -> tuple[dict[str, Any], IO[bytes] | None]:
     spec: dict[str, Any] = {"t": "start", "exec_id": job["exec_id"], "type": mode, "args": args}
     if run.get("sql"):
         spec.update({"mode": "sql", "sql": work_runs.substitute_sql(work_runs.read_text(artefact), args)})
-        spec["max_rows"] = int((job.get("session_config") or {}).get("max_result_rows") or 1_000_000)
+        spec["max_rows"] = int(session_config(job.get("session_config")).get("max_result_rows") or 1)
         return spec, None
     spec.update({"mode": "jar", "main_class": str(run["main_class"])})
     if artefact.location == "local":
