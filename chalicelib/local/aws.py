@@ -21,13 +21,15 @@ from xml.sax.saxutils import escape
 import boto3
 from moto import backends as moto_backends
 from moto.dynamodb.responses import DynamoHandler
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.server import ThreadedMotoServer
-from werkzeug.serving import make_server
+from werkzeug.serving import ThreadedWSGIServer
 
 from chalicelib.local import moto_fixes
 from chalicelib.local.credentials import Credentials
+from chalicelib.local.inprocess import InProcessSession
 from chalicelib.local.journal import Journal, Journaled, read_wsgi_body, replay
+from chalicelib.local.keepalive import ConnectionTracker, KeepAliveHandler
 from chalicelib.local.sigv4 import Refusal, SigV4Verifier
 
 StartResponse = Callable[..., Any]
@@ -177,10 +179,17 @@ class SignedOnly:
         return [raw]
 
 
+class _KeepAliveServer(ConnectionTracker, ThreadedWSGIServer):  # type: ignore[misc]
+    """werkzeug's threaded server on persistent connections (:class:`KeepAliveHandler`), closed with it."""
+
+
 class SignedMotoServer(ThreadedMotoServer):  # type: ignore[misc]
     """moto's threaded server behind :class:`SignedOnly` and the write-ahead log (:class:`Journaled`).
 
     ``journal`` logs nothing until it is opened (after the state is restored and replayed).
+    ``app`` is that whole WSGI stack (SigV4 check, log, moto), which this process's own clients
+    call directly (:mod:`chalicelib.local.inprocess`); HTTP connections are kept alive
+    (:mod:`chalicelib.local.keepalive`).
     """
 
     def __init__(
@@ -195,6 +204,10 @@ class SignedMotoServer(ThreadedMotoServer):  # type: ignore[misc]
         self.verifier = SigV4Verifier(credentials)
         self.journal = journal
         self.dispatcher = DomainDispatcherApplication(create_backend_app)
+        inner: WsgiApp = self.dispatcher
+        if journal is not None:
+            inner = Journaled(inner, journal, _DYNAMODB_LOCK, _S3_LOCK)
+        self.app: WsgiApp = SignedOnly(inner, self.verifier)
 
     def replay(self, generations: list[int]) -> tuple[int, int]:
         """Apply the journal's logs of ``generations`` to moto in order, unlogged; answers (applied, refused)."""
@@ -207,13 +220,31 @@ class SignedMotoServer(ThreadedMotoServer):  # type: ignore[misc]
         return applied, refused
 
     def _server_entry(self) -> None:
-        inner: WsgiApp = self.dispatcher
-        if self.journal is not None:
-            inner = Journaled(inner, self.journal, _DYNAMODB_LOCK, _S3_LOCK)
-        app = SignedOnly(inner, self.verifier)
-        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self._server = _KeepAliveServer(self._ip_address, self._port, self.app, handler=KeepAliveHandler)
         self._server_ready_event.set()
         self._server.serve_forever()
+
+    def serve_in_process(self, endpoint: str) -> None:
+        """Let this process's clients of ``endpoint`` call :attr:`app` directly (until :meth:`stop`)."""
+        from chalicelib.store import aws as store_aws
+
+        host, port = self.get_host_and_port()
+        store_aws.use_transport(endpoint, InProcessSession(self.app, (host, port)))
+        self._in_process_endpoint: str | None = endpoint
+
+    def stop(self) -> None:
+        """Stop listening, close the kept-alive connections and end the in-process path."""
+        endpoint = getattr(self, "_in_process_endpoint", None)
+        if endpoint is not None:
+            from chalicelib.store import aws as store_aws
+
+            store_aws.use_transport(endpoint, None)
+            self._in_process_endpoint = None
+        server = getattr(self, "_server", None)
+        super().stop()
+        if server is not None:
+            server.close_connections()
+            server.server_close()
 
 
 def export_credentials(credentials: Credentials) -> None:
@@ -243,12 +274,12 @@ def start_embedded_aws(
     os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     serialize_dynamodb()
-    # headers and body leave in separate writes; without this each answer waits for a delayed ACK
-    MotoRequestHandler.disable_nagle_algorithm = True
     _cache_service_lookup()
     server = SignedMotoServer(credentials, ip_address="127.0.0.1", port=port, journal=journal)
     server.start()
     host, real_port = server.get_host_and_port()
     endpoint = f"http://{host}:{real_port}"
     os.environ["AWS_ENDPOINT_URL"] = endpoint
+    if os.environ.get("SPARKGATE_AWS_IN_PROCESS", "1") != "0":
+        server.serve_in_process(endpoint)  # this process's own clients skip the socket; children sign over HTTP
     return server, endpoint

@@ -11,6 +11,13 @@
   drops records older than a sequence number (those a reader consumed) or than 24 hours, keeping
   sequence numbers as they were. A shard iterator pointing before the trimmed range reads from the
   oldest record left (DynamoDB would answer ``TrimmedDataAccessException``).
+- :func:`_serialize_type_structure`: moto's JSON response serializer walks every member of the
+  ``AttributeValue`` shape (ten of them, each looked up under several spellings) for every
+  attribute of every item it answers; that was more than half of a ``GetItem``'s time in the
+  embedded AWS. An attribute moto already holds in DynamoDB's wire form (``{"S": ...}``,
+  ``{"N": ...}``, ``BOOL``, ``NULL``, string sets, and ``M``/``L`` of those) is written as it
+  is, a copy; anything else (binary, which the serializer base64-encodes) takes moto's own path.
+  The answer's bytes are the same (``tests/functional/test_moto_fixes.py`` compares them).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import copy
 import datetime as dt
 from typing import Any
 
+from moto.core.serialize import BaseJSONSerializer
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -171,13 +179,61 @@ def _shard_get(self: StreamShard, start: int, quantity: int) -> list[dict[str, A
     return [record.to_json() for record in self.items[offset : offset + quantity]]
 
 
+def wire_attribute(value: Any) -> dict[str, Any] | None:
+    """A copy of ``value`` when it is an ``AttributeValue`` in DynamoDB's JSON form without binary, else None."""
+    if type(value) is not dict or len(value) != 1:
+        return None
+    ((kind, inner),) = value.items()
+    if kind in ("S", "N"):
+        return {kind: inner} if type(inner) is str else None
+    if kind in ("BOOL", "NULL"):
+        return {kind: inner} if type(inner) is bool else None
+    if kind in ("SS", "NS"):
+        return {kind: list(inner)} if type(inner) is list and all(type(x) is str for x in inner) else None
+    if kind == "M" and type(inner) is dict:
+        members: dict[str, Any] = {}
+        for name, member in inner.items():
+            wired = wire_attribute(member)
+            if wired is None or type(name) is not str:
+                return None
+            members[name] = wired
+        return {"M": members}
+    if kind == "L" and type(inner) is list:
+        elements = []
+        for element in inner:
+            wired = wire_attribute(element)
+            if wired is None:
+                return None
+            elements.append(wired)
+        return {"L": elements}
+    return None
+
+
+_moto_serialize_structure = BaseJSONSerializer._serialize_type_structure
+
+
+def _serialize_type_structure(self: BaseJSONSerializer, serialized: Any, value: Any, shape: Any, key: str) -> None:
+    if key and shape.name == "AttributeValue":
+        wired = wire_attribute(value)
+        if wired is not None:
+            self._default_serialize(serialized, wired, shape, key)
+            return
+    _moto_serialize_structure(self, serialized, value, shape, key)
+
+
 def install() -> None:
     """Patch moto (idempotent)."""
+    BaseJSONSerializer._serialize_type_structure = _serialize_type_structure  # type: ignore[method-assign]
     if getattr(DynamoDBBackend.transact_write_items, "_sparkgate", False):
         return
     transact_write_items._sparkgate = True  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     StreamShard.get = _shard_get  # type: ignore[method-assign]
+
+
+def uninstall_serializer() -> None:
+    """moto's own ``AttributeValue`` serialization again (tests compare the two)."""
+    BaseJSONSerializer._serialize_type_structure = _moto_serialize_structure  # type: ignore[method-assign]
 
 
 def tables(table_name: str) -> list[Table]:

@@ -16,16 +16,42 @@ from chalicelib.config import settings
 from chalicelib.store.errors import is_condition_failure
 
 _CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+#: botocore HTTP sessions by endpoint URL, used instead of HTTP (the local stack's in-process embedded AWS)
+_TRANSPORTS: dict[str, Any] = {}
+
+
+def use_transport(endpoint: str, session: Any | None) -> None:
+    """Send the requests of this process's clients for ``endpoint`` through ``session``; None: over HTTP again.
+
+    ``session`` is a botocore HTTP session (``send(prepared_request) -> AWSResponse``). The
+    clients and resources made so far are dropped, so every handle from now on uses it.
+    """
+    if session is None:
+        _TRANSPORTS.pop(endpoint, None)
+    else:
+        _TRANSPORTS[endpoint] = session
+    _table.cache_clear()
+    _resource.cache_clear()
+    _client.cache_clear()
+
+
+def _attach(client: Any, endpoint: str | None) -> Any:
+    session = _TRANSPORTS.get(endpoint) if endpoint else None
+    if session is not None:
+        client._endpoint.http_session = session
+    return client
 
 
 @lru_cache(maxsize=8)
 def _resource(service: str, endpoint: str | None) -> Any:
-    return boto3.resource(service, config=_CONFIG, endpoint_url=endpoint)  # type: ignore[call-overload]
+    resource = boto3.resource(service, config=_CONFIG, endpoint_url=endpoint)  # type: ignore[call-overload]
+    _attach(resource.meta.client, endpoint)
+    return resource
 
 
 @lru_cache(maxsize=16)
 def _client(service: str, endpoint: str | None) -> Any:
-    return boto3.client(service, config=_CONFIG, endpoint_url=endpoint)  # type: ignore[call-overload]
+    return _attach(boto3.client(service, config=_CONFIG, endpoint_url=endpoint), endpoint)  # type: ignore[call-overload]
 
 
 def client(service: str) -> Any:

@@ -145,3 +145,69 @@ def test_trim_keeps_sequence_numbers_and_drops_day_old_records(aws: None) -> Non
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=25)
     assert moto_fixes.trim_stream(table, None, now=later) == 4
     assert shard.items == []
+
+
+_TYPED_ITEMS: list[dict[str, Any]] = [
+    {"pk": {"S": "P"}, "sk": {"S": "1"}, "s": {"S": 'ü ✓ "quoted" \n'}, "e": {"S": ""}, "n": {"N": "-1.50E+3"}},
+    {"pk": {"S": "P"}, "sk": {"S": "2"}, "t": {"BOOL": True}, "f": {"BOOL": False}, "z": {"NULL": True}},
+    {"pk": {"S": "P"}, "sk": {"S": "3"}, "ss": {"SS": ["b", "a"]}, "ns": {"NS": ["2", "1.5"]}, "em": {"M": {}}},
+    {"pk": {"S": "P"}, "sk": {"S": "4"}, "b": {"B": b"\x00\xff"}, "bs": {"BS": [b"x", b"y"]}, "el": {"L": []}},
+    {
+        "pk": {"S": "P"},
+        "sk": {"S": "5"},
+        "m": {"M": {"l": {"L": [{"S": "x"}, {"N": "1"}, {"M": {"deep": {"NULL": True}}}]}, "ss": {"SS": ["q"]}}},
+        "mb": {"M": {"bin": {"B": b"\x01"}, "s": {"S": "next to binary"}}},
+        "c": {"N": "7"},  # the update below sets it again: both reads see the same item
+    },
+]
+
+
+def _answers() -> list[bytes]:
+    """The raw bytes the embedded AWS answers to reads of the items above."""
+    ddb, name = _ddb(), _name()
+    bodies: list[bytes] = []
+
+    def keep(http_response: Any, **_: Any) -> None:
+        bodies.append(http_response.content)
+
+    ddb.meta.events.register("after-call.dynamodb", keep)
+    try:
+        for item in _TYPED_ITEMS:
+            ddb.get_item(TableName=name, Key={"pk": item["pk"], "sk": item["sk"]})
+        ddb.query(TableName=name, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "P"}})
+        ddb.update_item(
+            TableName=name,
+            Key={"pk": {"S": "P"}, "sk": {"S": "5"}},
+            UpdateExpression="SET c = :c",
+            ExpressionAttributeValues={":c": {"N": "7"}},
+            ReturnValues="ALL_NEW",
+        )
+    finally:
+        ddb.meta.events.unregister("after-call.dynamodb", keep)
+    return bodies
+
+
+def test_the_attribute_value_fast_path_answers_the_same_bytes(aws: None) -> None:
+    from chalicelib.local import moto_fixes
+
+    ddb, name = _ddb(), _name()
+    for item in _TYPED_ITEMS:
+        ddb.put_item(TableName=name, Item=item)
+    fast = _answers()
+    moto_fixes.uninstall_serializer()
+    try:
+        slow = _answers()
+    finally:
+        moto_fixes.install()
+    assert len(fast) == len(_TYPED_ITEMS) + 2
+    assert fast == slow
+    got = ddb.get_item(TableName=name, Key={"pk": {"S": "P"}, "sk": {"S": "4"}})["Item"]
+    assert got["b"] == {"B": b"\x00\xff"} and sorted(got["bs"]["BS"]) == [b"x", b"y"]
+
+
+def test_only_wire_form_values_take_the_fast_path() -> None:
+    from chalicelib.local.moto_fixes import wire_attribute
+
+    assert wire_attribute({"M": {"a": {"L": [{"S": "x"}]}}}) == {"M": {"a": {"L": [{"S": "x"}]}}}
+    for odd in ({"B": "AAE="}, {"S": 1}, {"N": 2}, {"S": "a", "N": "1"}, {"M": {"a": {"B": b"x"}}}, {"L": [1]}, "S"):
+        assert wire_attribute(odd) is None, odd
