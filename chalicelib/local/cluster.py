@@ -22,7 +22,9 @@ The fence (when the stack runs as root and the host allows namespaces, i.e. isol
 
 Spark standalone runs every application's executors under the worker's uid: users' executors share
 that uid and the cluster namespace with each other (docs/security.md says what that leaves open).
-Without root or namespaces the cluster binds ``127.0.0.1`` and runs as the stack's own user.
+Without root or namespaces (or with ``SPARKGATE_KERNEL_NETWORK=host``) the cluster binds ``127.0.0.1``
+(as the cluster uid when the stack is root, else as the stack's own user) and kernels reach it over the
+host's loopback.
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ def plan(state_dir: Path) -> ClusterPlan:
     )
     if sandbox.isolated():
         found.uid = sandbox.int_env("SPARKGATE_CLUSTER_UID", sandbox.uid_base() - 1)
-    if sandbox.isolated() and sandbox.namespaces_available():
+    host_network = os.environ.get("SPARKGATE_KERNEL_NETWORK", "private") == "host"
+    if sandbox.isolated() and sandbox.namespaces_available() and not host_network:
         found.address = os.environ.get("SPARKGATE_CLUSTER_ADDRESS", DEFAULT_ADDRESS)
         found.netns = f"sparkgate-cluster-{os.getpid()}"
     else:
@@ -250,16 +253,26 @@ class StandaloneCluster:
 
     def _driver_conf(self) -> Path:
         """A ``spark-defaults.conf`` for the drivers (root-owned, world-readable; a session's own
-        ``configs`` still win): small executors, a share of the cores, no driver UI (executors of
-        other users' jobs could reach it), shuffle partitions for a small cluster."""
+        ``configs`` still win): small executors, a share of the cores, dynamic allocation (a driver
+        without work holds no executor), no driver UI (executors of other users' jobs could reach
+        it), shuffle partitions for a small cluster."""
         p = self.plan
         folder = Path(f"{p.folder}-driver-conf")
         folder.mkdir(mode=0o755, exist_ok=True)
         os.chmod(folder, 0o755)
+        cores = os.environ.get("SPARKGATE_CLUSTER_APP_CORES", "2")
         defaults = {
             "spark.executor.memory": os.environ.get("SPARKGATE_CLUSTER_EXECUTOR_MEMORY", "512m"),
             "spark.executor.cores": "1",
-            "spark.cores.max": os.environ.get("SPARKGATE_CLUSTER_APP_CORES", "2"),
+            "spark.cores.max": cores,
+            # idle drivers (warm pool, idle sessions) hold no executors: they come with work and go 60 s after
+            "spark.dynamicAllocation.enabled": "true",
+            "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+            "spark.dynamicAllocation.shuffleTracking.timeout": "60s",
+            "spark.dynamicAllocation.executorIdleTimeout": "60s",
+            "spark.dynamicAllocation.minExecutors": "0",
+            "spark.dynamicAllocation.initialExecutors": "0",
+            "spark.dynamicAllocation.maxExecutors": cores,
             "spark.ui.enabled": "false",
             "spark.sql.shuffle.partitions": "4",
             "spark.executorEnv.PYTHONPATH": str(daemon_env(p)["PYTHONPATH"]),
