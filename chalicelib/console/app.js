@@ -1,7 +1,7 @@
 // The console's entry module: sign-in, the views, the editor with its tabs and the run panel, history.
 import { current, linkis, onSession, signIn, signOut } from "./api.js";
 import { $, $$, h, renderLines, tabList } from "./dom.js";
-import { initMaps } from "./maps.js";
+import { initMaps, mapRequest } from "./maps.js";
 import { renderResults } from "./results.js";
 import { JobRun, elapsed } from "./run.js";
 import { socket } from "./socket.js";
@@ -146,4 +146,4 @@ initWorks();
 initMaps();
 onSession(sessionChanged);
 sessionChanged(current());
-window.sparkgateConsole = { socket, tabs };  // for the browser tests and the curious
+window.sparkgateConsole = { socket, tabs, mapRequest };  // for the browser tests and the curious

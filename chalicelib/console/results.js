@@ -28,7 +28,8 @@ export function renderResults(host, run) {
 function showError(panel, error) {
   panel.replaceChildren(h("div.error", { role: "alert", id: "result-error" },
     h("strong", { text: error.message }), error.code ? ` (code ${error.code})` : "",
-    error.errors.length ? h("pre", { text: error.errors.join("\n") }) : null));
+    error.errors.length ? h("pre", { text: error.errors.slice(0, 40).join("\n") +
+      (error.errors.length > 40 ? `\n... ${error.errors.length - 40} more ERROR lines in the log` : "") }) : null));
 }
 
 async function showSet(panel, path, page) {
