@@ -9,7 +9,7 @@ RUN_REQS := requirements.txt requirements-engine.txt requirements-run.txt requir
 RUN_STAMP := $(VENV)/.run-installed-$(shell cat $(RUN_REQS) 2>/dev/null | cksum | cut -d' ' -f1)
 STAMP := $(VENV)/.installed-$(shell cat requirements*.txt infra/requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit java install install-run bench user clean deploy destroy openapi
+.PHONY: run test lint typecheck unit java chromium install install-run bench user clean deploy destroy openapi
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +25,17 @@ $(STAMP): | $(VENV)/bin/python
 	$(BIN)/pip install --no-deps -r requirements-flink.txt
 	rm -f $(VENV)/.installed-* $(VENV)/.run-installed-* && touch $@ $(RUN_STAMP)
 
-install: $(STAMP) java
+install: $(STAMP) java chromium
 
 install-run: $(RUN_STAMP) java
 
 java:
 	@scripts/ensure-java.sh
 	@scripts/ensure-cluster-tools.sh
+
+# the console's browser tests (tests/console) drive Debian's chromium with Playwright
+chromium:
+	@scripts/ensure-chromium.sh
 
 run: install-run
 	$(BIN)/python -m chalicelib.local.stack
