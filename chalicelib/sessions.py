@@ -50,12 +50,18 @@ def entrance_session_id(user_id: str, engine_type: str = "spark") -> str:
     return f"entrance-{user_id}-{engine_type}"
 
 
+def stale_after(session: dict[str, Any]) -> float:
+    """Seconds without a heartbeat after which ``session``'s driver is dead: ``STALE_HEARTBEAT_SECONDS``, or
+    three of the driver's own heartbeat intervals when it beats slower (an idle driver, see the engine)."""
+    return max(STALE_HEARTBEAT_SECONDS, 3 * float(session.get("heartbeat_every") or 0))
+
+
 def _alive(session: dict[str, Any], now: float) -> bool:
     state = session.get("state")
     if state == "starting":
         fresh = now - float(session.get("started_epoch") or 0) < START_TIMEOUT_SECONDS
     elif state in ("running", "stopping"):
-        fresh = now - float(session.get("heartbeat_at") or 0) < STALE_HEARTBEAT_SECONDS
+        fresh = now - float(session.get("heartbeat_at") or 0) < stale_after(session)
     else:
         return False
     return fresh and not _local_driver_gone(session)
@@ -209,6 +215,7 @@ def stop_session(session_id: str) -> dict[str, Any] | None:
     if session.get("state") in LIVE_STATES:
         generation = int(session["generation"])
         job_store.update_session_fields(session_id, generation, {"stop_requested": True})
+        wake(session)  # an idle driver beats slowly: the doorbell makes it read the request now
         current = session.get("current_exec_id")
         running = job_store.get_job(current) if current else None
         if running and running["status"] == jobs.RUNNING:
@@ -238,7 +245,7 @@ def _death_reason(session: dict[str, Any], now: float) -> str | None:
             return f"driver did not start within {START_TIMEOUT_SECONDS:.0f} s"
         return None
     beat = float(session.get("heartbeat_at") or 0)
-    if now - beat > STALE_HEARTBEAT_SECONDS:
+    if now - beat > stale_after(session):
         return f"no heartbeat from the driver for {now - beat:.0f} s"
     return None
 

@@ -13,6 +13,9 @@ DEFAULT_MAX_RESULT_ROWS = 1_000_000
 RESULT_PAGE_ROWS = 5000
 #: Seconds between heartbeats written into the session item.
 DEFAULT_HEARTBEAT_SECONDS = 3.0
+#: Seconds between heartbeats of a driver that has been idle for a while (it writes its interval with each
+#: beat; the monitor allows three of them, see ``sessions.stale_after``).
+DEFAULT_HEARTBEAT_IDLE_SECONDS = 30.0
 #: Rows of the first result set stored inline on the job (``result_preview``).
 PREVIEW_ROWS = 100
 
@@ -30,6 +33,9 @@ def default_session_config() -> dict[str, Any]:
         "idle_timeout_seconds": int(os.environ.get("SPARKGATE_SESSION_IDLE_SECONDS", DEFAULT_IDLE_TIMEOUT_SECONDS)),
         "max_result_rows": int(os.environ.get("SPARKGATE_MAX_RESULT_ROWS", DEFAULT_MAX_RESULT_ROWS)),
         "heartbeat_seconds": float(os.environ.get("SPARKGATE_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS)),
+        "heartbeat_idle_seconds": float(
+            os.environ.get("SPARKGATE_HEARTBEAT_IDLE_SECONDS", DEFAULT_HEARTBEAT_IDLE_SECONDS)
+        ),
     }
 
 

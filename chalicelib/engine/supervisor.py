@@ -546,26 +546,35 @@ class JobRun:
 
 
 class Heartbeat(threading.Thread):
-    """Writes ``heartbeat_at`` into the session item; sets ``superseded`` when the session moved on."""
+    """Writes ``heartbeat_at`` into the session item; sets ``superseded`` when the session moved on.
 
-    def __init__(self, session_id: str, generation: int, every: float) -> None:
+    Every ``every`` seconds, or every ``idle_every`` while :attr:`idle` is set (the driver has had no
+    work for a while): each beat writes its interval too, so the monitor knows when to call it stale."""
+
+    def __init__(self, session_id: str, generation: int, every: float, idle_every: float | None = None) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.session_id, self.generation, self.every = session_id, generation, every
+        self.idle_every = max(every, idle_every if idle_every is not None else every)
         self.stopping = threading.Event()
         self.superseded = threading.Event()
         self.stop_requested = threading.Event()
+        self.idle = threading.Event()
+
+    def interval(self) -> float:
+        """Seconds until the next beat."""
+        return self.idle_every if self.idle.is_set() else self.every
 
     def beat(self) -> None:
-        """One heartbeat (also picks up ``stop_requested``)."""
-        if not job_store.update_session_fields(self.session_id, self.generation, {"heartbeat_at": time.time()}):
+        """One heartbeat, one request (it also picks up ``stop_requested``)."""
+        fields = {"heartbeat_at": time.time(), "heartbeat_every": self.interval()}
+        session = job_store.beat_session(self.session_id, self.generation, fields)
+        if session is None:
             self.superseded.set()
-            return
-        session = job_store.get_session(self.session_id)
-        if session and session.get("stop_requested"):
+        elif session.get("stop_requested"):
             self.stop_requested.set()
 
     def run(self) -> None:
-        while not self.stopping.wait(self.every):
+        while not self.stopping.wait(self.interval()):
             try:
                 self.beat()
             except Exception as err:  # a transient store error: the next beat retries
@@ -594,7 +603,12 @@ class SessionDriver:
         self.idle_timeout = float(self.config["idle_timeout_seconds"])
         self.max_rows = int(self.config.get("max_result_rows") or engine_config.DEFAULT_MAX_RESULT_ROWS)
         self._spark = spark
-        self.heartbeat = Heartbeat(session_id, generation, float(self.config["heartbeat_seconds"]))
+        self.heartbeat = Heartbeat(
+            session_id,
+            generation,
+            float(self.config["heartbeat_seconds"]),
+            float(self.config.get("heartbeat_idle_seconds") or self.config["heartbeat_seconds"]),
+        )
         self.stop = threading.Event()
         self.retired = False
         #: a warm pool driver's kernel, already started (``engine.pool_driver``); else one is started
@@ -655,14 +669,19 @@ class SessionDriver:
         self._replay(kernel)
         return kernel
 
-    def _wait_for_work(self, seconds: float) -> None:
-        """Sleep ``seconds`` or until the doorbell rings or the driver is told to stop."""
+    def _wait_for_work(self, seconds: float) -> bool:
+        """Sleep ``seconds`` or until the doorbell rings (answers True) or the driver is told to stop."""
         deadline = time.monotonic() + seconds
+        rung = False
         while not self.stop.is_set():
             left = deadline - time.monotonic()
-            if left <= 0 or DOORBELL.wait(min(left, 0.5)):
+            if left <= 0:
+                break
+            if DOORBELL.wait(min(left, 0.5)):
+                rung = True
                 break
         DOORBELL.clear()
+        return rung
 
     def _loop(self) -> str:
         last_active = time.monotonic()
@@ -687,9 +706,12 @@ class SessionDriver:
                 continue
             if idle < BUSY_WINDOW_SECONDS:
                 poll = POLL_BUSY_SECONDS
+                self.heartbeat.idle.clear()
             else:
                 poll = min(POLL_IDLE_MAX_SECONDS, max(POLL_IDLE_SECONDS, poll * POLL_BACKOFF))
-            self._wait_for_work(poll)
+                self.heartbeat.idle.set()
+            if self._wait_for_work(poll) and self.heartbeat.idle.is_set():
+                self.heartbeat.beat()  # a stop request rings too: an idle driver hears it now, not at its next beat
 
     def _take_one(self) -> bool:
         for job in job_store.queued_jobs(self.session_id, limit=5):

@@ -217,6 +217,13 @@ def update_session_fields(session_id: str, generation: int, fields: dict[str, An
     return update_if(session_key(session_id), fields, "generation = :g", values={":g": generation}) is not None
 
 
+def beat_session(session_id: str, generation: int, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """A heartbeat: set ``fields`` while the session is at ``generation``; the item after (one request,
+    so the driver also learns ``stop_requested``), or None when the session moved on."""
+    got = update_if(session_key(session_id), fields, "generation = :g", values={":g": generation}, return_item=True)
+    return _strip(got) if got is not None else None
+
+
 def delete_session(session_id: str) -> None:
     """Forget a session record."""
     table().delete_item(Key=session_key(session_id))
