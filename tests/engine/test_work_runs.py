@@ -22,7 +22,14 @@ import pytest
 from tests.engine.conftest import NYC_CSV
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-pytestmark = pytest.mark.skipif(not shutil.which("javac") or not shutil.which("jar"), reason="needs a JDK")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _jdk() -> None:
+    """The jar works are built here with the JDK ``make install`` provides (scripts/ensure-java.sh): without
+    one this fails loudly instead of skipping."""
+    assert shutil.which("javac") and shutil.which("jar"), "no JDK on PATH: run make install (scripts/ensure-java.sh)"
+
 
 SQL_JOB = """\
 -- SPARK_SQL work: a view over the CSV named by -Dcsv=..., then a count and a group-by
