@@ -13,18 +13,18 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib import quotas
+from chalicelib import job_status, quotas
 from chalicelib.errors import BadRequest, NotFound
+from chalicelib.job_status import JobStatus as S
 from chalicelib.logformat import linkis_line
 from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
 from chalicelib.tokens import Principal
 
-INITED, WAIT_FOR_RETRY, SCHEDULED, RUNNING = "Inited", "WaitForRetry", "Scheduled", "Running"
-SUCCEED, FAILED, CANCELLED, TIMEOUT = "Succeed", "Failed", "Cancelled", "Timeout"
-FINAL = job_store.FINAL_STATUSES
-ACTIVE = (INITED, WAIT_FOR_RETRY, SCHEDULED, RUNNING)
-QUEUED = (INITED, WAIT_FOR_RETRY, SCHEDULED)
+#: The life cycle's names and groups (one vocabulary: ``chalicelib.job_status``).
+INITED, WAIT_FOR_RETRY, SCHEDULED, RUNNING = S.INITED, S.WAIT_FOR_RETRY, S.SCHEDULED, S.RUNNING
+SUCCEED, FAILED, CANCELLED, TIMEOUT = S.SUCCEED, S.FAILED, S.CANCELLED, S.TIMEOUT
+FINAL, ACTIVE, QUEUED = job_status.FINAL, job_status.ACTIVE, job_status.QUEUED
 
 #: Run types the engine executes; aliases map to the canonical name.
 RUN_TYPES = {"sql": "sql", "spark_sql": "sql", "python": "python", "py": "python", "pyspark": "python"}

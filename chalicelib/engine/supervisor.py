@@ -30,6 +30,7 @@ from chalicelib.engine import config as engine_config
 from chalicelib.engine import leftovers, sandbox
 from chalicelib.engine.channel import Channel, ChannelClosed
 from chalicelib.engine.joblog import JobLog
+from chalicelib.job_status import JobStatus
 from chalicelib.logformat import closing_line
 from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
@@ -381,7 +382,7 @@ class JobRun:
                     stop_reason = "Timeout"
                 else:
                     current = job_store.get_job(self.exec_id)
-                    if current is None or current.get("cancel_requested") or current["status"] != "Running":
+                    if current is None or current.get("cancel_requested") or current["status"] != JobStatus.RUNNING:
                         stop_reason = "Cancelled"
                 if stop_reason:
                     return self._stop(stop_reason, runtime)
@@ -451,7 +452,7 @@ class JobRun:
         except Exception:
             lines = self.log.flushed
         fields = {"error": reason, "error_code": code, "ended_at": now_iso(), "log_lines": lines, **(extra or {})}
-        return job_store.transition(self.exec_id, ("Running",), status, fields)
+        return job_store.transition(self.exec_id, (JobStatus.RUNNING,), status, fields)
 
     def _died(self, reason: str) -> dict[str, Any] | None:
         self.kernel.kill(reason)
@@ -530,7 +531,7 @@ class JobRun:
             "result_location": location,  # Linkis clients read every Job's location, also one with no files
             "result_preview": _preview(documents[0]) if documents else None,
         }
-        return job_store.transition(self.exec_id, ("Running",), "Succeed", fields)
+        return job_store.transition(self.exec_id, (JobStatus.RUNNING,), JobStatus.SUCCEED, fields)
 
     def _final_progress(self, done: dict[str, Any]) -> tuple[float, list[dict[str, int]]]:
         info = done.get("info")
@@ -715,15 +716,15 @@ class SessionDriver:
 
     def _take_one(self) -> bool:
         for job in job_store.queued_jobs(self.session_id, limit=5):
-            if job["status"] != "Scheduled":
+            if job["status"] != JobStatus.SCHEDULED:
                 continue
             kernel = self._ensure_kernel()
             if not self._update({"current_exec_id": job["exec_id"]}):
                 return False
             claimed = job_store.transition(
                 job["exec_id"],
-                ("Scheduled",),
-                "Running",
+                (JobStatus.SCHEDULED,),
+                JobStatus.RUNNING,
                 {"started_at": now_iso(), "driver_generation": self.generation, "driver_host": kernel.host},
                 dequeue=True,
             )
@@ -739,7 +740,7 @@ class SessionDriver:
         """Stop when idle, unless a job slipped in while we were deciding (then keep serving)."""
         if not self._update({"state": "stopping"}):
             return False
-        if any(j["status"] == "Scheduled" for j in job_store.queued_jobs(self.session_id, limit=5)):
+        if any(j["status"] == JobStatus.SCHEDULED for j in job_store.queued_jobs(self.session_id, limit=5)):
             return not self._update({"state": "running"})
         self.retired = job_store.retire_session(
             self.session_id,
@@ -769,8 +770,8 @@ def run_batch(exec_id: str, spark: Any = None, master: str | None = None) -> str
         except KernelDied as err:
             job_store.transition(
                 exec_id,
-                ("Scheduled",),
-                "Failed",
+                (JobStatus.SCHEDULED,),
+                JobStatus.FAILED,
                 {"error": f"driver died: {err}", "error_code": engine_config.ERR_DRIVER_DIED, "ended_at": now_iso()},
             )
             return "Failed"
@@ -778,8 +779,8 @@ def run_batch(exec_id: str, spark: Any = None, master: str | None = None) -> str
         heartbeat.start()
         claimed = job_store.transition(
             exec_id,
-            ("Scheduled",),
-            "Running",
+            (JobStatus.SCHEDULED,),
+            JobStatus.RUNNING,
             {"started_at": now_iso(), "driver_generation": generation, "driver_host": kernel.host},
             dequeue=True,
         )

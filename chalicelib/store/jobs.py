@@ -23,11 +23,12 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
+from chalicelib import job_status
 from chalicelib.config import settings
 from chalicelib.store.aws import client, dynamo_value, plain_value, put_new, query_all, table, update_if
 from chalicelib.store.errors import is_condition_failure
 
-FINAL_STATUSES = ("Succeed", "Failed", "Cancelled", "Timeout")
+FINAL_STATUSES: tuple[str, ...] = job_status.FINAL
 _INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
 
 
@@ -100,9 +101,11 @@ def transition(
 
     ``fields`` are set in the same write; ``dequeue`` removes it from its session queue.
     Answers the job after the write, or None when the condition failed (someone else moved it).
+    A move the life-cycle table (``chalicelib.job_status``) does not allow raises ValueError.
     """
-    fields = {**(fields or {}), "status": to_status, "updated_at": _now_iso()}
-    allowed = {f":from{i}": s for i, s in enumerate(from_statuses)}
+    job_status.check(tuple(from_statuses), to_status)
+    fields = {**(fields or {}), "status": str(to_status), "updated_at": _now_iso()}
+    allowed = {f":from{i}": str(s) for i, s in enumerate(from_statuses)}
     got = update_if(
         job_key(exec_id),
         fields,
@@ -113,6 +116,19 @@ def transition(
         return_item=True,
     )
     return _strip(got) if got is not None else None
+
+
+def move(
+    exec_id: str,
+    to_status: str,
+    fields: dict[str, Any] | None = None,
+    *,
+    only_from: tuple[str, ...] | None = None,
+    dequeue: bool = False,
+) -> dict[str, Any] | None:
+    """:func:`transition` from every status the life-cycle table allows to move to ``to_status``
+    (narrowed to ``only_from``): the write condition comes from the table, not from the caller."""
+    return transition(exec_id, job_status.sources(to_status, only_from), to_status, fields, dequeue=dequeue)
 
 
 def update_job_fields(exec_id: str, fields: dict[str, Any], *, unless_final: bool = True) -> bool:
