@@ -1,4 +1,4 @@
-"""App-wide middleware: a request id on every log line, metrics flushed per invocation."""
+"""App-wide middleware: a request id on every log line and response, the CORS headers of the allow-list."""
 
 from __future__ import annotations
 

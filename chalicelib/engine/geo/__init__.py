@@ -1,10 +1,11 @@
 """Geospatial part of the Spark engine: Arctern-compatible ST_ functions and map rendering.
 
-Usage inside the engine::
+Usage inside the engine (the kernel does this; ``ops`` runs the geo operations of a Job)::
 
-    from chalicelib.engine.geo import register_st_functions, render_map
+    from chalicelib.engine.geo import register_st_functions
+    from chalicelib.engine.geo.ops import render
     register_st_functions(spark)
-    png = render_map("pointmap", spark.sql(sql), params)
+    answer = render(spark, "pointmap", sql, params)  # {"png": bytes, ...}
 """
 
 from chalicelib.engine.geo._arrow import GeoFunctionError
