@@ -14,57 +14,24 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from chalicelib import jobs, masters, quotas, user_files
+from chalicelib import jobs, quotas, user_files
 from chalicelib.config import settings
 from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.models import geo as requests
+from chalicelib.models import parse
+from chalicelib.models.geo import DEFAULT_MASTER, DEFAULT_SESSION, FORMATS, TABLE_RE, schema_ddl
 from chalicelib.store import geo as geo_store
 from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
 from chalicelib.tokens import Principal
 
-DEFAULT_SESSION = "spark"
-DEFAULT_MASTER = "local[*]"
 DEFAULT_SYNC_WAIT_SECONDS = 25.0
 MAX_SYNC_WAIT_SECONDS = 28.0
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-FORMATS = ("csv", "json", "parquet")
-MASTER_RE = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|yarn|spark://[A-Za-z0-9_.:,\-]+|k8s://[A-Za-z0-9_.:/\-]+)$")
-#: Column types accepted in a /loadfile schema (Spark SQL DDL names; aliases mapped).
-SCHEMA_TYPES = {
-    "string": "string",
-    "str": "string",
-    "varchar": "string",
-    "text": "string",
-    "double": "double",
-    "float64": "double",
-    "float": "float",
-    "float32": "float",
-    "int": "int",
-    "integer": "int",
-    "int32": "int",
-    "bigint": "bigint",
-    "long": "bigint",
-    "int64": "bigint",
-    "smallint": "smallint",
-    "short": "smallint",
-    "int16": "smallint",
-    "tinyint": "tinyint",
-    "byte": "tinyint",
-    "int8": "tinyint",
-    "boolean": "boolean",
-    "bool": "boolean",
-    "date": "date",
-    "timestamp": "timestamp",
-    "binary": "binary",
-}
-DECIMAL_RE = re.compile(r"^decimal\(\s*(\d{1,2})\s*,\s*(\d{1,2})\s*\)$")
 #: Map routes -> the render function the engine calls (Arctern's shipped names included).
 MAPS = {
     "pointmap": "pointmap",
@@ -76,9 +43,6 @@ MAPS = {
     "icon_viz": "icon_viz",
     "fishnetmap": "fishnetmap",
 }
-MAX_TABLES = 50
-MAX_SQL_BYTES = 64 * 1024
-MAX_COMMAND_BYTES = 128 * 1024
 MAX_ICON_BYTES = 5 * 1024 * 1024
 
 
@@ -90,70 +54,16 @@ class Outcome:
     pending: dict[str, Any] | None = None
 
 
-# ---- validation ---------------------------------------------------------------------------------
+# ---- validation (the checks are the request models', chalicelib.models.geo) --------------------------
+
+__all__ = ["DEFAULT_MASTER", "DEFAULT_SESSION", "FORMATS", "schema_ddl"]
+_Body = TypeVar("_Body", bound=requests.GeoModel)
 
 
-def _name(value: Any, field: str, *, default: str | None = None) -> str:
-    if value is None or value == "":
-        if default is not None:
-            return default
-        raise BadRequest(f"{field} is required", field=field)
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise BadRequest(f"{field} must be 1-64 letters, digits, '_', '.' or '-'", field=field)
-    return value
-
-
-def _table_name(value: Any, field: str = "name") -> str:
-    if not isinstance(value, str) or not TABLE_RE.match(value):
-        raise BadRequest(f"table {field} must be an SQL identifier (letters, digits, '_')", field=field)
-    return value
-
-
-def _sql(value: Any, field: str = "sql") -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise BadRequest(f"{field} must be a non-empty SQL string", field=field)
-    if len(value.encode()) > MAX_SQL_BYTES:
-        raise BadRequest(f"{field} exceeds {MAX_SQL_BYTES} bytes", field=field)
-    return value
-
-
-def _str_map(value: Any, field: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise BadRequest(f"{field} must be an object", field=field)
-    out: dict[str, str] = {}
-    for key, item in value.items():
-        if not isinstance(item, (str, int, float, bool)):
-            raise BadRequest(f"{field}.{key} must be a string, number or boolean", field=field)
-        out[str(key)] = str(item).lower() if isinstance(item, bool) else str(item)
-    return out
-
-
-def schema_ddl(schema: Any) -> str | None:
-    """A Spark DDL string from a spec schema ``[{"col": "type"}, ...]`` (None when absent)."""
-    if schema is None:
-        return None
-    if not isinstance(schema, list) or not schema:
-        raise BadRequest("schema must be a non-empty list of {column: type}", field="schema")
-    columns: list[str] = []
-    for entry in schema:
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise BadRequest("each schema entry must be one {column: type}", field="schema")
-        ((col, kind),) = entry.items()
-        if not isinstance(col, str) or not col or "`" in col or len(col) > 128:
-            raise BadRequest(f"invalid column name {col!r}", field="schema")
-        if not isinstance(kind, str):
-            raise BadRequest(f"type of column {col!r} must be a string", field="schema")
-        lowered = kind.strip().lower()
-        spark_type = SCHEMA_TYPES.get(lowered)
-        if spark_type is None and DECIMAL_RE.match(lowered):
-            spark_type = lowered.replace(" ", "")
-        if spark_type is None:
-            allowed = ", ".join(sorted(set(SCHEMA_TYPES.values()))) + ", decimal(p,s)"
-            raise BadRequest(f"unsupported type {kind!r} for column {col!r}; use one of {allowed}", field="schema")
-        columns.append(f"`{col}` {spark_type}")
-    return ", ".join(columns)
+def _body(model: type[_Body], principal: Principal, body: dict[str, Any]) -> _Body:
+    """``body`` validated as ``model`` (paths checked for ``principal``)."""
+    order = getattr(model, "ORDER", None)
+    return parse(model, body, order=order, context={"principal": principal})
 
 
 def loadfile_paths(principal: Principal, raw: Any) -> list[str]:
@@ -181,29 +91,13 @@ def sync_wait_seconds() -> float:
 # ---- scopes and sessions ------------------------------------------------------------------------
 
 
-def session_config(body: dict[str, Any]) -> dict[str, Any]:
-    """The SparkSession config of a /session body: master, app name, Spark configs, environment."""
-    master = body.get("master-addr", body.get("master_addr")) or DEFAULT_MASTER
-    if not isinstance(master, str) or not MASTER_RE.match(master) or not masters.allowed(master):
-        raise BadRequest(
-            f"master-addr must be one of the allowed masters ({', '.join(masters.allowlist())}); "
-            "an administrator sets SPARKGATE_MASTER_ALLOWLIST",
-            field="master-addr",
-        )
-    app_name = body.get("app_name")
-    if app_name is not None and (not isinstance(app_name, str) or not 0 < len(app_name) <= 128):
-        raise BadRequest("app_name must be a string of at most 128 characters", field="app_name")
-    configs = _str_map(body.get("configs"), "configs")
-    if any(not key.startswith("spark.") for key in configs):
-        raise BadRequest("configs keys must be Spark settings (spark.*)", field="configs")
-    envs = _str_map(body.get("envs"), "envs")
-    if any(not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) for key in envs):
-        raise BadRequest("envs keys must be environment variable names", field="envs")
+def session_config(body: requests.SessionRequest) -> dict[str, Any]:
+    """The SparkSession config of a checked /session body: master, app name, Spark configs, environment."""
     return {
-        "master": master,
-        "app_name": app_name or f"sparkgate-geo-{uuid.uuid4().hex[:8]}",
-        "configs": configs,
-        "envs": envs,
+        "master": body.master_addr,
+        "app_name": body.app_name or f"sparkgate-geo-{uuid.uuid4().hex[:8]}",
+        "configs": body.configs,
+        "envs": body.envs,
     }
 
 
@@ -219,7 +113,7 @@ def _new_session_record(scope: str, name: str, config: dict[str, Any]) -> dict[s
 
 def create_scope(principal: Principal, body: dict[str, Any]) -> str:
     """Create a scope (a uuid hex name when none is given) with its default session ``spark``."""
-    name = _name(body.get("scope"), "scope", default=uuid.uuid4().hex)
+    name = _body(requests.ScopeRequest, principal, body).scope or uuid.uuid4().hex
     if not geo_store.create_scope(principal.user_id, name, now_iso()):
         raise Conflict(f"scope {name} already exists", field="scope")
     config = {
@@ -233,14 +127,14 @@ def create_scope(principal: Principal, body: dict[str, Any]) -> str:
 
 
 def _scope(principal: Principal, name: Any) -> str:
-    scope = _name(name, "scope")
+    scope = requests.name(name, "scope")
     if geo_store.get_scope(principal.user_id, scope) is None:
         raise NotFound("scope not found", field="scope")
     return scope
 
 
 def _session(principal: Principal, scope: str, name: Any) -> dict[str, Any]:
-    session = _name(name, "session", default=DEFAULT_SESSION)
+    session = requests.name(name, "session", default=DEFAULT_SESSION)
     record = geo_store.get_session(principal.user_id, scope, session)
     if record is None:
         raise NotFound(f"session {session} not found in scope {scope}", field="session")
@@ -259,9 +153,10 @@ def delete_scope(principal: Principal, name: str) -> None:
 
 def create_session(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
     """Add a named SparkSession to a scope; its driver starts now with the given settings."""
-    scope = _scope(principal, body.get("scope"))
-    name = _name(body.get("session"), "session", default=DEFAULT_SESSION)
-    config = session_config(body)
+    request = _body(requests.SessionRequest, principal, body)
+    scope = _scope(principal, request.scope)
+    name = request.session
+    config = session_config(request)
     record = _new_session_record(scope, name, config)
     quotas.reserve_session(principal.user_id, record["session_id"])  # before the record: 429 leaves nothing
     if not geo_store.create_session(principal.user_id, scope, record):
@@ -365,55 +260,39 @@ def command(principal: Principal, body: dict[str, Any]) -> Outcome:
     """``/command``: Python in the scope's namespace, run by its default session's driver. Without a
     ``command`` (absent, null, empty or blank) it is a successful no-op, as in Arctern: nothing is queued
     and no driver starts, but the scope must be the caller's."""
-    code = body.get("command")
-    if code is None or (isinstance(code, str) and not code.strip()):
-        _session(principal, _scope(principal, body.get("scope")), body.get("session"))
+    request = _body(requests.CommandRequest, principal, body)
+    code = request.command
+    if code is None:
+        _session(principal, _scope(principal, request.scope), request.session)
         return Outcome(result={"output": "", "result": None})
-    if not isinstance(code, str):
-        raise BadRequest("command must be Python code (a string)", field="command")
-    if len(code.encode()) > MAX_COMMAND_BYTES:
-        raise BadRequest(f"command exceeds {MAX_COMMAND_BYTES} bytes", field="command")
-    scope = _scope(principal, body.get("scope"))
-    return run(principal, scope, body.get("session"), {"op": "command", "code": code, "scope": scope}, code)
+    scope = _scope(principal, request.scope)
+    return run(principal, scope, request.session, {"op": "command", "code": code, "scope": scope}, code)
 
 
-def _tables(body: dict[str, Any]) -> list[Any]:
-    tables = body.get("tables")
-    if not isinstance(tables, list) or not tables:
-        raise BadRequest("tables must be a non-empty list", field="tables")
-    if len(tables) > MAX_TABLES:
-        raise BadRequest(f"at most {MAX_TABLES} tables per call", field="tables")
-    if not all(isinstance(t, dict) for t in tables):
-        raise BadRequest("each table must be an object", field="tables")
-    return tables
-
-
-def loadfile_tables(principal: Principal, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Validated /loadfile table definitions (paths resolved, schema as DDL)."""
+def loadfile_tables(request: requests.LoadfileRequest) -> list[dict[str, Any]]:
+    """The /loadfile table definitions of a checked body (paths resolved, schema as DDL)."""
     out = []
-    for table in _tables(body):
-        fmt = table.get("format", "csv")
-        if fmt not in FORMATS:
-            raise BadRequest(f"format must be one of {', '.join(FORMATS)}", field="format")
-        paths = loadfile_paths(principal, table.get("path"))
-        definition: dict[str, Any] = {"kind": "file", "name": _table_name(table.get("name")), "format": fmt}
+    for table in request.tables:
+        definition: dict[str, Any] = {"kind": "file", "name": table.name, "format": table.format}
         # one file: ``path``; a pattern with several matches: ``paths`` (the engine reads the list)
-        definition.update({"path": paths[0]} if len(paths) == 1 else {"paths": paths})
-        definition["options"] = _str_map(table.get("options"), "options")
-        definition["schema"] = schema_ddl(table.get("schema"))
+        definition.update({"path": table.path[0]} if len(table.path) == 1 else {"paths": table.path})
+        definition["options"] = table.options
+        definition["schema"] = table.schema_
         out.append(definition)
     return out
 
 
-def createtable_tables(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Validated /createtable definitions."""
-    return [{"kind": "sql", "name": _table_name(t.get("name")), "sql": _sql(t.get("sql"))} for t in _tables(body)]
+def createtable_tables(request: requests.CreatetableRequest) -> list[dict[str, Any]]:
+    """The /createtable definitions of a checked body."""
+    return [{"kind": "sql", "name": t.name, "sql": t.sql} for t in request.tables]
 
 
-def define_tables(principal: Principal, body: dict[str, Any], definitions: list[dict[str, Any]], op: str) -> Outcome:
+def define_tables(
+    principal: Principal, request: requests.TablesRequest, definitions: list[dict[str, Any]], op: str
+) -> Outcome:
     """Run /loadfile or /createtable and record each definition in the catalog once it succeeded."""
-    scope = _scope(principal, body.get("scope"))
-    record = _session(principal, scope, body.get("session"))
+    scope = _scope(principal, request.scope)
+    record = _session(principal, scope, request.session)
     driver = _ensure_driver(principal, scope, record)
     job = _queue(
         principal,
@@ -431,18 +310,22 @@ def define_tables(principal: Principal, body: dict[str, Any], definitions: list[
 
 def loadfile(principal: Principal, body: dict[str, Any]) -> Outcome:
     """``/loadfile``."""
-    return define_tables(principal, body, loadfile_tables(principal, body), "loadfile")
+    request = _body(requests.LoadfileRequest, principal, body)
+    return define_tables(principal, request, loadfile_tables(request), "loadfile")
 
 
 def createtable(principal: Principal, body: dict[str, Any]) -> Outcome:
     """``/createtable``."""
-    return define_tables(principal, body, createtable_tables(body), "createtable")
+    request = _body(requests.CreatetableRequest, principal, body)
+    return define_tables(principal, request, createtable_tables(request), "createtable")
 
 
 def table_info(principal: Principal, scope: Any, session: Any, table: Any) -> Outcome:
     """``/table/<scope>/<session>/<table>``: schema and row count."""
-    name = _table_name(table, "table")
-    return run(principal, scope, session, {"op": "table_info", "table": name}, f"describe {name}")
+    given = {k: v for k, v in {"scope": scope, "session": session, "table": table}.items() if v is not None}
+    request = _body(requests.TableQuery, principal, given)
+    name = request.table
+    return run(principal, request.scope, request.session, {"op": "table_info", "table": name}, f"describe {name}")
 
 
 def arctern_schema(schema: Any) -> list[dict[str, Any]]:
@@ -455,28 +338,6 @@ def arctern_schema(schema: Any) -> list[dict[str, Any]]:
     return out
 
 
-#: what /savefile may pass to Spark's writer (no path-like option: the one output path is ``path``)
-SAVE_OPTIONS = frozenset(
-    {
-        "header",
-        "delimiter",
-        "sep",
-        "quote",
-        "escape",
-        "quoteall",
-        "nullvalue",
-        "emptyvalue",
-        "dateformat",
-        "timestampformat",
-        "encoding",
-        "charset",
-        "compression",
-        "linesep",
-        "ignoreleadingwhitespace",
-        "ignoretrailingwhitespace",
-    }
-)
-SAVE_MODES = ("error", "errorifexists", "overwrite", "append", "ignore")
 _PATTERN_CHARS = frozenset("*?[]{}\\")
 
 
@@ -521,53 +382,33 @@ def output_path(principal: Principal, raw: Any, what: str = "path") -> str:
     return target
 
 
-def savefile_tables(principal: Principal, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Validated /savefile outputs: ``{sql | table, format, path, options?, mode?}`` each."""
+def savefile_tables(request: requests.SavefileRequest) -> list[dict[str, Any]]:
+    """The /savefile outputs of a checked body: ``{sql | table, format, path, options, mode}`` each."""
     out = []
-    for table in _tables(body):
-        fmt = table.get("format", "csv")
-        if fmt not in FORMATS:
-            raise BadRequest(f"format must be one of {', '.join(FORMATS)}", field="format")
-        if table.get("sql") is not None:
-            source: dict[str, Any] = {"sql": _sql(table.get("sql"))}
-        else:
-            source = {"table": _table_name(table.get("table", table.get("name")), "table")}
-        options = _str_map(table.get("options"), "options")
-        unknown = sorted(k for k in options if k.lower() not in SAVE_OPTIONS)
-        if unknown:
-            raise BadRequest(f"options not allowed on /savefile: {', '.join(unknown)}", field="options")
-        mode = str(table.get("mode") or "error").lower()
-        if mode not in SAVE_MODES:
-            raise BadRequest(f"mode must be one of {', '.join(SAVE_MODES)}", field="mode")
-        out.append(
-            {
-                **source,
-                "format": fmt,
-                "path": output_path(principal, table.get("path")),
-                "options": options,
-                "mode": mode,
-            }
-        )
+    for table in request.tables:
+        source: dict[str, Any] = {"sql": table.sql} if table.sql is not None else {"table": table.table}
+        out.append({**source, "format": table.format, "path": table.path, "options": table.options, "mode": table.mode})
     return out
 
 
 def savefile(principal: Principal, body: dict[str, Any]) -> Outcome:
     """``/savefile``: write tables or query results to the caller's own area; the engine writes them."""
-    outputs = savefile_tables(principal, body)
+    request = _body(requests.SavefileRequest, principal, body)
+    outputs = savefile_tables(request)
     area = str(user_files.user_area(principal.user_id))
     op = {"op": "savefile", "tables": outputs, "area": os.path.realpath(area)}
     code = "savefile " + ", ".join(o["path"] for o in outputs)
-    return run(principal, body.get("scope"), body.get("session"), op, code)
+    return run(principal, request.scope, request.session, op, code)
 
 
 def query(principal: Principal, body: dict[str, Any]) -> Outcome:
     """``/query``: rows of a SELECT, or the effect of DDL."""
-    sql = _sql(body.get("sql"))
-    outcome = run(principal, body.get("scope"), body.get("session"), {"op": "query", "sql": sql}, sql)
+    request = _body(requests.QueryRequest, principal, body)
+    sql = request.sql
+    outcome = run(principal, request.scope, request.session, {"op": "query", "sql": sql}, sql)
     created = _created_view((outcome.result or {}).get("created_table"))
     if created is not None:
-        session = _name(body.get("session"), "session", default=DEFAULT_SESSION)
-        geo_store.append_catalog(principal.user_id, str(body.get("scope")), session, created)
+        geo_store.append_catalog(principal.user_id, request.scope, request.session, created)
     return outcome
 
 
@@ -617,12 +458,11 @@ def render(principal: Principal, route: str, body: dict[str, Any]) -> Outcome:
     kind = MAPS.get(route)
     if kind is None:
         raise NotFound(f"unknown map {route}")
-    sql = _sql(body.get("sql"))
-    params = render_params(principal, body.get("params"))
+    request = _body(requests.MapRequest, principal, body)
     return run(
         principal,
-        body.get("scope"),
-        body.get("session"),
-        {"op": "render", "map": kind, "sql": sql, "params": params},
-        sql,
+        request.scope,
+        request.session,
+        {"op": "render", "map": kind, "sql": request.sql, "params": request.params},
+        request.sql,
     )

@@ -105,8 +105,10 @@ OPERATIONS: dict[str, Operation] = {
     "POST /scope": Operation(body=geo_models.ScopeRequest, body_required=False),
     "POST /command": Operation(body=geo_models.CommandRequest, also=(202,)),
     "POST /session": Operation(body=geo_models.SessionRequest, also=(202,)),
-    "POST /loadfile": Operation(body=geo_models.TablesRequest, also=(202,)),
-    "POST /createtable": Operation(body=geo_models.TablesRequest, also=(202,)),
+    "POST /loadfile": Operation(body=geo_models.LoadfileRequest, also=(202,)),
+    "POST /createtable": Operation(body=geo_models.CreatetableRequest, also=(202,)),
+    "POST /savefile": Operation(body=geo_models.SavefileRequest, also=(202,)),
+    "GET /table/schema": Operation(query=geo_models.TableQuery, also=(202,)),
     "POST /query": Operation(body=geo_models.QueryRequest, also=(202,)),
     **{f"POST /{kind}": Operation(body=geo_models.MapRequest, also=(202,)) for kind in geo.MAPS},
 }

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import wraps
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -32,6 +33,25 @@ def fail(message: str) -> PydanticCustomError:
     return PydanticCustomError(SPARKGATE_ERROR, "{message}", {"message": message})
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def worded(check: F) -> F:
+    """A validator from a domain check that raises :class:`BadRequest`: its message becomes the field's
+    error (answered verbatim); any other error (NotFound, Forbidden...) passes through unchanged."""
+
+    @wraps(check)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return check(*args, **kwargs)
+        except BadRequest as err:
+            if type(err) is not BadRequest:
+                raise
+            raise fail(err.message) from None
+
+    return run  # type: ignore[return-value]
+
+
 def _message(model: type[RequestModel], error: Mapping[str, Any]) -> tuple[str, str | None]:
     loc = error.get("loc") or ()
     field = str(loc[0]) if loc else None
@@ -48,15 +68,21 @@ def _message(model: type[RequestModel], error: Mapping[str, Any]) -> tuple[str, 
 
 
 def parse(
-    model: type[M], data: Mapping[str, Any], *, order: Sequence[str] | None = None, sort_unknown: bool = False
+    model: type[M],
+    data: Mapping[str, Any],
+    *,
+    order: Sequence[str] | None = None,
+    sort_unknown: bool = False,
+    context: Mapping[str, Any] | None = None,
 ) -> M:
     """``data`` validated as ``model``; the first failure as :class:`BadRequest` naming the field.
 
     ``order`` ranks the fields (``EXTRA`` for unknown ones) so the error reported first is the one the
     hand-written checks reported first; by default the order of ``data``'s keys (a body's order).
-    ``sort_unknown`` reports the alphabetically first of several unknown fields."""
+    ``sort_unknown`` reports the alphabetically first of several unknown fields. ``context`` reaches the
+    validators (``info.context``: e.g. the caller, for checks of paths in their own area)."""
     try:
-        return model.model_validate(dict(data))
+        return model.model_validate(dict(data), context=dict(context) if context is not None else None)
     except ValidationError as err:
         errors = err.errors(include_url=False)
         rank = list(order) if order is not None else list(data)

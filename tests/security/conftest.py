@@ -341,7 +341,10 @@ class Outcome:
         return parse_probe(self.log)
 
     def rows(self, index: int = 0) -> list[list[Any]]:
-        rows: list[list[Any]] = self.results[index]["fileContent"]
+        """The rows of the ``index``-th table result set (a Python Job's printed output, a TEXT set, comes
+        before its tables, as Linkis writes it)."""
+        tables = [r for r in self.results if r.get("type") != "1"]
+        rows: list[list[Any]] = tables[index]["fileContent"]
         return rows
 
 
