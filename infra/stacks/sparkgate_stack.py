@@ -447,8 +447,11 @@ class SparkgateStack(cdk.Stack):
 
         ws_api_id = app.get_resource(WEBSOCKET_API).ref
         self.ws_endpoint = f"https://{ws_api_id}.execute-api.{self.region}.{self.url_suffix}/{self.settings.stage}"
+        # the console (chalicelib/console, served by the API at /console) connects its page here
+        self.ws_url = f"wss://{ws_api_id}.execute-api.{self.region}.{self.url_suffix}/{self.settings.stage}"
         for function in self.app_functions(app):
             app.add_environment_variable("SPARKGATE_WS_ENDPOINT", self.ws_endpoint, function)
+            app.add_environment_variable("SPARKGATE_CONSOLE_WS_URL", self.ws_url, function)
 
         iam.Policy(
             self,
@@ -514,6 +517,12 @@ class SparkgateStack(cdk.Stack):
         )
         cdk.CfnOutput(
             self, "WebSocketUrl", value=f"wss://{ws_api_id}.execute-api.{self.region}.{self.url_suffix}/{stage}"
+        )
+        cdk.CfnOutput(
+            self,
+            "ConsoleUrl",
+            value=f"https://{rest_api_id}.execute-api.{self.region}.{self.url_suffix}/{stage}/console/",
+            description="The web console (docs/console.md), served by the API itself",
         )
         cdk.CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
         cdk.CfnOutput(self, "TableName", value=self.table.table_name)

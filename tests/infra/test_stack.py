@@ -501,6 +501,12 @@ def test_every_function_gets_the_stage_environment(dev_t: dict[str, Any]) -> Non
                 ["https://", {"Ref": ws_api}, f".execute-api.{REGION}.", {"Ref": "AWS::URLSuffix"}, "/dev"],
             ]
         },
+        "SPARKGATE_CONSOLE_WS_URL": {
+            "Fn::Join": [
+                "",
+                ["wss://", {"Ref": ws_api}, f".execute-api.{REGION}.", {"Ref": "AWS::URLSuffix"}, "/dev"],
+            ]
+        },
     }
     role = app_role_id(dev_t)
     for name, fn in functions(dev_t).items():
