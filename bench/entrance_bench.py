@@ -9,8 +9,12 @@ Against an embedded moto server (as the local stack runs it), with the real Loca
   (``make run``'s process): ``POST /entrance/execute`` -> ``GET /entrance/{execID}/status`` polled ->
   ``GET /jobhistory/{taskID}/get`` -> ``GET /filesystem/openFile`` of the first result set, over one
   keep-alive connection; p50/p95.
+- with ``--before <checkout>`` (a ``git worktree`` of an older commit), the HTTP rows are measured
+  side by side: rounds alternate between that checkout's local stack and this tree's (ABAB...), each
+  on a fresh stack, with the load average recorded per round.
 
-Usage: ``.venv/bin/python bench/entrance_bench.py [--runs 50] [--out bench/results/entrance.md]``
+Usage: ``.venv/bin/python bench/entrance_bench.py [--runs 50] [--before /tmp/old --rounds 3]
+[--out bench/results/entrance.md]``
 """
 
 from __future__ import annotations
@@ -102,36 +106,119 @@ class HttpClient:
         return envelope["data"]
 
 
-def http_round_trip(client: HttpClient) -> float:
-    """Execute ``select 1`` over HTTP, poll status, read the result set; answers the seconds taken."""
+def http_round_trip(client: HttpClient, phases: dict[str, list[float]] | None = None) -> float:
+    """Execute ``select 1`` over HTTP, poll status, read the result set; answers the seconds taken.
+
+    ``phases`` (if given) gets the cumulative time of each step appended.
+    """
     started = time.perf_counter()
+    marks: list[tuple[str, float]] = []
     body = {"executionCode": "select 1", "runType": "sql", "executeApplicationName": "spark"}
     ids = client.call("POST", "/entrance/execute", body)
+    marks.append(("execute", time.perf_counter()))
     while (status := client.call("GET", f"/entrance/{ids['execID']}/status")["status"]) not in FINAL:
         time.sleep(0.01)
+    marks.append(("until Succeed seen", time.perf_counter()))
     assert status == "Succeed", status
     task = client.call("GET", f"/jobhistory/{ids['taskID']}/get")["task"]
     tree = client.call("GET", f"/filesystem/getDirFileTrees?path={quote(task['resultLocation'])}")
     first = tree["dirFileTrees"]["children"][0]["path"]
     content = client.call("GET", f"/filesystem/openFile?path={quote(first)}")
     assert content["fileContent"] == [["1"]] or content["fileContent"] == [[1]], content
+    marks.append(("+ jobhistory, file tree, openFile", time.perf_counter()))
+    if phases is not None:
+        for name, at in marks:
+            phases.setdefault(name, []).append(at - started)
     return time.perf_counter() - started
 
 
-def http_series(runs: int) -> tuple[list[float], float]:
-    """Warm HTTP round trips against a fresh local stack; answers them and the cold first one."""
+def http_series(
+    runs: int, tree: Path = ROOT, phases: dict[str, list[float]] | None = None
+) -> tuple[list[float], float]:
+    """Warm HTTP round trips against a fresh local stack of ``tree``; answers them and the cold first one."""
     from tests.e2e.stack import StackProcess
 
-    stack = StackProcess(Path(tempfile.mkdtemp(prefix="sparkgate-bench-stack-")))
-    stack.start(timeout=120)
+    stack = StackProcess(Path(tempfile.mkdtemp(prefix="sparkgate-bench-stack-")), tree=tree)
+    stack.start(timeout=180)
     try:
         client = HttpClient(stack.http_port, stack.login())
         cold = http_round_trip(client)
         for _ in range(3):
             http_round_trip(client)
-        return [http_round_trip(client) for _ in range(runs)], cold
+        return [http_round_trip(client, phases) for _ in range(runs)], cold
     finally:
         stack.stop()
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def tree_label(tree: Path) -> str:
+    """A checkout's short commit, or the first line of its ``SNAPSHOT`` note (a copied tree), or its path."""
+    found = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if found.returncode == 0 and tree.resolve() == Path(
+        subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "--show-toplevel"], capture_output=True, text=True
+        ).stdout.strip()
+        or "/"
+    ):
+        return found.stdout.strip()
+    note = tree / "SNAPSHOT"
+    return f"{tree}: {note.read_text().strip()}" if note.exists() else str(tree)
+
+
+def side_by_side(before: Path, rounds: int, runs: int, after: Path = ROOT) -> str:
+    """HTTP round trips on ``before``'s stack and ``after``'s, alternating; answers the report section."""
+    trees = {"before": before.resolve(), "after": after.resolve()}
+    trips: dict[str, list[float]] = {"before": [], "after": []}
+    phases: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
+    lines = []
+    for n in range(rounds):
+        for name, tree in trees.items():
+            at_start = load_average()
+            warm, _ = http_series(runs, tree, phases[name])
+            ms = sorted(w * 1000 for w in warm)
+            trips[name].extend(ms)
+            lines.append(
+                f"| {n + 1} | {name} | {statistics.median(ms):.0f} | {_p95(ms):.0f} | {at_start} | {load_average()} |"
+            )
+    result = {name: sorted(values) for name, values in trips.items()}
+    p50 = {name: statistics.median(values) for name, values in result.items()}
+    commit, after_commit = (tree_label(tree) for tree in trees.values())
+    rows = {
+        name: f"{p50[name]:.0f} ms | {_p95(values):.0f} ms | {values[0]:.0f} / {values[-1]:.0f} ms"
+        for name, values in result.items()
+    }
+    split = {
+        name: ", ".join(f"{k} {statistics.median(v) * 1000:.0f} ms" for k, v in by_phase.items())
+        for name, by_phase in phases.items()
+    }
+    return (
+        f"""
+## Over HTTP, side by side
+
+- before: {commit}
+- after: {after_commit}
+
+{rounds} rounds, alternating before/after, each on a fresh local stack: {runs} warm round trips
+(after 3 unrecorded); p50/p95 over all rounds of a tree.
+
+| tree | HTTP p50 | HTTP p95 | min / max |
+|---|---|---|---|
+| before | {rows["before"]} |
+| after | {rows["after"]} |
+| after / before (p50) | {p50["after"] / p50["before"]:.2f}x | | |
+
+Warm HTTP p50 by step (cumulative from submit): before: {split["before"]}; after: {split["after"]}.
+
+| round | tree | p50 ms | p95 ms | load average at start | at end |
+|---|---|---|---|---|---|
+"""
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def machine() -> str:
@@ -155,7 +242,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--out", default=str(ROOT / "bench/results/entrance.md"))
+    parser.add_argument("--before", type=Path, help="a checkout to measure the HTTP round trip against")
+    parser.add_argument("--after", type=Path, default=ROOT, help="the checkout compared with --before (default: this)")
+    parser.add_argument("--rounds", type=int, default=3, help="side-by-side rounds per tree (with --before)")
     args = parser.parse_args()
+    load_at_start = load_average()
 
     os.environ.update({"SPARKGATE_STAGE": "local", "SPARKGATE_RUNNER": "local", "SPARKGATE_SPARK_MASTER": "local[2]"})
     os.environ["SPARKGATE_STATE_DIR"] = tempfile.mkdtemp(prefix="sparkgate-bench-")
@@ -189,7 +280,9 @@ def main() -> int:
             time.sleep(1)
             get_runner().cancel(session["runner_handle"])
         server.stop()
-    http_warm, http_cold = http_series(args.runs)
+    http_phases: dict[str, list[float]] = {}
+    http_warm, http_cold = http_series(args.runs, phases=http_phases)
+    compared = side_by_side(args.before, args.rounds, args.runs, args.after) if args.before else ""
     http_ms = sorted(w * 1000 for w in http_warm)
     warm_ms = sorted(w * 1000 for w in warm)
     p50 = statistics.median(warm_ms)
@@ -197,12 +290,22 @@ def main() -> int:
     http_p50 = statistics.median(http_ms)
     ratio = cold / bare
     phases = ", ".join(f"{k} {statistics.median(v) * 1000:.0f} ms" for k, v in PHASES.items())
-    load = Path("/proc/loadavg").read_text().split()[:3]
+    http_split = ", ".join(f"{k} {statistics.median(v) * 1000:.0f} ms" for k, v in http_phases.items())
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "chalicelib", "app.py"], capture_output=True, text=True
+    ).stdout.strip()
+    at = f"commit {commit.stdout.strip()}" + (" (with uncommitted changes under chalicelib/)" if dirty else "")
+    loads = f"load average at the start {load_at_start}, at the end {load_average()}"
+    command = f"--runs {args.runs}"
+    if args.before:
+        command += f" --before {args.before}" + (f" --after {args.after}" if args.after != ROOT else "")
+        command += f" --rounds {args.rounds}"
     report = f"""# Entrance bench
 
-Machine: {machine()} (shared with other engineers' Spark runs while measured; load average at the end {" ".join(load)}).
-Date: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.
-Command: `.venv/bin/python bench/entrance_bench.py --runs {args.runs}`
+Machine: {machine()} (shared with other engineers' Spark runs while measured; {loads}).
+Date: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}; {at}.
+Command: `.venv/bin/python bench/entrance_bench.py {command}`
 Setup: embedded moto server on loopback ({endpoint.split(":")[0]}), LocalRunner driver process, master local[2];
 the HTTP rows against the local stack process (`python -m chalicelib.local.stack`), client on one keep-alive connection.
 
@@ -219,10 +322,11 @@ the HTTP rows against the local stack process (`python -m chalicelib.local.stack
 | cold / bare | {ratio:.2f}x | <= 1.5x |
 
 Warm p50 by phase (cumulative from submit): {phases}.
+Warm HTTP p50 by step (cumulative from submit): {http_split}.
 
 Runs: {args.runs} warm in-process and {args.runs} warm over HTTP (each after 3 unrecorded), 1 cold, 1 bare,
 all in the same run.
-"""
+{compared}"""
     Path(args.out).write_text(report)
     print(report)
     return 0
