@@ -22,6 +22,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -73,18 +74,26 @@ def check_java() -> None:
         raise RunnerError(f"Flink 2.x runs on Java 11, 17 or 21; this machine has {found} (set JAVA_HOME)")
 
 
-def flink_env(owner: str, home: Path) -> dict[str, str]:
-    """The sandboxed process's environment: a kernel's (no credentials) plus where Flink and its logs are."""
+def run_tmp(owner: str, exec_id: str) -> Path:
+    """The run's own temp folder in the owner's area (made by the sandboxed side, removed after the run)."""
+    return Path(sandbox.kernel_env(owner)["TMPDIR"]) / f"flink-{exec_id}"
+
+
+def flink_env(owner: str, home: Path, exec_id: str) -> dict[str, str]:
+    """The sandboxed process's environment: a kernel's (no credentials) plus where Flink and its files go."""
     env = sandbox.kernel_env(owner)
-    area_tmp = env["TMPDIR"]
+    tmp = str(run_tmp(owner, exec_id))
     heap = sandbox.limits().jvm_heap_mb
     env.update(
         {
+            "TMPDIR": tmp,
             "FLINK_HOME": str(home),
             "FLINK_CONF_DIR": str(home / "conf"),
-            "FLINK_LOG_DIR": area_tmp,
+            "FLINK_LOG_DIR": tmp,
             "LOG4J_PROPERTIES": str(LOG4J_PROPERTIES),
-            "JVM_ARGS": f"-Xmx{heap}m -Xss1m",
+            # Java ignores TMPDIR: Flink's blob store, its unpacked planner (~70 MB) and spill files go
+            # to the run's own folder, which is removed when the run ends (a killed JVM cleans nothing)
+            "JVM_ARGS": f"-Xmx{heap}m -Xss1m -Djava.io.tmpdir={tmp}",
             # PyFlink's Python-UDF worker (Apache Beam) is not installed: SQL runs in the JVM only.
             "_python_worker_execution_mode": "process",
         }
@@ -228,6 +237,14 @@ class _Log:
         return self.written
 
 
+def _remove(folder: Path) -> None:
+    """Remove a run's temp folder (in the owner's area: a symlink in its place is left alone, and
+    ``rmtree`` follows none inside it)."""
+    with contextlib.suppress(OSError):
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _end(exec_id: str, log: _Log, status: str, fields: dict[str, Any]) -> None:
     from chalicelib.store import jobs as job_store
     from chalicelib.timeutil import now_iso
@@ -261,7 +278,7 @@ def _start(job: dict[str, Any], log: _Log) -> tuple[subprocess.Popen[str], Chann
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            env=flink_env(owner, home),
+            env=flink_env(owner, home, str(job["exec_id"])),
             pass_fds=fds,
             cwd=str(sandbox.PROJECT_DIR),
             start_new_session=True,
@@ -339,6 +356,7 @@ def supervise(job: dict[str, Any]) -> int:
     for reader in readers:
         reader.join(timeout=5)
     channel.close()
+    _remove(run_tmp(owner, exec_id))
     if cancelled:
         _end(exec_id, log, "Cancelled", {"error": "cancelled by user", "progress": 1})
     elif proc.returncode == 0 and done and not done.get("error") and not results.over:

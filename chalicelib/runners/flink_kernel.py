@@ -280,7 +280,7 @@ def run_jar(run: Run, spec: dict[str, Any], artefact_fd: int) -> int:
     from pyflink.pyflink_gateway_server import get_jvm_opts
 
     home = Path(os.environ["FLINK_HOME"])
-    jar = Path(os.environ.get("TMPDIR") or "/tmp") / f"flink-{run.exec_id}.jar"
+    jar = Path(os.environ["TMPDIR"]) / "work.jar"
     with os.fdopen(artefact_fd, "rb") as source, open(jar, "wb") as target:
         shutil.copyfileobj(source, target)
     java_home = os.environ.get("JAVA_HOME")
@@ -328,6 +328,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--artefact-fd", type=int, default=None)
     args = parser.parse_args(argv)
+    tmp = Path(os.environ["TMPDIR"])  # the run's own folder (flink.run_tmp), private to the owner
+    tmp.mkdir(mode=0o700, exist_ok=True)
     channel = Channel(socket.socket(fileno=args.fd))
     spec, _ = channel.recv()
     run = Run(channel, str(spec.get("exec_id")))
@@ -352,5 +354,7 @@ def main(argv: list[str]) -> int:
         run.send(done)
     except ChannelClosed:
         return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     sys.stdout.flush()
     os._exit(0)  # no interpreter teardown: PyFlink's gateway JVM is ended with this process

@@ -89,6 +89,7 @@ def _owner(name: str) -> Any:
 
 def test_flink_sql_batch_counts_nyc_trips(stack: Path) -> None:
     from chalicelib import tasks
+    from chalicelib.runners.flink import run_tmp
     from chalicelib.store import jobs as job_store
 
     owner = _owner("sql")
@@ -108,10 +109,13 @@ def test_flink_sql_batch_counts_nyc_trips(stack: Path) -> None:
     assert {vendor: n for vendor, n in grouped["rows"]} == dict(by_vendor)
     log = _log(done["exec_id"])
     assert "statement 3/3" in log and "isolation: uid+ns" in log
+    assert "MiniCluster is not yet running" not in log  # Flink's shutdown noise is kept out of the log
+    assert not run_tmp(owner.user_id, done["exec_id"]).exists()  # Flink's ~70 MB of temp files are gone
 
 
 def test_flink_sql_streaming_runs_until_cancelled(stack: Path) -> None:
     from chalicelib import tasks
+    from chalicelib.runners.flink import run_tmp
     from chalicelib.store import jobs as job_store
 
     owner = _owner("stream")
@@ -133,6 +137,7 @@ def test_flink_sql_streaming_runs_until_cancelled(stack: Path) -> None:
     assert _process_gone(handle), "the supervisor (or its Flink JVM) outlived the cancel"
     log = _log(task["exec_id"])
     assert "kill requested: cancelling the Flink job" in log and "submitted" in log
+    assert not run_tmp(owner.user_id, task["exec_id"]).exists()
     assert not tasks.owned_task(owner, task["task_id"])["active"]
 
 
