@@ -43,6 +43,18 @@ class Settings:
     max_sessions_per_user: int = field(default_factory=lambda: _cap("SPARKGATE_MAX_SESSIONS_PER_USER", 4))
     #: Queued and running Jobs per user (every surface); 0: no cap.
     max_active_jobs_per_user: int = field(default_factory=lambda: _cap("SPARKGATE_MAX_ACTIVE_JOBS_PER_USER", 20))
+    #: A running driver whose heartbeat is older than this (or than three of its own intervals) is dead.
+    heartbeat_stale_seconds: float = field(
+        default_factory=lambda: float(_env("SPARKGATE_HEARTBEAT_STALE_SECONDS", "30"))
+    )
+    #: A driver that has not reported running this long after its start is dead (EMR steps may queue).
+    driver_start_timeout_seconds: float = field(
+        default_factory=lambda: float(_env("SPARKGATE_DRIVER_START_TIMEOUT", "300"))
+    )
+    #: A task's Job that no driver took within this many seconds is failed (``tasks``).
+    task_start_grace_seconds: float = field(
+        default_factory=lambda: float(_env("SPARKGATE_TASK_START_GRACE_SECONDS", "120"))
+    )
     #: Warm drivers kept for users who have none yet (fresh kernel uids); 0: none.
     pool_size: int = field(default_factory=lambda: _cap("SPARKGATE_POOL_SIZE", 1))
     #: Warm spare drivers kept per recently active user (under the user's own kernel uid); 0: none.

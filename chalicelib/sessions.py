@@ -13,11 +13,11 @@ Domain code: no boto3, no pyspark.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from typing import Any
 
 from chalicelib import jobs, quotas
+from chalicelib.config import settings
 from chalicelib.engine.config import ERR_DRIVER_DIED, batch_driver_id, session_config
 from chalicelib.errors import Forbidden, QuotaExceeded
 from chalicelib.runners import Runner, get_runner, runner_for_handle
@@ -25,10 +25,6 @@ from chalicelib.store import jobs as job_store
 from chalicelib.timeutil import now_iso
 
 LIVE_STATES = ("starting", "running", "stopping")
-#: A running driver whose heartbeat is older than this is dead.
-STALE_HEARTBEAT_SECONDS = float(os.environ.get("SPARKGATE_HEARTBEAT_STALE_SECONDS", "30"))
-#: A driver that has not reported running this long after its start is dead (EMR steps may queue).
-START_TIMEOUT_SECONDS = float(os.environ.get("SPARKGATE_DRIVER_START_TIMEOUT", "300"))
 
 _runner_override: Runner | None = None
 
@@ -51,15 +47,16 @@ def entrance_session_id(user_id: str, engine_type: str = "spark") -> str:
 
 
 def stale_after(session: dict[str, Any]) -> float:
-    """Seconds without a heartbeat after which ``session``'s driver is dead: ``STALE_HEARTBEAT_SECONDS``, or
-    three of the driver's own heartbeat intervals when it beats slower (an idle driver, see the engine)."""
-    return max(STALE_HEARTBEAT_SECONDS, 3 * float(session.get("heartbeat_every") or 0))
+    """Seconds without a heartbeat after which ``session``'s driver is dead: ``heartbeat_stale_seconds``
+    (``SPARKGATE_HEARTBEAT_STALE_SECONDS``), or three of the driver's own heartbeat intervals when it beats
+    slower (an idle driver, see the engine)."""
+    return max(settings().heartbeat_stale_seconds, 3 * float(session.get("heartbeat_every") or 0))
 
 
 def _alive(session: dict[str, Any], now: float) -> bool:
     state = session.get("state")
     if state == "starting":
-        fresh = now - float(session.get("started_epoch") or 0) < START_TIMEOUT_SECONDS
+        fresh = now - float(session.get("started_epoch") or 0) < settings().driver_start_timeout_seconds
     elif state in ("running", "stopping"):
         fresh = now - float(session.get("heartbeat_at") or 0) < stale_after(session)
     else:
@@ -241,8 +238,8 @@ def _death_reason(session: dict[str, Any], now: float) -> str | None:
     state = session.get("state")
     if state == "starting":
         started = float(session.get("started_epoch") or 0)
-        if now - started > START_TIMEOUT_SECONDS:
-            return f"driver did not start within {START_TIMEOUT_SECONDS:.0f} s"
+        if now - started > settings().driver_start_timeout_seconds:
+            return f"driver did not start within {settings().driver_start_timeout_seconds:.0f} s"
         return None
     beat = float(session.get("heartbeat_at") or 0)
     if now - beat > stale_after(session):

@@ -26,7 +26,7 @@ a read of the task, a cancel, a later start, or the schedule tick's sweep.
 
 A start is three writes: the task (claiming the work), its Job, then the Job's ids on the task
 (``store.tasks.attach_job``). When the starting process dies in between, the task would hold its
-work for ever; so whoever looks at an active task finds out, after ``START_GRACE_SECONDS``:
+work for ever; so whoever looks at an active task finds out, after ``settings().task_start_grace_seconds``:
 
 - no Job attached: the task is ended with an error (``store.tasks.end_without_job``). That write and
   ``attach_job`` are both conditional on the task having neither a Job nor an error, so a starter
@@ -37,12 +37,12 @@ work for ever; so whoever looks at an active task finds out, after ``START_GRACE
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from typing import Any
 
 from chalicelib import jobs, work_runs
+from chalicelib.config import settings
 from chalicelib.engine.config import batch_driver_id
 from chalicelib.errors import BadRequest, NotFound, StateConflict
 from chalicelib.observability import logger
@@ -78,7 +78,6 @@ STATUS_CODES = {
 }
 RETRYABLE = (3, 4, 5)
 #: A task (or its Job) still not started this long after it was written is judged abandoned by a crash.
-START_GRACE_SECONDS = float(os.environ.get("SPARKGATE_TASK_START_GRACE_SECONDS", "120"))
 #: How long a cancel waits for a running driver to stop the job itself before the driver is killed.
 CANCEL_WAIT_SECONDS = 8.0
 #: How long a driver whose job was cancelled gets to exit by itself before it is killed.
@@ -125,7 +124,7 @@ def _age_seconds(stamp: Any) -> float:
 
 def _end_unstarted(task: dict[str, Any]) -> dict[str, Any]:
     """A task with no Job after the grace period: ended with an error (conditional; see the module doc)."""
-    if _age_seconds(task.get("created_at")) < START_GRACE_SECONDS:
+    if _age_seconds(task.get("created_at")) < settings().task_start_grace_seconds:
         return task
     fields = {"error": STALE_START_ERROR.format(what="creating its Job"), "final_status": 3, "ended_at": now_iso()}
     if task_store.end_without_job(task["task_id"], fields):
@@ -142,7 +141,7 @@ def _fail_undispatched(job: dict[str, Any]) -> dict[str, Any]:
     if (
         job.get("mode") != "batch"
         or job.get("runner_handle")
-        or _age_seconds(job.get("created_at")) < START_GRACE_SECONDS
+        or _age_seconds(job.get("created_at")) < settings().task_start_grace_seconds
         or job_store.get_session(batch_driver_id(job["exec_id"])) is not None
     ):
         return job

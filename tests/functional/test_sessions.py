@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.config import settings
 from chalicelib.runners.base import Probe, Runner
 from chalicelib.tokens import Principal
 
@@ -151,14 +152,14 @@ def test_stale_heartbeat_and_slow_start_are_judged_by_time(runner: FakeRunner) -
     beat = time.time()
     driver_running("s-beat", beat=beat)
     assert sessions.check_heartbeats(beat + 10) == []
-    [action] = sessions.check_heartbeats(beat + sessions.STALE_HEARTBEAT_SECONDS + 1)
+    [action] = sessions.check_heartbeats(beat + settings().heartbeat_stale_seconds + 1)
     assert "no heartbeat" in action["reason"] and action["restarted_generation"] is None  # nothing queued
     assert all(s["session_id"] != "s-beat" for s in job_store.live_sessions())
     gone = job_store.get_session("s-beat")
     assert gone is not None and gone["state"] == "dead"
     sessions.ensure_session_driver("s-slow", OWNER.user_id, None)
     assert sessions.check_heartbeats(time.time() + 5) == []
-    [late] = sessions.check_heartbeats(time.time() + sessions.START_TIMEOUT_SECONDS + 1)
+    [late] = sessions.check_heartbeats(time.time() + settings().driver_start_timeout_seconds + 1)
     assert late["session_id"] == "s-slow" and "did not start" in late["reason"]
 
 
