@@ -18,7 +18,9 @@ The fence (when the stack runs as root and the host allows namespaces, i.e. isol
   back to each kernel);
 - master, workers and so every executor run as one unprivileged uid (``SPARKGATE_CLUSTER_UID``,
   default the kernel uid base - 1), with an allow-listed environment (no platform credential) and
-  the cluster folder (``<state dir>-cluster``, 0700) as home and work dir.
+  ``<state dir>-cluster/work`` (theirs, 0700) as home and work dir; the folder itself, the daemons'
+  logs (``logs/``) and the drivers' defaults (``driver-conf/``) are root's, so root never opens a
+  path the cluster uid could have replaced.
 
 Spark standalone runs every application's executors under the worker's uid: users' executors share
 that uid and the cluster namespace with each other (docs/security.md says what that leaves open).
@@ -34,6 +36,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -42,7 +45,7 @@ from pathlib import Path
 
 DEFAULT_ADDRESS = "10.213.0.1"
 MASTER_PORT = 7077
-START_SECONDS = 120.0
+START_SECONDS = 240.0
 IP_PATHS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 #: host variables the cluster's daemons (and so the executors) may see; nothing else
 PASSED_VARS = ("LANG", "LC_ALL", "TZ", "JAVA_HOME")
@@ -56,6 +59,16 @@ def tool(name: str) -> str:
             f"SPARKGATE_CLUSTER=standalone needs the {name!r} tool (apt-get install iproute2 util-linux)"
         )
     return found
+
+
+def real_folder(path: Path, mode: int, owners: set[int]) -> None:
+    """Create ``path`` (``mode``) or accept it as it is only when it is a real folder owned by one of
+    ``owners``; a symlink or anything else there is refused (``RuntimeError``), never followed."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, mode)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in owners:
+        raise RuntimeError(f"{path} is not a folder of this stack (a symlink or another user's): refusing it")
 
 
 def spark_home() -> Path:
@@ -76,7 +89,7 @@ def _free_port(host: str) -> int:
 class ClusterPlan:
     """Where and how the cluster runs (from the ``SPARKGATE_CLUSTER_*`` settings)."""
 
-    folder: Path
+    folder: Path  # root's: logs/, driver-conf/ and work/ (the cluster uid's)
     address: str = DEFAULT_ADDRESS
     netns: str | None = None  # the cluster's network namespace (fenced mode)
     uid: int | None = None  # the daemons' (and executors') uid; None: the stack's own
@@ -84,6 +97,11 @@ class ClusterPlan:
     worker_cores: int = 4
     worker_memory: str = "2g"
     master_port: int = MASTER_PORT
+
+    @property
+    def work(self) -> Path:
+        """The daemons' home and the executors' work dirs (the cluster uid's)."""
+        return self.folder / "work"
 
     @property
     def master_url(self) -> str:
@@ -123,9 +141,9 @@ def daemon_env(p: ClusterPlan) -> dict[str, str]:
     env.update(
         {
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
-            "HOME": str(p.folder),
+            "HOME": str(p.work),
             "SPARK_HOME": str(home),
-            "SPARK_CONF_DIR": str(p.folder / "conf"),
+            "SPARK_CONF_DIR": str(p.work / "conf"),
             "PYTHONPATH": str(sandbox.PROJECT_DIR),
             "PYSPARK_PYTHON": sys.executable,
             # the web UIs bind here: the cluster namespace's own loopback, which no kernel reaches
@@ -169,19 +187,20 @@ class StandaloneCluster:
     # ---- the daemons ------------------------------------------------------------------------
 
     def _prepare_folder(self) -> None:
+        """The cluster's folders, each a real folder (never a symlink): the folder itself (0711), its
+        ``logs/`` (0700) and ``driver-conf/`` (0755) the stack's; ``work/`` and its sub-folders the
+        cluster uid's (0700; only these folders are chowned, nothing found inside them)."""
         p = self.plan
-        p.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not Path(p.folder).is_dir() or p.folder.is_symlink():
-            raise RuntimeError(f"{p.folder} is not a folder")
-        (p.folder / "conf").mkdir(exist_ok=True)
-        for i in range(p.workers):
-            (p.folder / f"worker-{i}").mkdir(exist_ok=True)
-        if p.uid is not None:
-            for root, dirs, files in os.walk(p.folder):
-                for name in [*dirs, *files]:
-                    os.chown(os.path.join(root, name), p.uid, p.uid, follow_symlinks=False)
-            os.chown(p.folder, p.uid, p.uid, follow_symlinks=False)
-        os.chmod(p.folder, 0o700)
+        me = {os.geteuid()}
+        p.folder.parent.mkdir(parents=True, exist_ok=True)
+        for folder, mode in ((p.folder, 0o711), (p.folder / "logs", 0o700), (p.folder / "driver-conf", 0o755)):
+            real_folder(folder, mode, me)
+            os.chmod(folder, mode)
+        owners = me | ({p.uid} if p.uid is not None else set())
+        for folder in [p.work, p.work / "conf", *(p.work / f"worker-{i}" for i in range(p.workers))]:
+            real_folder(folder, 0o700, owners)
+            if p.uid is not None:
+                os.chown(folder, p.uid, p.uid, follow_symlinks=False)
 
     def _launch(self, name: str, args: list[str]) -> None:
         p = self.plan
@@ -193,7 +212,7 @@ class StandaloneCluster:
             user: int | None = None
         else:
             user = p.uid
-        log = p.folder / f"{name}.log"
+        log = p.folder / "logs" / f"{name}.log"
         self._logs.append(log)
         with open(log, "wb") as out:
             self.procs.append(
@@ -203,7 +222,7 @@ class StandaloneCluster:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     env=daemon_env(p),
-                    cwd=str(p.folder),
+                    cwd=str(p.work),
                     start_new_session=True,
                     user=user,
                     group=user,
@@ -229,7 +248,7 @@ class StandaloneCluster:
         p = self.plan
         if p.uid is not None:
             sandbox.prepare_host()  # the cluster's uid reaches the interpreter, the venv and the project
-            sandbox._ensure_passwd_entry(p.uid, p.folder)  # Hadoop's login needs a name for the uid
+            sandbox._ensure_passwd_entry(p.uid, p.work)  # Hadoop's login needs a name for the uid
         self._prepare_folder()
         if p.netns is not None:
             self._make_netns()
@@ -241,7 +260,7 @@ class StandaloneCluster:
         for i in range(p.workers):
             worker = ["org.apache.spark.deploy.worker.Worker", "--host", p.address, "--port", "0", "--webui-port", "0"]
             offer = ["--cores", str(p.worker_cores), "--memory", p.worker_memory]
-            self._launch(f"worker-{i}", [*worker, *offer, "--work-dir", str(p.folder / f"worker-{i}"), p.master_url])
+            self._launch(f"worker-{i}", [*worker, *offer, "--work-dir", str(p.work / f"worker-{i}"), p.master_url])
         for log in self._logs[1:]:
             self._wait_for(log, "Successfully registered with master", deadline)
         os.environ["SPARKGATE_SPARK_MASTER"] = p.master_url
@@ -257,9 +276,7 @@ class StandaloneCluster:
         without work holds no executor), no driver UI (executors of other users' jobs could reach
         it), shuffle partitions for a small cluster."""
         p = self.plan
-        folder = Path(f"{p.folder}-driver-conf")
-        folder.mkdir(mode=0o755, exist_ok=True)
-        os.chmod(folder, 0o755)
+        folder = p.folder / "driver-conf"
         cores = os.environ.get("SPARKGATE_CLUSTER_APP_CORES", "2")
         defaults = {
             "spark.executor.memory": os.environ.get("SPARKGATE_CLUSTER_EXECUTOR_MEMORY", "512m"),
@@ -289,7 +306,7 @@ class StandaloneCluster:
         fence = f"network namespace {p.netns}, uid {p.uid}" if p.netns else f"loopback, uid {p.uid or os.geteuid()}"
         return (
             f"sparkgate: Spark standalone cluster at {p.master_url}: {p.workers} workers x "
-            f"{p.worker_cores} cores x {p.worker_memory} ({fence}; logs in {p.folder})"
+            f"{p.worker_cores} cores x {p.worker_memory} ({fence}; logs in {p.folder / 'logs'})"
         )
 
     def stop(self) -> None:

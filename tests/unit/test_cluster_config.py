@@ -60,7 +60,7 @@ def test_the_daemons_environment_holds_no_platform_secret(monkeypatch: pytest.Mo
     assert not [k for k, v in env.items() if "secret-" in v or k.startswith("AWS_")]
     assert "SPARKGATE_WS_ENDPOINT" not in env and "SPARKGATE_STATE_DIR" not in env
     assert env["SPARK_LOCAL_IP"] == "127.0.0.1"  # the daemons' web UIs stay on the cluster's own loopback
-    assert env["HOME"] == str(tmp_path / "c")
+    assert env["HOME"] == str(tmp_path / "c" / "work")
 
 
 def test_without_namespaces_the_cluster_binds_loopback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -68,3 +68,44 @@ def test_without_namespaces_the_cluster_binds_loopback(monkeypatch: pytest.Monke
     found = cluster.plan(tmp_path / "state")
     assert found.netns is None and found.uid is None and found.address == "127.0.0.1"
     assert found.master_url.startswith("spark://127.0.0.1:") and found.folder == tmp_path / "state-cluster"
+
+
+def test_a_symlink_in_place_of_the_cluster_folders_is_refused_and_not_followed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SPARKGATE_ISOLATION", "none")
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    for i, planted in enumerate(
+        (
+            "state-cluster",
+            "state-cluster/logs",
+            "state-cluster/driver-conf",
+            "state-cluster/work",
+            "state-cluster/work/conf",
+        )
+    ):
+        base = tmp_path / f"try-{i}"
+        place = base / planted
+        place.parent.mkdir(parents=True)
+        place.symlink_to(target)
+        with pytest.raises(RuntimeError, match="refusing"):
+            cluster.StandaloneCluster(base / "state")._prepare_folder()
+        assert list(target.iterdir()) == [] and target.stat().st_mode & 0o777 == 0o700, planted
+
+
+def test_the_cluster_folders_are_private_and_the_driver_defaults_readable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SPARKGATE_ISOLATION", "none")
+    made = cluster.StandaloneCluster(tmp_path / "state")
+    made._prepare_folder()
+    folder = tmp_path / "state-cluster"
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [folder, *folder.iterdir()]}
+    assert modes == {"state-cluster": 0o711, "logs": 0o700, "driver-conf": 0o755, "work": 0o700}
+    assert sorted(p.name for p in (folder / "work").iterdir()) == ["conf", "worker-0", "worker-1"]
+    conf = made._driver_conf() / "spark-defaults.conf"
+    assert conf.stat().st_mode & 0o777 == 0o644
+    lines = dict(line.split(" ", 1) for line in conf.read_text().splitlines())
+    assert lines["spark.cores.max"] == "2" and lines["spark.dynamicAllocation.enabled"] == "true"
+    assert lines["spark.ui.enabled"] == "false"
