@@ -170,9 +170,9 @@ def plain_parquet_scan(
     if files is None or not files or len(files) > MAX_FILES:
         return None
     if relation.fileFormat().getClass().getName() == _CSV_FORMAT:
-        from chalicelib.engine.geo import csv_cache
+        from chalicelib.engine.geo.csv_cache import columnar_files
 
-        files = csv_cache.columnar_files(df.sparkSession, relation, files)
+        files = columnar_files(df.sparkSession, relation, files)
         if files is None or len(files) > MAX_FILES:
             return None
     groups: list[tuple[int, str, int]] = []

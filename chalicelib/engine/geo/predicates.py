@@ -53,6 +53,7 @@ _OPS = {
     "EqualTo": "=",
 }
 _FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "=", "!=": "!="}
+_NUMPY_OPS = {"<": np.less, "<=": np.less_equal, "=": np.equal, "!=": np.not_equal}
 _ARROW_OPS = {
     ">": pc.greater,
     ">=": pc.greater_equal,
@@ -252,17 +253,33 @@ def _true(arr: pa.Array | pa.ChunkedArray) -> Mask:
     return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _compare_mask(pred: Compare, col: pa.Array) -> Mask:
+    """``col <op> value`` is TRUE, Spark's way: null compares to nothing, NaN is above every number."""
+    if col.null_count == 0:
+        arr = col.to_numpy(zero_copy_only=True)
+        value = arr.dtype.type(pred.value)  # same type as the column: Spark's literal was
+        with np.errstate(invalid="ignore"):
+            if pred.op == ">":  # not (x <= v): also true for NaN
+                return np.asarray(~(arr <= value))
+            if pred.op == ">=":
+                return np.asarray(~(arr < value))
+            return np.asarray(_NUMPY_OPS[pred.op](arr, value))
+    out = _true(_ARROW_OPS[pred.op](col, pa.scalar(pred.value, type=col.type)))
+    if pred.floating and pred.op in (">", ">="):
+        out |= _true(pc.is_nan(col))  # NaN (not null) is above every number
+    return out
+
+
 def evaluate(pred: Predicate, batch: pa.RecordBatch) -> Mask:
     """Per row of ``batch`` (columns by name), whether ``pred`` is TRUE (what a WHERE keeps)."""
     n = batch.num_rows
     if isinstance(pred, Compare):
-        col = batch.column(pred.column)
-        out = _true(_ARROW_OPS[pred.op](col, pa.scalar(pred.value, type=col.type)))
-        if pred.floating and pred.op in (">", ">="):
-            out |= _true(pc.is_nan(col))  # Spark: NaN is greater than every number
-        return out
+        return _compare_mask(pred, batch.column(pred.column))
     if isinstance(pred, IsNull):
-        valid = _true(pc.is_valid(batch.column(pred.column)))
+        col = batch.column(pred.column)
+        if col.null_count == 0:
+            return np.full(n, pred.negated)
+        valid = _true(pc.is_valid(col))
         return valid if pred.negated else ~valid
     if isinstance(pred, PointIn):
         return _true(_point_fn(pred.kind, pred.wkt)(batch.column(pred.x), batch.column(pred.y)))
