@@ -59,8 +59,11 @@ class Settings:
     pool_size: int = field(default_factory=lambda: _cap("SPARKGATE_POOL_SIZE", 1))
     #: Warm spare drivers kept per recently active user (under the user's own kernel uid); 0: none.
     pool_per_user: int = field(default_factory=lambda: _cap("SPARKGATE_POOL_PER_USER", 1))
-    #: At most this many warm drivers in all (fresh and spare); 0: no pool at all.
-    pool_max: int = field(default_factory=lambda: _cap("SPARKGATE_POOL_MAX", 4))
+    #: At most this many warm drivers in all (fresh and spare); 0: no pool at all. Off by default on EMR
+    #: (a waiting step holds cluster capacity; set it per stage to keep spares there).
+    pool_max: int = field(
+        default_factory=lambda: _cap("SPARKGATE_POOL_MAX", 4 if _env("SPARKGATE_RUNNER", "local") == "local" else 0)
+    )
     #: A warm driver nobody claimed within this many seconds exits.
     pool_idle_seconds: int = field(default_factory=lambda: _cap("SPARKGATE_POOL_IDLE_SECONDS", 600))
 
