@@ -127,7 +127,10 @@ def _spec(job: dict[str, Any]) -> tuple[dict[str, Any], IO[bytes] | None]:
         spec.update({"mode": "sql", "sql": work_runs.substitute_sql(work_runs.read_text(artefact), args)})
         spec["max_rows"] = int(session_config(job.get("session_config")).get("max_result_rows") or 1)
         return spec, None
-    spec.update({"mode": "jar", "main_class": str(run["main_class"])})
+    from chalicelib.runners.emr import check_java_class
+
+    # a class name, never a JVM option (java would take "-XX:OnError=..." as one, and the next argument as main)
+    spec.update({"mode": "jar", "main_class": check_java_class(run.get("main_class"))})
     if artefact.location == "local":
         return spec, open(artefact.path, "rb")
     from chalicelib.store import jobs as job_store

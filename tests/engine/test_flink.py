@@ -177,6 +177,14 @@ def test_flink_jar_succeeds_in_the_sandbox_then_fails_with_its_exception(stack: 
     assert "FlinkHello exited with code" in failed["error"]
     assert "IllegalStateException: flink hello was asked to fail at 50" in _log(failed["exec_id"])
 
+    # main_class_name is a class name, never a JVM option for the sandboxed java
+    marker = stack / "on-error-ran"
+    option = {"main_class_name": f"-XX:OnError=touch {marker}", "extra_params": ["FlinkHello"]}
+    works.update_work(owner, work["work_id"], option, None)
+    refused = _wait(owner, tasks.start_task(owner, works.get_owned_work(owner, work["work_id"]))["task_id"])
+    assert refused["status"] == 3 and "main_class_name must be a Java class name" in refused["error"], refused
+    assert not marker.exists()
+
 
 def test_flink_sql_reading_another_users_file_fails_refused(stack: Path) -> None:
     from chalicelib import tasks
@@ -281,3 +289,22 @@ def test_guard_refuses_paths_outside_the_roots_and_code_loading() -> None:
     assert "connector 'kafka' is not allowed" in verdicts["another connector"]
     # a table hint cannot re-point a table at another path: Flink refuses the hint itself
     assert verdicts["an OPTIONS hint"].startswith("error: ") and "OPTIONS" in verdicts["an OPTIONS hint"]
+
+
+def test_results_from_the_sandbox_are_checked_and_bounded(stack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.runners.flink import _Results
+    from chalicelib.store import jobs as job_store
+
+    monkeypatch.setenv("SPARKGATE_MAX_RESULT_BYTES", "2000")
+    results = _Results("u-flink-bounds", "b" * 32)
+    metadata = [{"columnName": "n", "dataType": "bigint", "evil": "x"}]
+    results.result({"t": "result", "index": -1, "metadata": metadata, "rows": [[1]]})  # out of range
+    results.result({"t": "result", "index": 0, "metadata": "no", "rows": [[1]]})  # not a list
+    results.result({"t": "result", "index": 1, "metadata": metadata, "rows": [1, 2]})  # rows not lists
+    results.page({"t": "page", "index": 0, "page": 0, "rows": [[1]]})  # page 0 is the document's
+    results.result({"t": "result", "index": 0, "metadata": metadata, "rows": [[1], [2]]})
+    assert list(results.documents) == [0] and results.over is None
+    assert results.documents[0]["metadata"] == [{"columnName": "n", "dataType": "bigint", "comment": ""}]
+    results.page({"t": "page", "index": 0, "page": 1, "rows": [["x" * 3000]]})  # beyond the byte budget
+    assert results.over and "SPARKGATE_MAX_RESULT_BYTES" in results.over
+    assert job_store.list_result_keys("u-flink-bounds", "b" * 32) == []  # nothing of it was stored
