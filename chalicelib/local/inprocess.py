@@ -30,12 +30,14 @@ from moto.core.request import (
     environ_key_for_header,
     should_preserve_original_header_name,
 )
+from werkzeug.exceptions import ClientDisconnected
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 LOG = logging.getLogger(__name__)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_INCOMPLETE = b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>IncompleteBody</Code></Error>'
 _INTERNAL_ERROR = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
     b"<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>"
@@ -141,7 +143,8 @@ class _Body(io.BytesIO):
 def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
     """Run ``app`` on ``environ``; answers the status code, the headers and the whole body.
 
-    An exception inside the app answers 500 (logged), as werkzeug's server answers it.
+    An exception inside the app answers 500 (logged), as werkzeug's server answers it; a body cut short
+    by its client answers 400 and closes the connection.
     """
     answer: list[Any] = []
 
@@ -157,8 +160,10 @@ def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> tuple[int, list[tuple[st
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+    except ClientDisconnected:  # an HTTP client went away mid-body (a driver being stopped)
+        return 400, [("Content-Type", "application/xml"), ("Connection", "close")], _INCOMPLETE
     except Exception:
-        LOG.exception("embedded AWS: error on an in-process request")
+        LOG.exception("embedded AWS: error on a request")
         return 500, [("Content-Type", "application/xml")], _INTERNAL_ERROR
     status, headers = answer
     return int(status.split(None, 1)[0]), list(headers), body

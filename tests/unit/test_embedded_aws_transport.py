@@ -179,6 +179,8 @@ class _Answering:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         self.seen.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
+        if environ["PATH_INFO"] == "/read":
+            environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [self.seen[-1].encode()]
 
@@ -216,6 +218,23 @@ def test_an_unread_request_body_cannot_smuggle_a_request(answering: tuple[_Answe
     conn.request("GET", "/second")
     assert conn.getresponse().read() == b"GET /second"
     assert app.seen == ["POST /first", "GET /second"]  # the body's lookalike request was never served
+    conn.close()
+
+
+def test_a_body_cut_short_closes_its_connection(answering: tuple[_Answering, int]) -> None:
+    import socket
+
+    _, port = answering
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /read HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly this")
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 ") and b"\r\nConnection: close\r\n" in answer
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/still-serving")
+    assert conn.getresponse().read() == b"GET /still-serving"
     conn.close()
 
 
