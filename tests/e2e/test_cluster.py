@@ -147,7 +147,7 @@ def stack(shared: Path) -> Iterator[StackProcess]:
             "SPARKGATE_USER_ROOT": str(shared / "users"),
             "SPARKGATE_KERNEL_MEMORY_MB": "2048",
             "SPARKGATE_SCHEDULE_SECONDS": "2",
-            "SPARKGATE_SESSION_IDLE_SECONDS": "30",
+            "SPARKGATE_SESSION_IDLE_SECONDS": "120",  # the entrance kernel outlives the geo driver's start
         },
     )
     process.start(timeout=180)
@@ -191,29 +191,6 @@ def test_everything_runs_on_executors_of_a_standalone_cluster(stack: StackProces
     assert sql.status == "Succeed", sql.error
     assert sql.rows() == [[4999950000, 100000]]
 
-    # the boundary: the kernel reaches the cluster's master and nothing else
-    reach = {
-        "master": ("10.213.0.1", 7077),
-        "master_ui": ("10.213.0.1", 8080),
-        "stack_http": ("127.0.0.1", stack.http_port),
-        "outside": ("1.1.1.1", 80),
-    }
-    probe = alice.run(f"P = {reach!r}\n" + REACH)
-    assert probe.status == "Succeed", probe.error
-    got = _marked(probe.log, "SGREACH")
-    assert got["master"] == "open", got
-    assert got["master_ui"] == "ConnectionRefusedError" and got["stack_http"] == "ConnectionRefusedError", got
-    assert got["outside"] == "OSError", got  # no route at all (ENETUNREACH), not a timeout
-    # executors: no stack service on their loopback, no user's own area
-    area = shared / "users" / alice.user_id / "secret.txt"
-    wrote = alice.run(f"open({str(area)!r}, 'w').write('mine')")
-    assert wrote.status == "Succeed", wrote.error
-    xprobe = alice.run(
-        f"P = {{'stack_http': ('127.0.0.1', {stack.http_port})}}\nAREA_FILE = {str(area)!r}\n" + EXECUTOR_REACH
-    )
-    assert xprobe.status == "Succeed", xprobe.error
-    assert _marked(xprobe.log, "SGXREACH") == {"stack_http": "ConnectionRefusedError", "area": "PermissionError"}
-
     # geo: loadfile (CSV and Parquet from the shared root), ST_ SQL, every map, the direct Parquet read
     scope = alice.ok("POST", "/scope", {})["scope"]
     table: dict[str, Any] = {"name": "taxi", "format": "csv", "path": str(shared / "shared" / "taxi.csv")}
@@ -223,6 +200,42 @@ def test_everything_runs_on_executors_of_a_standalone_cluster(stack: StackProces
     assert status == 200, answer
     status, answer = alice.geo("POST", "/query", {"scope": scope, "sql": "select count(*) as n from taxi"})
     assert status == 200 and answer["result"] == [9999], answer
+
+    # the geo session's driver is another kernel: its link address and driver port
+    where_cmd = "import os\nprint(os.environ['SPARK_LOCAL_IP'], spark.sparkContext.getConf().get('spark.driver.port'))"
+    status, answer = alice.geo("POST", "/command", {"scope": scope, "command": where_cmd})
+    assert status == 200, answer
+    geo_host, geo_port = answer["output"].split()
+    assert geo_host.startswith("100.") and geo_host != where["driver"], (geo_host, where)
+
+    # the boundary: the kernel reaches the cluster's master and nothing else
+    reach = {
+        "master": ("10.213.0.1", 7077),
+        "master_ui": ("10.213.0.1", 8080),
+        "stack_http": ("127.0.0.1", stack.http_port),
+        "outside": ("1.1.1.1", 80),
+        "other_kernel": (geo_host, int(geo_port)),
+    }
+    probe = alice.run(f"P = {reach!r}\n" + REACH)
+    assert probe.status == "Succeed", probe.error
+    got = _marked(probe.log, "SGREACH")
+    assert got["master"] == "open", got
+    assert got["master_ui"] == "ConnectionRefusedError" and got["stack_http"] == "ConnectionRefusedError", got
+    # no route at all (ENETUNREACH), not a timeout: outside hosts and other kernels' drivers
+    assert got["outside"] == "OSError" and got["other_kernel"] == "OSError", got
+    # executors: no stack service on their loopback, no user's own area; but every driver's link (the
+    # documented limit of standalone: all executors share one network and one uid)
+    area = shared / "users" / alice.user_id / "secret.txt"
+    wrote = alice.run(f"open({str(area)!r}, 'w').write('mine')")
+    assert wrote.status == "Succeed", wrote.error
+    xprobe = alice.run(
+        f"P = {{'stack_http': ('127.0.0.1', {stack.http_port}), 'other_kernel': ({geo_host!r}, {geo_port})}}\n"
+        f"AREA_FILE = {str(area)!r}\n" + EXECUTOR_REACH
+    )
+    assert xprobe.status == "Succeed", xprobe.error
+    expected = {"stack_http": "ConnectionRefusedError", "other_kernel": "open", "area": "PermissionError"}
+    assert _marked(xprobe.log, "SGXREACH") == expected
+
     st_sql = "select ST_AsText(ST_Point(1.5, 2.5)) as p"
     status, answer = alice.geo("POST", "/query", {"scope": scope, "sql": st_sql})
     assert status == 200 and answer["result"] == ["POINT (1.5 2.5)"], answer
