@@ -37,7 +37,8 @@ def shot(page: Page, name: str) -> None:
     """Save a screenshot for docs/console.md when asked to (PNG, the viewport only)."""
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / f"console-{name}.png"))
+        image = Image.open(io.BytesIO(page.screenshot())).convert("RGB").quantize(colors=64)
+        image.save(Path(SHOTS) / f"console-{name}.png", optimize=True)  # small enough to commit
 
 
 @pytest.fixture(scope="module")
