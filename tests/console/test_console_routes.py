@@ -82,3 +82,34 @@ def test_hostile_asset_names_are_404(client: Client, path: str) -> None:
     answer = client.http.get(path)
     assert answer.status_code in (403, 404), (path, answer.status_code)
     assert b"root:" not in answer.body and b"def console_asset" not in answer.body
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_text_colours_have_readable_contrast() -> None:
+    """WCAG AA (4.5:1) for every text colour of console.css on the background it is shown on."""
+    css = (ROOT / "chalicelib" / "console" / "console.css").read_text()
+    var = dict(re.findall(r"--([\w-]+): (#[0-9a-f]{6})", css))
+    pairs = [
+        (var["fg"], "#ffffff"),
+        (var["fg"], var["bg2"]),
+        (var["muted"], "#ffffff"),
+        (var["muted"], var["bg2"]),
+        (var["bad"], var["bg2"]),
+        (var["warn"], var["bg2"]),
+        ("#ffffff", var["accent"]),
+    ]
+    badges = re.findall(r"background: (#[0-9a-f]{6}); \}", css.split(".conn", 1)[1].split("main {", 1)[0])
+    pairs += [("#ffffff", colour) for colour in badges]
+    assert len(badges) == 3
+    for text, background in pairs:
+        assert _contrast(text, background) >= 4.5, (text, background)
