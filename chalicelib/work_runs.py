@@ -18,13 +18,15 @@ scheduled run that cannot start is as visible as a manual one.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from chalicelib import jobs, quotas, user_files
 from chalicelib.config import settings
@@ -115,10 +117,34 @@ def _not_found(artefact: Artefact) -> str:
     return f"work_directory is not an object in your uploads (s3://{settings().bucket_name}/{prefix}/)"
 
 
+def open_local(artefact: Artefact) -> BinaryIO:
+    """Open a local artefact for reading, only if it is still the very file :func:`resolve_artefact` checked.
+
+    The reader is root (a handler, an artefact supervisor) and the path may be in the owner's own area,
+    which the owner's kernels can change at any time: a symlink planted at the path (or at a folder on the
+    way) after it was resolved would make root read any file (the state dir, another user's area). So the
+    last component is opened without following a link, and the file actually opened must still be a
+    regular file at exactly the resolved real path (``/proc/self/fd``); anything else is an ``OSError``.
+    """
+    fd = os.open(artefact.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.readlink(f"/proc/self/fd/{fd}") != artefact.path:
+            raise OSError(errno.ENOENT, "the file changed after it was checked", artefact.uri)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_text(artefact: Artefact) -> str:
     """The artefact's text (a .sql or .py file)."""
     try:
-        raw = Path(artefact.path).read_bytes() if artefact.location == "local" else job_store.get_object(artefact.path)
+        if artefact.location == "local":
+            with open_local(artefact) as handle:
+                raw = handle.read()
+        else:
+            raw = job_store.get_object(artefact.path)
         return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise RunError(f"cannot read {artefact.uri}: {err}") from err

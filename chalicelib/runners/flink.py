@@ -132,7 +132,7 @@ def _spec(job: dict[str, Any]) -> tuple[dict[str, Any], IO[bytes] | None]:
     # a class name, never a JVM option (java would take "-XX:OnError=..." as one, and the next argument as main)
     spec.update({"mode": "jar", "main_class": check_java_class(run.get("main_class"))})
     if artefact.location == "local":
-        return spec, open(artefact.path, "rb")
+        return spec, work_runs.open_local(artefact)  # never a link planted after the run was checked
     from chalicelib.store import jobs as job_store
 
     copy = tempfile.TemporaryFile()  # noqa: SIM115 - the upload's bytes, unlinked; closed by the caller
