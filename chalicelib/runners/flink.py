@@ -44,6 +44,8 @@ LOG4J_PROPERTIES = sandbox.PROJECT_DIR / "chalicelib" / "runners" / "flink-log4j
 #: Flink 2.x runs on these Java versions only.
 SUPPORTED_JAVA = (11, 17, 21)
 MAX_RESULT_SETS = 1000
+#: what each result message counts against SPARKGATE_MAX_RESULT_BYTES beyond its rows (an object written)
+MESSAGE_BYTES = 256
 TAIL_LINES = 20
 STOP_GRACE_SECONDS = 10.0
 ERR_FLINK = 21304
@@ -151,10 +153,12 @@ class _Results:
         self.limit = sandbox.int_env("SPARKGATE_MAX_RESULT_BYTES", 1 << 30)
         self.over: str | None = None
 
-    def _rows(self, rows: Any) -> list[list[Any]] | None:
+    def _rows(self, rows: Any, extra: Any = None) -> list[list[Any]] | None:
         if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
             return None
-        self.bytes += len(json.dumps(rows, default=str))
+        # every stored object costs at least MESSAGE_BYTES, and a document's metadata counts too: the
+        # sandboxed side (the user's uid) cannot make root hold or write more than the budget
+        self.bytes += MESSAGE_BYTES + len(json.dumps(rows, default=str)) + len(json.dumps(extra, default=str))
         if self.bytes > self.limit:
             self.over = f"the job's results exceed {self.limit} bytes (SPARKGATE_MAX_RESULT_BYTES)"
             return None
@@ -176,7 +180,7 @@ class _Results:
         index, metadata = message.get("index"), message.get("metadata")
         if not (isinstance(index, int) and 0 <= index < MAX_RESULT_SETS and isinstance(metadata, list)):
             return
-        rows = self._rows(message.get("rows"))
+        rows = self._rows(message.get("rows"), metadata)
         if rows is None:
             return
         self.documents[index] = {

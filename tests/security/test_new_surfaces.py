@@ -95,3 +95,24 @@ def test_flink_jar_supervisor_never_opens_a_planted_link(area: Path) -> None:
     os.symlink(area.parent.parent / "private" / "key", artefact.path)
     with pytest.raises(OSError):
         flink._spec(job)
+
+
+def test_flink_result_metadata_and_message_count_count_against_the_byte_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sandboxed Flink side runs as the user (whose jar can ptrace it): what it reports must not make
+    the root supervisor hold or write more than SPARKGATE_MAX_RESULT_BYTES (metadata was not counted, nor
+    the number of objects: 1000 result sets of 64 MiB metadata each, or millions of empty pages)."""
+    from chalicelib.runners.flink import _Results
+
+    monkeypatch.setenv("SPARKGATE_MAX_RESULT_BYTES", "100000")
+    huge = [{"columnName": "c" * 1000, "dataType": "bigint"}] * 200  # ~200 kB of metadata, no rows
+    results = _Results("u-budget", "c" * 32)
+    results.result({"t": "result", "index": 0, "metadata": huge, "rows": []})
+    assert results.over and "SPARKGATE_MAX_RESULT_BYTES" in results.over
+    assert results.documents == {}
+
+    many = _Results("u-budget", "d" * 32)
+    for index in range(1000):  # empty result sets: each is an object written
+        many.result({"t": "result", "index": index, "metadata": [], "rows": []})
+    assert many.over and len(many.documents) < 1000
