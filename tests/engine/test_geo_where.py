@@ -331,3 +331,18 @@ def test_cache_root_defaults_to_a_private_folder_in_home(tmp_path: Path, monkeyp
     assert all(os.lstat(p).st_mode & 0o777 == 0o700 for p in (root, root.parent))
     os.chmod(root, 0o755)
     assert csv_cache.cache_root() == root and os.lstat(root).st_mode & 0o777 == 0o700
+
+
+def test_csv_whose_real_path_is_a_pattern_is_not_copied(taxi_csv: Path, area: Path, geo_spark: SparkSession) -> None:
+    """The copy is read from the file's real path; one that Spark would expand as a pattern
+    (here ``w[1].csv`` would also name ``w1.csv``) is not copied: the row path reads the link."""
+    real = area / "w[1].csv"
+    real.write_bytes(taxi_csv.read_bytes())
+    (area / "w1.csv").write_text("lon,lat,n,fare\n-73.97,40.75,3,1.0\n")
+    link = area / "plain-link.csv"
+    link.unlink(missing_ok=True)
+    os.symlink(real, link)
+    load_csv(geo_spark, link)
+    sql = f"select ST_Point(lon, lat) as p, n from wcsv where {WITHIN}"
+    src = ops.map_source(geo_spark, "heatmap", sql)
+    assert isinstance(src, render.XYPoints) and src.parquet is None

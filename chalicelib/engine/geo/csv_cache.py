@@ -38,7 +38,7 @@ import stat
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 from pyspark.sql.types import StructType
@@ -54,6 +54,7 @@ MAX_CSV_BYTES = 8 << 30
 _COPIED_TYPES = frozenset({"double", "float", "long", "integer", "short", "byte"})
 
 FileStatus = tuple[str, int, int]  # uri, length, modification time (ms)
+_PATTERN_CHARS = frozenset("*?[]{}\\")
 
 
 def _private_dir(path: Path, create: bool) -> bool:
@@ -95,10 +96,11 @@ def cache_root() -> Path | None:
 
 
 def _local_path(uri: str) -> str | None:
+    """The local path of a URI as Hadoop prints it (``file:/a/b``: not percent-encoded)."""
     parsed = urlparse(uri)
-    if parsed.scheme not in ("file", "") or parsed.netloc not in ("", "localhost"):
+    if parsed.scheme not in ("file", "") or parsed.netloc not in ("", "localhost") or parsed.query:
         return None
-    return unquote(parsed.path)
+    return parsed.path
 
 
 def _options(relation: Any) -> dict[str, str] | None:
@@ -153,16 +155,20 @@ def _write_copy(spark: SparkSession, root: Path, source: str, options: dict[str,
     """Write the numeric columns of ``source`` as Spark reads them into a new folder under root."""
     tmp = Path(tempfile.mkdtemp(prefix="tmp-", dir=root))
     out = tmp / "copy"
-    reader = spark.read.format("csv").schema(schema)
-    for key, value in options.items():
-        reader = reader.option(key, value)
-    cols = [f"`{f.name}`" for f in schema.fields if f.dataType.typeName() in _COPIED_TYPES]
-    reader.load(source).selectExpr(*cols).write.mode("error").parquet(str(out))
-    os.chmod(out, 0o700)
-    with os.scandir(out) as it:  # owner-only, whatever the umask (the folder is 0700 anyway)
-        for item in it:
-            if item.is_file(follow_symlinks=False):
-                os.chmod(item.path, 0o600)
+    try:
+        reader = spark.read.format("csv").schema(schema)
+        for key, value in options.items():
+            reader = reader.option(key, value)
+        cols = [f"`{f.name}`" for f in schema.fields if f.dataType.typeName() in _COPIED_TYPES]
+        reader.load(source).selectExpr(*cols).write.mode("error").parquet(str(out))
+        os.chmod(out, 0o700)
+        with os.scandir(out) as it:  # owner-only, whatever the umask (the folder is 0700 anyway)
+            for item in it:
+                if item.is_file(follow_symlinks=False):
+                    os.chmod(item.path, 0o600)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return tmp
 
 
@@ -173,6 +179,8 @@ def _copy_for(
     if path is None:
         return None
     real = os.path.realpath(path)
+    if any(ch in real for ch in _PATTERN_CHARS):
+        return None  # Spark would read the copy's source path as a pattern: it could name more files
     info = os.stat(real)
     if not stat.S_ISREG(info.st_mode) or info.st_size != status[1] or info.st_mtime_ns // 1_000_000 != status[2]:
         return None  # the file is not the one Spark listed for the table: the row path reads it
