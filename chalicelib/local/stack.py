@@ -284,6 +284,8 @@ class LocalStack:
         )
         self.http_port = server.server.server_address[1]
         self.http_url = f"http://{self.host}:{self.http_port}"
+        # the console's own origin may call the API cross-origin too (the cloud's default allows none)
+        os.environ.setdefault("SPARKGATE_CORS_ORIGINS", f"{self.http_url},http://localhost:{self.http_port}")
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
         self._stoppers.insert(0, server.shutdown)
         self.app = app
