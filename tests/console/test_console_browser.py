@@ -134,6 +134,14 @@ def test_sign_in_keeps_the_token_out_of_urls(page: Page, browser: Browser, stack
     other.close()
 
 
+def test_the_local_stack_grants_cors_to_the_consoles_own_origin_only(stack: StackProcess) -> None:
+    preflight = {"Access-Control-Request-Method": "POST"}
+    status, _, headers = stack.call("OPTIONS", "/pointmap", headers={"Origin": stack.url, **preflight})
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == stack.url
+    status, _, headers = stack.call("OPTIONS", "/pointmap", headers={"Origin": "https://evil.example", **preflight})
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
+
+
 def test_a_sql_job_over_the_taxi_csv_shows_the_rows_and_count(page: Page) -> None:
     with CSV_PATH.open(newline="") as handle:
         expected = Counter(row["VendorID"] for row in csv.DictReader(handle))
