@@ -15,7 +15,6 @@ import argparse
 import collections
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -104,12 +103,14 @@ def _in_tree(tree: Path, seconds: float, settle: float) -> dict[str, Any]:
 
 
 def main() -> int:
+    from bench.entrance_bench import machine, tree_label
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=150)
     parser.add_argument("--settle", type=float, default=45)
     parser.add_argument("--compare", default=None, help="a git revision to measure side by side")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    commit = tree_label(ROOT)
     runs: dict[str, dict[str, Any]] = {}
     threads = []
     if args.compare:
@@ -135,8 +136,7 @@ def main() -> int:
         "",
         f"- command: `.venv/bin/python -m bench.idle_cost --seconds {args.seconds:g} --settle {args.settle:g}"
         + (f" --compare {args.compare}`" if args.compare else "`"),
-        f"- commit: {commit.strip()}; machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        f"- commit: {commit}; machine: {machine()}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         f"- prices: ${PRICE_RRU} per million read units, ${PRICE_WRU} per million write units (on-demand, us-east-1)",
         "",
         "| tree | requests per hour | read units/h | write units/h | USD per idle driver-hour |",

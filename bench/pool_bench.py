@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.entrance_bench import machine  # noqa: E402
+from bench.entrance_bench import machine, tree_label  # noqa: E402
 from tests.e2e.stack import StackProcess  # noqa: E402
 
 BASE = "/api/rest_j/v1"
@@ -134,7 +134,7 @@ def main() -> int:
     off = run(False, args.tries)
     bare += [bare_session() for _ in range(2)]
     load_after = os.getloadavg()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    commit = tree_label(ROOT)
 
     def cell(values: list[float]) -> str:
         return f"{statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})"
@@ -143,7 +143,7 @@ def main() -> int:
         "# First call with and without the warm pool",
         "",
         f"- command: `.venv/bin/python -m bench.pool_bench --tries {args.tries}`",
-        f"- commit: {commit.strip()}; machine: {machine()}",
+        f"- commit: {commit}; machine: {machine()}",
         f"- load average at start {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
         f"at end {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}",
         "",

@@ -29,7 +29,7 @@ from typing import Any
 
 from chalicelib.config import settings
 from chalicelib.engine.config import default_session_config
-from chalicelib.runners import Runner, RunnerError, get_runner, runner_for_handle
+from chalicelib.runners import Runner, RunnerError
 from chalicelib.store import pool as pool_store
 from chalicelib.store import users as user_store
 
@@ -47,11 +47,10 @@ def poolable(config: dict[str, Any] | None) -> bool:
 
 
 def _runner(handle: dict[str, Any] | None = None) -> Runner:
+    """The runner sessions use (``sessions.use_runner`` in tests), so pool drivers and sessions agree."""
     from chalicelib import sessions
 
-    if sessions._runner_override is not None:
-        return sessions._runner_override
-    return runner_for_handle(handle) if handle else get_runner()
+    return sessions._runner(handle)
 
 
 def _dead(entry: dict[str, Any], now: float) -> bool:

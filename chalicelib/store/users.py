@@ -289,14 +289,12 @@ def clear_failures(kind: str, value: str) -> None:
 def kernel_uid(user_id: str, base: int) -> int:
     """The numeric uid this user's kernels run under: ``base`` + a number taken once from an
     atomic counter and kept (put-if-absent) in ``KERNELUID#<user_id>``, so no two users share one."""
-    from chalicelib.store.jobs import next_counter
-
     key = {"pk": f"KERNELUID#{user_id}", "sk": "KERNELUID"}
     for _ in range(3):
         item = table().get_item(Key=key, ConsistentRead=True).get("Item")
         if item:
             return int(item["uid"])
-        put_new({**key, "user_id": user_id, "uid": base + next_counter("kernel_uid")})
+        put_new({**key, "user_id": user_id, "uid": take_kernel_uid(base)})
     raise RuntimeError(f"no kernel uid for user {user_id}")
 
 
