@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,13 @@ REPO = Path(__file__).resolve().parents[2]
 #: The sample data shipped in the repo (``data/``, the default data root): never skipped for, always there.
 NYC_CSV = REPO / "data" / "nyc_taxi" / "0_10000_nyc_taxi_and_building.csv"
 BASELINES = REPO / "data" / "arctern_baselines"
+
+
+@pytest.fixture(scope="session")
+def jdk() -> None:
+    """Jar fixtures are built with the JDK ``make install`` provides (scripts/ensure-java.sh): without one,
+    the tests that need it fail loudly instead of skipping."""
+    assert shutil.which("javac") and shutil.which("jar"), "no JDK on PATH: run make install (scripts/ensure-java.sh)"
 
 
 @pytest.fixture(scope="session")

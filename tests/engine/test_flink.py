@@ -20,7 +20,7 @@ from tests.engine.conftest import NYC_CSV
 from tests.engine.test_work_runs import _log, _process_gone, _result_sets, _trips_by_vendor, _wait, _work
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-pytestmark = pytest.mark.skipif(not shutil.which("javac") or not shutil.which("jar"), reason="needs a JDK")
+pytestmark = pytest.mark.usefixtures("jdk")
 
 COLUMNS = (
     "VendorID STRING, tpep_pickup_datetime STRING, tpep_dropoff_datetime STRING, passenger_count INT, "

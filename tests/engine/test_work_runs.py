@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -24,12 +23,7 @@ from tests.engine.conftest import NYC_CSV
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _jdk() -> None:
-    """The jar works are built here with the JDK ``make install`` provides (scripts/ensure-java.sh): without
-    one this fails loudly instead of skipping."""
-    assert shutil.which("javac") and shutil.which("jar"), "no JDK on PATH: run make install (scripts/ensure-java.sh)"
-
+pytestmark = pytest.mark.usefixtures("jdk")
 
 SQL_JOB = """\
 -- SPARK_SQL work: a view over the CSV named by -Dcsv=..., then a count and a group-by
