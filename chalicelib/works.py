@@ -94,9 +94,7 @@ def _validate(body: Any, principal: Principal, *, creating: bool) -> dict[str, A
 def present(work: dict[str, Any]) -> dict[str, Any]:
     """A work as answered: every field present, empty ones as ``null``."""
     out = {field: work.get(field) for field in FIELDS}
-    out["version"] = int(out["version"] or 0)
-    if out["status"] is not None:
-        out["status"] = int(out["status"])
+    out["version"] = out["version"] or 0
     out["paused"] = bool(out["paused"])
     out["timezone"] = out["timezone"] or "UTC"
     return out

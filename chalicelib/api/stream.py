@@ -10,7 +10,6 @@ post failed); a connection that is gone (410) is forgotten and is not a failure.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from chalice import Blueprint
@@ -20,23 +19,9 @@ from chalicelib.observability import logger
 from chalicelib.store import connections, wsapi
 from chalicelib.store import jobs as job_store
 from chalicelib.store.aws import from_dynamo
+from chalicelib.store.items import plain
 
 blueprint = Blueprint(__name__)
-
-
-def plain(value: Any) -> Any:
-    """DynamoDB values as JSON-ready Python values (Decimal -> int/float, sets -> sorted lists)."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted(plain(v) for v in value)
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).hex()
-    return value
 
 
 def _image(raw: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -104,24 +104,16 @@ def query_all(**kwargs: Any) -> list[dict[str, Any]]:
 
 
 def dynamo_value(value: Any) -> Any:
-    """``value`` as the boto3 resource layer accepts it: floats (also nested) become Decimals."""
+    """``value`` as the boto3 resource layer accepts it: floats (also nested) become Decimals.
+
+    :func:`chalicelib.store.items.decode` turns them back.
+    """
     if isinstance(value, float):
         return Decimal(str(value))
     if isinstance(value, dict):
         return {k: dynamo_value(v) for k, v in value.items()}
     if isinstance(value, list):
         return [dynamo_value(v) for v in value]
-    return value
-
-
-def plain_value(value: Any) -> Any:
-    """Inverse of :func:`dynamo_value`: Decimals (also nested) become ints or floats."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: plain_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain_value(v) for v in value]
     return value
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 
 from chalicelib.store.aws import put_new, query_all, table
-from chalicelib.store.jobs import _strip
+from chalicelib.store.items import decode
 
 
 def scope_pk(user_id: str, scope: str) -> str:
@@ -36,7 +36,7 @@ def create_scope(user_id: str, scope: str, created_at: str) -> bool:
 def get_scope(user_id: str, scope: str) -> dict[str, Any] | None:
     """The scope record, or None."""
     item = table().get_item(Key={"pk": scope_pk(user_id, scope), "sk": "SCOPE"}, ConsistentRead=True).get("Item")
-    return _strip(item) if item else None
+    return decode(item) if item else None
 
 
 def create_session(user_id: str, scope: str, record: dict[str, Any]) -> bool:
@@ -49,7 +49,7 @@ def get_session(user_id: str, scope: str, session: str) -> dict[str, Any] | None
     """One session record of a scope, or None."""
     key = {"pk": scope_pk(user_id, scope), "sk": f"SESSION#{session}"}
     item = table().get_item(Key=key, ConsistentRead=True).get("Item")
-    return _strip(item) if item else None
+    return decode(item) if item else None
 
 
 def _items(user_id: str, scope: str, prefix: str | None = None) -> list[dict[str, Any]]:
@@ -62,7 +62,7 @@ def _items(user_id: str, scope: str, prefix: str | None = None) -> list[dict[str
 
 def list_sessions(user_id: str, scope: str) -> list[dict[str, Any]]:
     """Every session record of a scope."""
-    return [_strip(i) for i in _items(user_id, scope, "SESSION#")]
+    return [decode(i) for i in _items(user_id, scope, "SESSION#")]
 
 
 def append_catalog(user_id: str, scope: str, session: str, definition: dict[str, Any]) -> int:

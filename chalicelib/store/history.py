@@ -6,9 +6,8 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from chalicelib.store.aws import plain_value, table
-
-_INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
+from chalicelib.store.aws import table
+from chalicelib.store.items import decode
 
 
 def recent_user_jobs(owner: str, cap: int) -> list[dict[str, Any]]:
@@ -22,7 +21,7 @@ def recent_user_jobs(owner: str, cap: int) -> list[dict[str, Any]]:
     }
     while len(out) < cap:
         page = table().query(**kwargs)
-        out.extend({k: plain_value(v) for k, v in i.items() if k not in _INTERNAL} for i in page.get("Items", []))
+        out.extend(decode(i) for i in page.get("Items", []))
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -25,15 +25,11 @@ from botocore.exceptions import ClientError
 
 from chalicelib import job_status
 from chalicelib.config import settings
-from chalicelib.store.aws import client, dynamo_value, plain_value, put_new, query_all, table, update_if
+from chalicelib.store.aws import client, dynamo_value, put_new, query_all, table, update_if
 from chalicelib.store.errors import is_condition_failure
+from chalicelib.store.items import decode
 
 FINAL_STATUSES: tuple[str, ...] = job_status.FINAL
-_INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
-
-
-def _strip(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: plain_value(v) for k, v in item.items() if k not in _INTERNAL}
 
 
 def job_key(exec_id: str) -> dict[str, str]:
@@ -80,7 +76,7 @@ def insert_job(job: dict[str, Any]) -> None:
 def get_job(exec_id: str) -> dict[str, Any] | None:
     """The job, or None."""
     item = table().get_item(Key=job_key(exec_id), ConsistentRead=True).get("Item")
-    return _strip(item) if item else None
+    return decode(item) if item else None
 
 
 def exec_id_for_task(task_id: int) -> str | None:
@@ -115,7 +111,7 @@ def transition(
         remove=("gsi1pk", "gsi1sk") if dequeue or to_status in FINAL_STATUSES else (),
         return_item=True,
     )
-    return _strip(got) if got is not None else None
+    return decode(got) if got is not None else None
 
 
 def move(
@@ -147,7 +143,7 @@ def _index_page(index: str, partition: str, limit: int, *, oldest_first: bool) -
         ScanIndexForward=oldest_first,
         Limit=limit,
     )
-    return [_strip(i) for i in page.get("Items", [])]
+    return [decode(i) for i in page.get("Items", [])]
 
 
 def queued_jobs(session_id: str, limit: int = 10) -> list[dict[str, Any]]:
@@ -207,7 +203,7 @@ def session_key(session_id: str) -> dict[str, str]:
 def get_session(session_id: str) -> dict[str, Any] | None:
     """The session record, or None."""
     item = table().get_item(Key=session_key(session_id), ConsistentRead=True).get("Item")
-    return _strip(item) if item else None
+    return decode(item) if item else None
 
 
 def put_session(session: dict[str, Any], *, expected_generation: int | None) -> bool:
@@ -237,7 +233,7 @@ def beat_session(session_id: str, generation: int, fields: dict[str, Any]) -> di
     """A heartbeat: set ``fields`` while the session is at ``generation``; the item after (one request,
     so the driver also learns ``stop_requested``), or None when the session moved on."""
     got = update_if(session_key(session_id), fields, "generation = :g", values={":g": generation}, return_item=True)
-    return _strip(got) if got is not None else None
+    return decode(got) if got is not None else None
 
 
 def delete_session(session_id: str) -> None:
@@ -251,7 +247,7 @@ def live_sessions() -> list[dict[str, Any]]:
         "IndexName": "gsi1",
         "KeyConditionExpression": Key("gsi1pk").eq("LIVESESSIONS"),
     }
-    return [_strip(i) for i in query_all(**kwargs)]
+    return [decode(i) for i in query_all(**kwargs)]
 
 
 # ---- results ------------------------------------------------------------------------------------

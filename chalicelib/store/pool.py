@@ -12,18 +12,14 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from chalicelib.store.aws import plain_value, put_new, query_all, table, update_if
+from chalicelib.store.aws import put_new, query_all, table, update_if
+from chalicelib.store.items import decode
 
 POOL_PK = "POOL"
-_INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk")
 
 
 def _key(pool_id: str) -> dict[str, str]:
     return {"pk": f"POOL#{pool_id}", "sk": "POOL"}
-
-
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: plain_value(v) for k, v in item.items() if k not in _INTERNAL}
 
 
 def insert(entry: dict[str, Any]) -> bool:
@@ -34,12 +30,12 @@ def insert(entry: dict[str, Any]) -> bool:
 def get(pool_id: str) -> dict[str, Any] | None:
     """The entry, or None."""
     item = table().get_item(Key=_key(pool_id), ConsistentRead=True).get("Item")
-    return _plain(item) if item else None
+    return decode(item) if item else None
 
 
 def listed() -> list[dict[str, Any]]:
     """Every entry still starting or ready (the index holds only those)."""
-    return [_plain(i) for i in query_all(IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq(POOL_PK))]
+    return [decode(i) for i in query_all(IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq(POOL_PK))]
 
 
 def move(pool_id: str, from_states: tuple[str, ...], fields: dict[str, Any]) -> dict[str, Any] | None:
@@ -53,4 +49,4 @@ def move(pool_id: str, from_states: tuple[str, ...], fields: dict[str, Any]) -> 
     got = update_if(
         _key(pool_id), fields, condition, names={"#state": "state"}, values=values, remove=remove, return_item=True
     )
-    return _plain(got) if got is not None else None
+    return decode(got) if got is not None else None

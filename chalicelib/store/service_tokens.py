@@ -15,11 +15,11 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import Conflict, NotFound
-from chalicelib.store.aws import dynamo_value, plain_value, query_all, table
+from chalicelib.store.aws import dynamo_value, query_all, table
 from chalicelib.store.errors import is_condition_failure
+from chalicelib.store.items import decode
 
 LIST_INDEX = "GWTOKENS"
-_INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk")
 
 
 def _key(code_hash: str) -> dict[str, str]:
@@ -28,11 +28,6 @@ def _key(code_hash: str) -> dict[str, str]:
 
 def _id_key(token_id: int) -> dict[str, str]:
     return {"pk": f"GWTOKENID#{token_id}", "sk": "GWTOKENID"}
-
-
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = plain_value({k: v for k, v in item.items() if k not in _INTERNAL})
-    return out
 
 
 def next_id() -> int:
@@ -76,7 +71,7 @@ def put_new(record: dict[str, Any]) -> None:
 def by_code_hash(code_hash: str) -> dict[str, Any] | None:
     """The token whose code hashes to ``code_hash`` (consistent read), or None."""
     item = table().get_item(Key=_key(code_hash), ConsistentRead=True).get("Item")
-    return _plain(item) if item else None
+    return decode(item) if item else None
 
 
 def by_id(token_id: int) -> dict[str, Any] | None:
@@ -88,7 +83,7 @@ def by_id(token_id: int) -> dict[str, Any] | None:
 def list_all() -> list[dict[str, Any]]:
     """Every token, by id."""
     items = query_all(IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq(LIST_INDEX))
-    return [_plain(item) for item in items if item.get("sk") == "GWTOKEN"]
+    return [decode(item) for item in items if item.get("sk") == "GWTOKEN"]
 
 
 def replace(old: dict[str, Any], new: dict[str, Any]) -> None:

@@ -21,8 +21,8 @@ from botocore.exceptions import ClientError
 
 from chalicelib.store.aws import client, put_new, query_all, table, to_dynamo, update_if
 from chalicelib.store.errors import cancelled_indexes, is_condition_failure
+from chalicelib.store.items import decode
 
-_INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
 ACTIVE_PK = "ACTIVETASKS"
 SLOT_TTL_SECONDS = 35 * 24 * 3600
 
@@ -39,15 +39,11 @@ def _work_key(work_id: str) -> dict[str, str]:
     return {"pk": f"WORK#{work_id}", "sk": "WORK"}
 
 
-def _strip(item: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = (
-        {"active": item.get("gsi2pk") == ACTIVE_PK} if str(item.get("pk", "")).startswith("TASK#") else {}
-    )
-    for k, v in item.items():
-        if k in _INTERNAL:
-            continue
-        out[k] = int(v) if hasattr(v, "to_integral_value") else v
-    return out
+def _record(item: dict[str, Any]) -> dict[str, Any]:
+    """The decoded item; a task also says whether it still holds its work (is in the active index)."""
+    if str(item.get("pk", "")).startswith("TASK#"):
+        return {"active": item.get("gsi2pk") == ACTIVE_PK, **decode(item)}
+    return decode(item)
 
 
 def insert_task_claiming_work(task: dict[str, Any], order_key: str) -> None:
@@ -100,7 +96,7 @@ def release_work(work_id: str, task_id: str) -> bool:
 def get_task(task_id: str) -> dict[str, Any] | None:
     """The task, or None."""
     item = table().get_item(Key=_task_key(task_id), ConsistentRead=True).get("Item")
-    return _strip(item) if item else None
+    return _record(item) if item else None
 
 
 def update_task_fields(task_id: str, fields: dict[str, Any]) -> bool:
@@ -152,7 +148,7 @@ def list_work_tasks(work_id: str) -> list[dict[str, Any]]:
 
 
 def _query(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
-    return [_strip(i) for i in query_all(**kwargs)]
+    return [_record(i) for i in query_all(**kwargs)]
 
 
 def claim_slot(work_id: str, slot: str) -> bool:

@@ -23,21 +23,14 @@ from botocore.exceptions import ClientError
 from chalicelib.errors import Conflict, NotFound, StateConflict
 from chalicelib.store.aws import put_new, query_all, table, update_if
 from chalicelib.store.errors import cancelled_indexes, is_condition_failure
+from chalicelib.store.items import decode
 
 USERS_INDEX = "USERS"
 ROSTER_KEY = {"pk": "ADMINS", "sk": "ADMINS"}
-_INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk")
 
 
 def _key(username: str) -> dict[str, str]:
     return {"pk": f"USER#{username}", "sk": "USER"}
-
-
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in item.items() if k not in _INTERNAL}
-    if "token_version" in out:
-        out["token_version"] = int(out["token_version"])
-    return out
 
 
 def active_admin(record: dict[str, Any]) -> bool:
@@ -56,13 +49,13 @@ def get_user(username: str) -> dict[str, Any] | None:
             {"gsi1pk": USERS_INDEX, "gsi1sk": username},
             "attribute_exists(pk)",
         )
-    return _plain(item)
+    return decode(item)
 
 
 def list_users() -> list[dict[str, Any]]:
     """Every user record (the user index, in username order)."""
     items = query_all(IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq(USERS_INDEX))
-    return [_plain(item) for item in items if item.get("sk") == "USER"]
+    return [decode(item) for item in items if item.get("sk") == "USER"]
 
 
 def _roster() -> set[str]:
@@ -223,7 +216,7 @@ def identity_state(username: str, jti: str | None) -> tuple[dict[str, Any] | Non
     user = next((item for item in found if item.get("sk") == "USER"), None)
     now = time.time()
     revoked = any(item.get("sk") == "REVOKED" and int(item.get("expiration", 0)) > now for item in found)
-    return (_plain(user) if user else None), revoked
+    return (decode(user) if user else None), revoked
 
 
 # ---- failed logins -------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from botocore.exceptions import ClientError
 from chalicelib.errors import Conflict, NotFound, StateConflict, VersionConflict
 from chalicelib.store.aws import client, query_all, table, to_dynamo
 from chalicelib.store.errors import cancelled_indexes, is_condition_failure
-
-_INTERNAL = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
+from chalicelib.store.items import decode
 
 
 def _schedule_index(item: dict[str, Any]) -> dict[str, Any]:
@@ -35,10 +34,6 @@ def _work_key(work_id: str) -> dict[str, str]:
 
 def _claim_key(user_id: str, name: str) -> dict[str, str]:
     return {"pk": f"WORKNAME#{user_id}#{name}", "sk": "WORKNAME"}
-
-
-def _strip(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in _INTERNAL}
 
 
 def _transact(items: list[dict[str, Any]], name: str, version_index: int | None) -> None:
@@ -78,7 +73,7 @@ def insert_work(work: dict[str, Any], order_key: str) -> None:
 def get_work(work_id: str) -> dict[str, Any] | None:
     """The stored work (deleted ones included), or None."""
     item = table().get_item(Key=_work_key(work_id), ConsistentRead=True).get("Item")
-    return _strip(item) if item else None
+    return decode(item) if item else None
 
 
 def replace_work(
@@ -146,4 +141,4 @@ def list_user_works(user_id: str) -> list[dict[str, Any]]:
         "KeyConditionExpression": Key("gsi1pk").eq(f"USERWORKS#{user_id}"),
         "ScanIndexForward": False,
     }
-    return [_strip(i) for i in query_all(**kwargs)]
+    return [decode(i) for i in query_all(**kwargs)]
