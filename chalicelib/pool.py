@@ -62,7 +62,8 @@ def _dead(entry: dict[str, Any], now: float) -> bool:
     return entry.get("state") == "starting" and now - float(entry.get("created_epoch") or 0) > START_TIMEOUT_SECONDS
 
 
-def _retire(entry: dict[str, Any], reason: str) -> None:
+def _retire(entry: dict[str, Any], reason: str) -> bool:
+    """Retire a starting or ready ``entry`` (and cancel its driver); whether this call retired it."""
     moved = pool_store.move(
         entry["pool_id"],
         ("starting", "ready"),
@@ -72,6 +73,16 @@ def _retire(entry: dict[str, Any], reason: str) -> None:
     if moved and handle:
         with contextlib.suppress(Exception):
             _runner(handle).cancel(handle)
+    return moved is not None
+
+
+def _evict(live: list[dict[str, Any]], count: int, keep_owner: str | None) -> int:
+    """Retire up to ``count`` of other users' ready spares, least recently ready first; how many went.
+
+    A spare serves one user, a fresh entry anyone new: when the pool is full, idle spares make room."""
+    spares = [e for e in live if e["kind"] == "spare" and e.get("owner") != keep_owner and e["state"] == "ready"]
+    spares.sort(key=lambda e: float(e.get("ready_epoch") or e.get("created_epoch") or 0))
+    return sum(_retire(e, "room made for a new pool entry") for e in spares[: max(0, count)])
 
 
 def _start(kind: str, owner: str | None) -> str | None:
@@ -92,7 +103,8 @@ def _start(kind: str, owner: str | None) -> str | None:
 
 def refill(spare_for: str | None = None) -> list[str]:
     """Retire dead entries, then start fresh ones up to ``pool_size`` and (``spare_for``) that user's
-    spares up to ``pool_per_user``, never more than ``pool_max`` in all. Answers the pool ids started."""
+    spares up to ``pool_per_user``, never more than ``pool_max`` in all: other users' idle spares are
+    retired (oldest first) to make room. Answers the pool ids started."""
     cfg = settings()
     if cfg.pool_max <= 0:
         return []
@@ -111,6 +123,7 @@ def refill(spare_for: str | None = None) -> list[str]:
     if spare_for and cfg.pool_per_user:
         have = sum(e["kind"] == "spare" and e.get("owner") == spare_for for e in live)
         wanted = [("spare", spare_for)] * max(0, cfg.pool_per_user - have) + wanted
+    room += _evict(live, len(wanted) - room, spare_for)
     for kind, owner in wanted[: max(0, room)]:
         pool_id = _start(kind, owner)
         if pool_id is None:

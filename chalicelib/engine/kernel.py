@@ -213,7 +213,11 @@ class Kernel:
                 return 0
             kind = message["t"]
             if kind == "start":
-                self._start(dict(message.get("config") or {}), str(message.get("app_name") or "sparkgate"))
+                self._start(
+                    dict(message.get("config") or {}),
+                    str(message.get("app_name") or "sparkgate"),
+                    bool(message.get("warm")),
+                )
             elif kind == "adopt":
                 self._adopt(message)
             elif kind == "catalog":
@@ -228,7 +232,7 @@ class Kernel:
                         self.spark.stop()
                 return 0
 
-    def _start(self, config: dict[str, Any], app_name: str) -> None:
+    def _start(self, config: dict[str, Any], app_name: str, warm: bool = False) -> None:
         self.config = config
         self.max_rows = int(config.get("max_result_rows") or engine_config.DEFAULT_MAX_RESULT_ROWS)
         try:
@@ -237,10 +241,18 @@ class Kernel:
             register_extensions(self.spark, lambda m: print(f"sparkgate kernel: {m}", file=sys.stderr, flush=True))
             quiet_query_context_loggers()
             self._frame = self._sql_frame()
+            if warm:
+                self._warm_up()
         except BaseException as err:
             self.channel.send({"t": "fatal", "error": f"{type(err).__name__}: {err}"[:4000]})
             raise SystemExit(1) from err
         self.channel.send({"t": "ready", "host": socket.gethostname(), "pid": os.getpid()})
+
+    def _warm_up(self) -> None:
+        """Run a statement through the path a Job takes (guard, parse, plan, a task, collect), so a pooled
+        kernel's first Job does not pay the JVM's first-query class loading and code generation."""
+        assert self.spark is not None
+        run_sql(self.spark, "SELECT 1 AS warm_up", 1, lambda _: None, None, self._frame)
 
     def _adopt(self, message: dict[str, Any]) -> None:
         """A warm pool kernel becomes a session's: the session's own settings (result rows...) and, for

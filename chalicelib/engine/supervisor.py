@@ -210,12 +210,18 @@ class KernelHandle:
 
 
 def start_kernel(
-    owner: str, config: dict[str, Any], app_name: str, spark: Any = None, *, uid: int | None = None
+    owner: str,
+    config: dict[str, Any],
+    app_name: str,
+    spark: Any = None,
+    *,
+    uid: int | None = None,
+    warm: bool = False,
 ) -> KernelHandle:
     """A ready kernel for ``owner``'s jobs: in this process on ``spark`` (tests), else a sandboxed process.
 
     Isolated kernels run under ``owner``'s kernel uid, or under ``uid`` when given (a warm pool driver's
-    fresh uid, see ``chalicelib.pool``)."""
+    fresh uid, see ``chalicelib.pool``); ``warm`` runs a first statement before it answers ready."""
     ours, theirs = socket.socketpair()
     if spark is not None:
         from chalicelib.engine.kernel import Kernel
@@ -247,7 +253,7 @@ def start_kernel(
         theirs.close()
         handle = KernelHandle(Channel(ours), proc)
     try:
-        handle.send({"t": "start", "config": config, "app_name": app_name})
+        handle.send({"t": "start", "config": config, "app_name": app_name, "warm": warm})
         ready, _ = handle.wait_for("ready", KERNEL_START_SECONDS)
     except KernelDied:
         handle.kill("the kernel did not start")

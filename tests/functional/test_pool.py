@@ -161,6 +161,23 @@ def test_refill_respects_the_caps_and_replaces_dead_entries(
     assert pool.refill(spare_for="ann") == []
 
 
+def test_a_full_pool_retires_the_oldest_idle_spare_of_another_user(runner: PoolRunner) -> None:
+    from chalicelib import pool
+    from chalicelib.store import pool as pool_store
+
+    fresh = _fresh(runner)
+    ann, ben = pool.refill(spare_for="ann"), pool.refill(spare_for="ben")
+    _ready(ann[0])
+    _ready(ben[0])
+    assert pool.refill(spare_for="ben") == []  # full (pool_max 3) with nothing missing: nobody is retired
+    assert pool_store.move(fresh, ("ready",), {"state": "claimed"}) is not None  # cid took the fresh one
+    started = pool.refill(spare_for="cid")  # cid's spare and a fresh one: ann's (the oldest idle) makes room
+    assert sorted(name.split("-")[0] for name in started) == ["fresh", "spare"]
+    assert pool_store.get(ann[0])["state"] == "retired"  # type: ignore[index]
+    assert pool_store.get(ben[0])["state"] == "ready"  # type: ignore[index]
+    assert ann[0] in runner.gone  # its driver was told to stop
+
+
 def test_two_claims_race_for_one_entry_and_one_wins(runner: PoolRunner) -> None:
     from chalicelib import pool
     from chalicelib.store import users as user_store
