@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from functools import wraps
 from typing import Any, ClassVar, TypeVar
 
@@ -34,6 +35,34 @@ def fail(message: str) -> PydanticCustomError:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: what the store (DynamoDB) holds: numbers of at most 38 digits within 1e-130..1e125, maps and lists
+#: nested at most 32 levels (the item is one: a field gets 30)
+MAX_DIGITS, MIN_EXPONENT, MAX_EXPONENT, MAX_DEPTH = 38, -130, 125, 30
+
+
+def storable(value: Any, field: str, depth: int = 0) -> Any:
+    """``value`` (parsed JSON) if the store can keep it as given; otherwise BadRequest naming ``field``."""
+    if depth > MAX_DEPTH:
+        raise BadRequest(f"{field} nests deeper than {MAX_DEPTH} levels", field=field)
+    if isinstance(value, dict):
+        for item in value.values():
+            storable(item, field, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            storable(item, field, depth + 1)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+        if number.is_finite() and (
+            number.is_zero()
+            or (len(number.as_tuple().digits) <= MAX_DIGITS and MIN_EXPONENT <= number.adjusted() <= MAX_EXPONENT)
+        ):
+            return value
+        raise BadRequest(
+            f"{field} holds a number that cannot be stored ({value!r:.40}): at most {MAX_DIGITS} digits, "
+            f"magnitude 1e{MIN_EXPONENT} to 1e{MAX_EXPONENT}",
+            field=field,
+        )
+    return value
 
 
 def worded(check: F) -> F:

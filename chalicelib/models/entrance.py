@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, model_validator
 
 from chalicelib.errors import BadRequest
-from chalicelib.models.base import RequestModel, fail, worded
+from chalicelib.models.base import RequestModel, fail, storable, worded
 
 SUPPORTED_ENGINES = ("spark",)
 MAX_KILL_IDS = 100
@@ -82,12 +82,19 @@ def _engine(value: Any) -> str:
     return engine_name(value)
 
 
+@worded
 def _params(value: Any) -> Any:
     if value is None:
         return None
     if not isinstance(value, dict):
         raise fail("params must be an object")
-    return value
+    return storable(value, "params")
+
+
+@worded
+def _source(value: Any) -> Any:
+    """An object is kept (it must be storable); anything else is dropped, as before."""
+    return storable(value, "source") if isinstance(value, dict) else None
 
 
 def _run_type(value: Any) -> Any:
@@ -116,6 +123,10 @@ def _path(value: Any) -> Any:
 
 
 _OPTIONAL_OBJECT = {"anyOf": [{"type": "object", "additionalProperties": True}, {"type": "null"}]}
+#: the run types a user may give (any case), the engine names, and code: what the checks accept
+RUN_TYPE_SCHEMA = {"type": "string", "enum": ["sql", "spark_sql", "python", "py", "pyspark"]}
+ENGINE_SCHEMA = {"type": "string", "pattern": "^[sS][pP][aA][rR][kK](-.*)?$"}
+CODE_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 256 * 1024, "pattern": "\\S"}
 
 
 #: a field whose value reaches the domain as given (its checks, and the document's type, are declared)
@@ -134,7 +145,7 @@ class ExecuteRequest(LinkisModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "required": ["executionCode", "runType"],
+            "required": ["executeApplicationName", "executionCode", "runType"],
             "examples": [
                 {
                     "executeApplicationName": "spark",
@@ -147,18 +158,20 @@ class ExecuteRequest(LinkisModel):
         }
     )
 
-    executionCode: Annotated[Any, BeforeValidator(_code), _as_given({"type": "string"})] = Field(
+    executionCode: Annotated[Any, BeforeValidator(_code), _as_given(CODE_SCHEMA)] = Field(
         description="The code to run (at most 256 KiB)."
     )
-    runType: Annotated[Any, BeforeValidator(_run_type), _as_given({"type": "string"})] = Field(
+    runType: Annotated[Any, BeforeValidator(_run_type), _as_given(RUN_TYPE_SCHEMA)] = Field(
         description="sql (spark_sql), python (py, pyspark).", examples=["sql"]
     )
-    executeApplicationName: Annotated[Any, BeforeValidator(_engine), _as_given({"type": "string"})] = Field(
+    executeApplicationName: Annotated[Any, BeforeValidator(_engine), _as_given(ENGINE_SCHEMA)] = Field(
         description="The engine: spark (any spark-<version>).", examples=["spark"]
     )
     requestApplicationName: str | None = None
     params: Annotated[dict[str, Any] | None, BeforeValidator(_params)] = None
-    source: Annotated[Any, _as_given(_OPTIONAL_OBJECT)] = Field(None, description="Kept as given when an object.")
+    source: Annotated[Any, BeforeValidator(_source), _as_given(_OPTIONAL_OBJECT)] = Field(
+        None, description="Kept as given when an object."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -184,10 +197,10 @@ def _labels(value: Any) -> Any:
 class ExecutionContent(LinkisModel):
     """``executionContent`` of a submit: the code and its run type (checked as execute's)."""
 
-    runType: Annotated[Any, BeforeValidator(_run_type), _as_given({"type": "string"})] = Field(
+    runType: Annotated[Any, BeforeValidator(_run_type), _as_given(RUN_TYPE_SCHEMA)] = Field(
         description="sql (spark_sql), python (py, pyspark).", examples=["sql"]
     )
-    code: Annotated[Any, BeforeValidator(_code), _as_given({"type": "string"})] = Field(description="The code to run.")
+    code: Annotated[Any, BeforeValidator(_code), _as_given(CODE_SCHEMA)] = Field(description="The code to run.")
 
 
 class SubmitRequest(LinkisModel):
@@ -214,7 +227,9 @@ class SubmitRequest(LinkisModel):
         default_factory=dict, description="engineType (spark-<version>), userCreator (<you>-<application>)."
     )
     params: Annotated[dict[str, Any] | None, BeforeValidator(_params)] = None
-    source: Annotated[Any, _as_given(_OPTIONAL_OBJECT)] = Field(None, description="Kept as given when an object.")
+    source: Annotated[Any, BeforeValidator(_source), _as_given(_OPTIONAL_OBJECT)] = Field(
+        None, description="Kept as given when an object."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, model_validator
 
 from chalicelib.errors import BadRequest
-from chalicelib.models.base import RequestModel, fail, worded
+from chalicelib.models.base import RequestModel, fail, storable, worded
 
 DEFAULT_SESSION = "spark"
 DEFAULT_MASTER = "local[*]"
@@ -521,7 +521,7 @@ class QueryRequest(GeoModel):
 def _render_params(value: Any, info: ValidationInfo) -> Any:
     from chalicelib import geo
 
-    return geo.render_params(_principal(info), value)
+    return storable(geo.render_params(_principal(info), value), "params")
 
 
 class MapRequest(GeoModel):
