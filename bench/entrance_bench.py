@@ -69,6 +69,7 @@ def round_trip(session_id: str, owner: Any) -> tuple[float, dict[str, Any]]:
     """Submit ``select 1``, poll until final, read result set 0; answers the seconds taken and the job."""
     from chalicelib import jobs, sessions
     from chalicelib.store import jobs as job_store
+    from chalicelib.store import results as result_store
 
     started = time.perf_counter()
     job = jobs.new_job(jobs.JobRequest(owner=owner, code="select 1", run_type="sql", session_id=session_id))
@@ -83,7 +84,9 @@ def round_trip(session_id: str, owner: Any) -> tuple[float, dict[str, Any]]:
         time.sleep(0.01)
     PHASES["until Succeed seen"].append(time.perf_counter() - started)
     assert current["status"] == "Succeed", current
-    document = json.loads(job_store.get_object(job_store.result_prefix(owner.user_id, job["exec_id"]) + "_0.json"))
+    document = json.loads(
+        result_store.get_object(result_store.result_prefix(owner.user_id, job["exec_id"]) + "_0.json")
+    )
     assert document["rows"] == [[1]]
     return time.perf_counter() - started, current
 
@@ -256,7 +259,7 @@ def main() -> int:
     from chalicelib import sessions
     from chalicelib.config import settings
     from chalicelib.runners import get_runner
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
     from chalicelib.store.provision import ensure_table_and_bucket
     from chalicelib.tokens import Principal
 
@@ -274,7 +277,7 @@ def main() -> int:
             phase.clear()
         warm = [round_trip(session_id, owner)[0] for _ in range(args.runs)]
     finally:
-        session = job_store.get_session(session_id)
+        session = session_store.get_session(session_id)
         sessions.stop_session(session_id)
         if session and session.get("runner_handle"):
             time.sleep(1)

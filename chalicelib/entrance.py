@@ -19,7 +19,8 @@ from chalicelib.models import parse
 from chalicelib.models.entrance import DEFAULT_PAGE_SIZE, HISTORY_PAGE_SIZE, MAX_PAGE_SIZE, SUPPORTED_ENGINES
 from chalicelib.models.entrance import flag as _flag
 from chalicelib.models.entrance import int_arg as _int_arg
-from chalicelib.store import jobs as job_store
+from chalicelib.store import logs as log_store
+from chalicelib.store import results as result_store
 from chalicelib.timeutil import parse_iso
 from chalicelib.tokens import Principal
 
@@ -168,7 +169,7 @@ def log(job: dict[str, Any], from_line: Any = None, size: Any = None, distinct_l
         requests.LogQuery, _present(fromLine=from_line, size=size, distinctLevel=distinct_level), order=LOG_ORDER
     )
     start, count = _window(query)
-    lines = job_store.read_log(job["exec_id"], start, count)
+    lines = log_store.read_log(job["exec_id"], start, count)
     return log_data(job, lines, start, query.distinctLevel)
 
 
@@ -312,7 +313,7 @@ def _log_job(principal: Principal, path: Any) -> dict[str, Any]:
 def open_log(principal: Principal, path: Any) -> dict[str, Any]:
     """``filesystem/openLog?path=<logPath>``: the whole log as ``[error, warn, info, all]``."""
     job = _log_job(principal, path)
-    lines = job_store.read_log(job["exec_id"], 0, None)
+    lines = log_store.read_log(job["exec_id"], 0, None)
     return {"log": log_data(job, lines, 0)["log"]}
 
 
@@ -378,7 +379,7 @@ def _result_job(principal: Principal, path: Any) -> tuple[dict[str, Any], int | 
     name = parts[2] if len(parts) > 2 and parts[2] else None
     if name is None:
         return job, None
-    match = job_store.RESULT_FILE.fullmatch(name)
+    match = result_store.RESULT_FILE.fullmatch(name)
     if match is None or int(match.group(1)) >= int(job.get("result_sets") or 0):
         raise NotFound(f"no result file {path}")
     return job, int(match.group(1))
@@ -388,8 +389,8 @@ def dir_file_trees(principal: Principal, path: Any) -> dict[str, Any]:
     """``filesystem/getDirFileTrees``: one child per result set, in order (the Job knows how many)."""
     job, _ = _result_job(principal, path)
     base = f"s3://{settings().bucket_name}/"
-    root = f"{base}{job_store.result_prefix(job['owner'], job['exec_id'])}"
-    names = [job_store.result_file(i) for i in range(int(job.get("result_sets") or 0))]
+    root = f"{base}{result_store.result_prefix(job['owner'], job['exec_id'])}"
+    names = [result_store.result_file(i) for i in range(int(job.get("result_sets") or 0))]
     children = [{"name": n, "path": root + n, "isLeaf": True, "parentPath": root.rstrip("/")} for n in names]
     return {"dirFileTrees": {"name": job["exec_id"], "path": root.rstrip("/"), "isLeaf": False, "children": children}}
 
@@ -462,7 +463,7 @@ def open_file(
         raise BadRequest("path must name a result file", field="path")
     native, number, size = query.typed, query.page, query.pageSize
     owner, exec_id = job["owner"], job["exec_id"]
-    document = job_store.get_result_set(owner, exec_id, index)
+    document = result_store.get_result_set(owner, exec_id, index)
     total = int(document.get("total_rows", len(document.get("rows", []))))
     rows = _rows(owner, exec_id, index, document, (number - 1) * size, size)
     kind = result_type(document)
@@ -490,7 +491,7 @@ def _rows(owner: str, exec_id: str, index: int, document: dict[str, Any], start:
     end = min(start + count, total)
     rows: list[Any] = []
     for number in range(start // stored, (end - 1) // stored + 1) if end > start else ():
-        page = document.get("rows", []) if number == 0 else job_store.get_result_page(owner, exec_id, index, number)
+        page = document.get("rows", []) if number == 0 else result_store.get_result_page(owner, exec_id, index, number)
         first = number * stored
         rows.extend(page[max(start - first, 0) : end - first])
     return rows

@@ -27,6 +27,8 @@ from chalicelib.models import parse
 from chalicelib.models.geo import DEFAULT_MASTER, DEFAULT_SESSION, FORMATS, TABLE_RE, schema_ddl
 from chalicelib.store import geo as geo_store
 from chalicelib.store import jobs as job_store
+from chalicelib.store import results as result_store
+from chalicelib.store import sessions as session_store
 from chalicelib.timeutil import now_iso
 from chalicelib.tokens import Principal
 
@@ -207,12 +209,12 @@ def job_result(job: dict[str, Any]) -> dict[str, Any]:
     if rows and not preview.get("truncated"):
         text = rows[0][0]
     elif int(job.get("result_sets") or 0) > 0:
-        text = job_store.get_result_set(job["owner"], job["exec_id"], 0)["rows"][0][0]
+        text = result_store.get_result_set(job["owner"], job["exec_id"], 0)["rows"][0][0]
     else:
         return {}
     loaded: dict[str, Any] = json.loads(text)
     if loaded.get("png_key"):
-        loaded["png"] = base64.b64encode(job_store.get_object(str(loaded.pop("png_key")))).decode()
+        loaded["png"] = base64.b64encode(result_store.get_object(str(loaded.pop("png_key")))).decode()
     return loaded
 
 
@@ -235,7 +237,7 @@ def _wait(job: dict[str, Any]) -> Outcome:
             break
         if time.monotonic() >= deadline:
             pending = {"execID": job["exec_id"], "taskID": job["task_id"], "jobStatus": current["status"]}
-            if current["status"] in jobs.QUEUED and jobs.driver_starting(job_store.get_session(job["session_id"])):
+            if current["status"] in jobs.QUEUED and jobs.driver_starting(session_store.get_session(job["session_id"])):
                 pending["driver"] = "starting"  # the 202 says why nothing ran yet
             return Outcome(pending=pending)
         time.sleep(delay)

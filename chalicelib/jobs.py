@@ -17,7 +17,9 @@ from chalicelib import job_status, quotas
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.job_status import JobStatus as S
 from chalicelib.logformat import linkis_line
+from chalicelib.store import counters as counter_store
 from chalicelib.store import jobs as job_store
+from chalicelib.store import logs as log_store
 from chalicelib.timeutil import now_iso
 from chalicelib.tokens import Principal
 
@@ -127,7 +129,7 @@ def new_job(request: JobRequest) -> dict[str, Any]:
     stamp = now_iso()
     job: dict[str, Any] = {
         "exec_id": exec_id,
-        "task_id": job_store.next_counter("job"),
+        "task_id": counter_store.next_counter("job"),
         "owner": request.owner.user_id,
         "username": request.owner.username,
         "kind": request.kind,
@@ -160,7 +162,7 @@ def new_job(request: JobRequest) -> dict[str, Any]:
     job_store.insert_job(job)
     if request.opening_log:
         # after the Job (so the stream's push finds it); no driver writes before line log_lines
-        job_store.append_log(exec_id, 0, [(lvl, linkis_line(lvl, text)) for lvl, text in request.opening_log])
+        log_store.append_log(exec_id, 0, [(lvl, linkis_line(lvl, text)) for lvl, text in request.opening_log])
     return job
 
 
@@ -211,5 +213,5 @@ def request_cancel(job: dict[str, Any]) -> dict[str, Any]:
 
 def log_view(job: dict[str, Any], from_line: int, size: int | None) -> tuple[list[tuple[str, str]], int]:
     """Log lines from ``from_line`` and the cursor to resume from."""
-    lines = job_store.read_log(job["exec_id"], from_line, size)
+    lines = log_store.read_log(job["exec_id"], from_line, size)
     return lines, from_line + len(lines)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chalicelib.entrance import log_data, progress, status
+from chalicelib.store import item_keys
 
 METHOD_PREFIX = "/api/rest_j/v1/entrance/"
 #: API Gateway's per-message limit, and the head room kept for the recipient's ``websocketTag``.
@@ -41,8 +42,6 @@ STATUS_MESSAGE = "status"
 PROGRESS_MESSAGE = "progress"
 LOG_MESSAGE = "log"
 WAITING_MESSAGE = "waitingSize"
-#: the session queue's key prefix on a queued Job item (``gsi1pk``); the rest is the session id
-QUEUE_PREFIX = "SESSIONQ#"
 #: how many queued Jobs of a session one change reads (and pushes positions to)
 MAX_QUEUE_READ = 100
 
@@ -59,18 +58,17 @@ class Change:
     @property
     def exec_id(self) -> str | None:
         """The Job this record belongs to, or None for any other item."""
-        pk = str(self.keys.get("pk", ""))
-        return pk[len("JOB#") :] if pk.startswith("JOB#") else None
+        return item_keys.exec_id_of(self.keys)
 
     @property
     def is_job(self) -> bool:
         """True for the Job item itself."""
-        return self.exec_id is not None and self.keys.get("sk") == "JOB"
+        return item_keys.is_job(self.keys)
 
     @property
     def is_log(self) -> bool:
         """True for a log chunk item."""
-        return self.exec_id is not None and str(self.keys.get("sk", "")).startswith("LOG#")
+        return item_keys.is_log(self.keys)
 
 
 @dataclass(frozen=True)
@@ -173,8 +171,7 @@ def job_pushes(change: Change) -> list[Push]:
 
 def queue_of(image: dict[str, Any] | None) -> str | None:
     """The session whose queue a Job item (a raw stream image) waits in, or None."""
-    key = str((image or {}).get("gsi1pk") or "")
-    return key[len(QUEUE_PREFIX) :] if key.startswith(QUEUE_PREFIX) else None
+    return item_keys.queued_session(image)
 
 
 def waiting_push(job: dict[str, Any], ahead: int) -> Push:

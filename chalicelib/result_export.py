@@ -11,7 +11,7 @@ from typing import Any
 
 from chalicelib import entrance
 from chalicelib.errors import BadRequest
-from chalicelib.store import jobs as job_store
+from chalicelib.store import results as result_store
 from chalicelib.tokens import Principal
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -65,7 +65,7 @@ def export(principal: Principal, query: dict[str, str]) -> Export:
     limit = entrance._int_arg(query.get("limit"), "limit", DEFAULT_LIMIT, -(10**9), 10**9)
     limit = MAX_LIMIT if limit <= 0 else min(limit, MAX_LIMIT)
     owner, exec_id = job["owner"], job["exec_id"]
-    document = job_store.get_result_set(owner, exec_id, index)
+    document = result_store.get_result_set(owner, exec_id, index)
     if entrance.result_type(document) == entrance.TEXT_RESULT:
         return _text_export(owner, exec_id, index, document, kind, name, limit)
     metadata = list(document.get("metadata", []))

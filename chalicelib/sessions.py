@@ -1,6 +1,6 @@
 """Warm sessions: one engine driver per session, started on demand, watched by heartbeats.
 
-A session item (``store.jobs`` ``SESSION#<id>``) carries a ``generation``; starting a driver is a
+A session item (``store.sessions`` ``SESSION#<id>``) carries a ``generation``; starting a driver is a
 conditional write of generation ``g+1`` over ``g``, so two submitters never start two drivers.
 While starting or running, the item is in the live index (``gsi1pk = LIVESESSIONS``) the
 schedule tick scans; a driver whose heartbeat is stale (or whose runner says it is gone) is
@@ -21,7 +21,9 @@ from chalicelib.config import settings
 from chalicelib.engine.config import ERR_DRIVER_DIED, batch_driver_id, session_config
 from chalicelib.errors import Forbidden, QuotaExceeded
 from chalicelib.runners import Runner, get_runner, runner_for_handle
+from chalicelib.store import item_keys
 from chalicelib.store import jobs as job_store
+from chalicelib.store import sessions as session_store
 from chalicelib.timeutil import now_iso
 
 LIVE_STATES = ("starting", "running", "stopping")
@@ -86,7 +88,7 @@ def ensure_session_driver(
     """
     known = _known
     for _ in range(8):
-        current, known = (known if known is not None else job_store.get_session(session_id)), None
+        current, known = (known if known is not None else session_store.get_session(session_id)), None
         if current and current.get("owner") not in (None, owner_user_id):
             raise Forbidden(f"session {session_id} belongs to another user")
         now = time.time()
@@ -112,10 +114,10 @@ def ensure_session_driver(
             "runner_handle": None,
             "current_exec_id": None,
             "stop_requested": False,
-            "gsi1pk": job_store.LIVE_SESSIONS_PK,
+            "gsi1pk": item_keys.LIVE_SESSIONS_PK,
             "gsi1sk": session_id,
         }
-        if not job_store.put_session(record, expected_generation=int(current["generation"]) if current else None):
+        if not session_store.put_session(record, expected_generation=int(current["generation"]) if current else None):
             continue  # another submitter started it first: re-read and use theirs
         return _start(record)
     raise RuntimeError(f"could not settle a driver for session {session_id}")
@@ -134,12 +136,12 @@ def _start(record: dict[str, Any]) -> dict[str, Any]:
         try:
             handle = _runner().start_session(record)
         except Exception as err:
-            job_store.retire_session(
+            session_store.retire_session(
                 session_id, generation, {"state": "dead", "stop_reason": f"driver could not start: {err}"}
             )
             raise
     warm = handle.get("pool_id") is not None
-    job_store.update_session_fields(session_id, generation, {"runner_handle": handle, "warm_start": warm})
+    session_store.update_session_fields(session_id, generation, {"runner_handle": handle, "warm_start": warm})
     pool.refill_quietly(spare_for=record["owner"])
     return {**record, "runner_handle": handle, "warm_start": warm}
 
@@ -160,7 +162,7 @@ def dispatch(job: dict[str, Any]) -> dict[str, Any]:
     Answers the driver record (a session item). A batch driver that cannot start fails the job.
     """
     if job.get("session_id"):
-        existing = job_store.get_session(job["session_id"])
+        existing = session_store.get_session(job["session_id"])
         config = existing.get("config") if existing else job.get("session_config")
         return ensure_session_driver(job["session_id"], job["owner"], config, _known=existing)
     exec_id = job["exec_id"]
@@ -178,21 +180,21 @@ def dispatch(job: dict[str, Any]) -> dict[str, Any]:
         "runner_handle": None,
         "current_exec_id": exec_id,
         "stop_requested": False,
-        "gsi1pk": job_store.LIVE_SESSIONS_PK,
+        "gsi1pk": item_keys.LIVE_SESSIONS_PK,
         "gsi1sk": batch_driver_id(exec_id),
     }
-    if not job_store.put_session(record, expected_generation=None):
-        return job_store.get_session(record["session_id"]) or record
+    if not session_store.put_session(record, expected_generation=None):
+        return session_store.get_session(record["session_id"]) or record
     try:
         handle = _runner().start_batch(job)
     except Exception as err:
         reason = f"driver could not start: {err}"
-        job_store.retire_session(record["session_id"], 1, {"state": "dead", "stop_reason": reason})
+        session_store.retire_session(record["session_id"], 1, {"state": "dead", "stop_reason": reason})
         job_store.transition(
             exec_id, jobs.QUEUED, jobs.FAILED, {"error": reason, "error_code": ERR_DRIVER_DIED, "ended_at": now_iso()}
         )
         raise
-    job_store.update_session_fields(record["session_id"], 1, {"runner_handle": handle})
+    session_store.update_session_fields(record["session_id"], 1, {"runner_handle": handle})
     job_store.update_job_fields(exec_id, {"runner_handle": handle})
     return {**record, "runner_handle": handle}
 
@@ -202,7 +204,7 @@ def stop_session(session_id: str) -> dict[str, Any] | None:
 
     Answers the session item after the request (None when unknown). Idempotent.
     """
-    session = job_store.get_session(session_id)
+    session = session_store.get_session(session_id)
     if session is None:
         return None
     if session.get("owner"):
@@ -211,7 +213,7 @@ def stop_session(session_id: str) -> dict[str, Any] | None:
         jobs.request_cancel(queued)
     if session.get("state") in LIVE_STATES:
         generation = int(session["generation"])
-        job_store.update_session_fields(session_id, generation, {"stop_requested": True})
+        session_store.update_session_fields(session_id, generation, {"stop_requested": True})
         wake(session)  # an idle driver beats slowly: the doorbell makes it read the request now
         current = session.get("current_exec_id")
         running = job_store.get_job(current) if current else None
@@ -222,12 +224,12 @@ def stop_session(session_id: str) -> dict[str, Any] | None:
             handle and _runner(handle).probe(handle) in ("finished", "failed")
         )
         # no driver to hear the request: retire the record and make sure no process lingers
-        retired = bool(gone) and job_store.retire_session(
+        retired = bool(gone) and session_store.retire_session(
             session_id, generation, {"state": "stopped", "stop_reason": "stopped"}
         )
         if retired and handle:
             _runner(handle).cancel(handle)
-    return job_store.get_session(session_id)
+    return session_store.get_session(session_id)
 
 
 def _death_reason(session: dict[str, Any], now: float) -> str | None:
@@ -250,11 +252,11 @@ def _death_reason(session: dict[str, Any], now: float) -> str | None:
 def _reap(session: dict[str, Any], reason: str, *, restart: bool) -> dict[str, Any] | None:
     """Retire a dead driver: session dead, its job Failed, the process stopped, a successor if work waits."""
     session_id, generation = session["session_id"], int(session["generation"])
-    fresh = job_store.get_session(session_id)
+    fresh = session_store.get_session(session_id)
     if not fresh or int(fresh["generation"]) != generation or fresh.get("state") not in LIVE_STATES:
         return None
     fields = {"state": "dead", "stop_reason": reason, "stopped_at": now_iso(), "current_exec_id": None}
-    if not job_store.retire_session(session_id, generation, fields):
+    if not session_store.retire_session(session_id, generation, fields):
         return None
     failed: str | None = None
     current = fresh.get("current_exec_id")
@@ -293,7 +295,7 @@ def check_heartbeats(now: float | None = None) -> list[dict[str, Any]]:
     """The schedule handler's sweep: retire dead drivers (see the module docstring); answers what it did."""
     now = time.time() if now is None else now
     done: list[dict[str, Any]] = []
-    for session in job_store.live_sessions():
+    for session in session_store.live_sessions():
         try:
             reason = _death_reason(session, now)
             outcome = _reap(session, reason, restart=True) if reason else None

@@ -47,6 +47,7 @@ from chalicelib.engine.config import batch_driver_id
 from chalicelib.errors import BadRequest, NotFound, StateConflict
 from chalicelib.observability import logger
 from chalicelib.store import jobs as job_store
+from chalicelib.store import sessions as session_store
 from chalicelib.store import tasks as task_store
 from chalicelib.store import works as work_store
 from chalicelib.timeutil import now, now_iso, parse_iso
@@ -142,7 +143,7 @@ def _fail_undispatched(job: dict[str, Any]) -> dict[str, Any]:
         job.get("mode") != "batch"
         or job.get("runner_handle")
         or _age_seconds(job.get("created_at")) < settings().task_start_grace_seconds
-        or job_store.get_session(batch_driver_id(job["exec_id"])) is not None
+        or session_store.get_session(batch_driver_id(job["exec_id"])) is not None
     ):
         return job
     fields = {"error": STALE_START_ERROR.format(what="starting its driver"), "ended_at": now_iso()}

@@ -32,6 +32,7 @@ from chalicelib import jobs, quotas, user_files
 from chalicelib.config import settings
 from chalicelib.errors import BadRequest, QuotaExceeded
 from chalicelib.store import jobs as job_store
+from chalicelib.store import results as result_store
 from chalicelib.timeutil import now_iso
 from chalicelib.tokens import Principal
 
@@ -144,7 +145,7 @@ def read_text(artefact: Artefact) -> str:
             with open_local(artefact) as handle:
                 raw = handle.read()
         else:
-            raw = job_store.get_object(artefact.path)
+            raw = result_store.get_object(artefact.path)
         return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise RunError(f"cannot read {artefact.uri}: {err}") from err

@@ -46,7 +46,7 @@ from chalicelib.dialects import LinkisDialect
 from chalicelib.errors import BadRequest, InternalError, NotFound, SparkgateError, Unauthorized, ValidationFailed
 from chalicelib.observability import logger
 from chalicelib.store import connections, wsapi
-from chalicelib.store import jobs as job_store
+from chalicelib.store import logs as log_store
 from chalicelib.tokens import Principal, decode_token, principal_of, subprotocol_token, token_from_headers
 
 blueprint = Blueprint(__name__)
@@ -170,7 +170,7 @@ def answer(connection: connections.Connection, method: str, data: dict[str, Any]
         if len(push.encode(whole)) <= MAX_FRAME_BYTES - push.TAG_HEADROOM:
             return [whole]
         start, count = entrance.log_window(data.get("fromLine"), data.get("size"))
-        lines = job_store.read_log(job["exec_id"], start, count)
+        lines = log_store.read_log(job["exec_id"], start, count)
         return [_LINKIS.envelope(method, part.data) for part in push.log_pushes(job, start, lines)]
     return [_LINKIS.envelope(method, entrance.status(job))]  # subscribe: recorded by the caller
 

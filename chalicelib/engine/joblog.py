@@ -6,6 +6,7 @@ import threading
 
 from chalicelib.logformat import linkis_line
 from chalicelib.store import jobs as job_store
+from chalicelib.store import logs as log_store
 
 MAX_LINE_CHARS = 16_000
 MAX_CHUNK_CHARS = 200_000  # keeps a log chunk well under DynamoDB's 400 KB item limit
@@ -71,7 +72,7 @@ class JobLog:
                 while end < len(pending) and (end == start or size + len(pending[end][1]) < MAX_CHUNK_CHARS):
                     size += len(pending[end][1])
                     end += 1
-                job_store.append_log(self.exec_id, self.flushed, pending[start:end])
+                log_store.append_log(self.exec_id, self.flushed, pending[start:end])
                 self.flushed += end - start
                 start = end
             if update_count:

@@ -119,9 +119,9 @@ class PoolDriver:
         return driver.serve()
 
     def _session_config(self, claimed: dict[str, Any]) -> dict[str, Any]:
-        from chalicelib.store import jobs as job_store
+        from chalicelib.store import sessions as session_store
 
-        session = job_store.get_session(str(claimed["session_id"])) or {}
+        session = session_store.get_session(str(claimed["session_id"])) or {}
         return engine_config.session_config(session.get("config"))
 
     def _wait(self, kernel: KernelHandle) -> dict[str, Any] | None:

@@ -33,6 +33,8 @@ from chalicelib.engine.joblog import JobLog
 from chalicelib.job_status import JobStatus
 from chalicelib.logformat import closing_line
 from chalicelib.store import jobs as job_store
+from chalicelib.store import results as result_store
+from chalicelib.store import sessions as session_store
 from chalicelib.timeutil import now_iso
 
 POLL_BUSY_SECONDS = 0.02  # queue poll while recently active
@@ -442,7 +444,7 @@ class JobRun:
         if self.result_bytes > max_result_bytes():
             self.over_quota = f"the job's results exceed {max_result_bytes()} bytes (SPARKGATE_MAX_RESULT_BYTES)"
             return
-        self.stored.append(self.io.submit(job_store.put_result_page, self.owner, self.exec_id, index, page, rows))
+        self.stored.append(self.io.submit(result_store.put_result_page, self.owner, self.exec_id, index, page, rows))
 
     # -- endings ----------------------------------------------------------------------------------
 
@@ -506,7 +508,7 @@ class JobRun:
                 result = dict(done["geo_result"])
                 result.pop("png_key", None)
                 if blob:
-                    result["png_key"] = job_store.put_result_blob(
+                    result["png_key"] = result_store.put_result_blob(
                         self.owner, self.exec_id, "map.png", blob, "image/png"
                     )
                 documents = [_geo_document(result)]
@@ -521,12 +523,12 @@ class JobRun:
         self.log.info(closing_line("Succeed"))
         # results (S3) and the last log lines (table) are stored side by side; Succeed only after both
         stored = [
-            self.io.submit(job_store.put_result_set, self.owner, self.exec_id, i, d) for i, d in enumerate(documents)
+            self.io.submit(result_store.put_result_set, self.owner, self.exec_id, i, d) for i, d in enumerate(documents)
         ]
         lines = self.log.flush(update_count=False)
         for future in [*self.stored, *stored]:
             future.result()
-        location = f"s3://{settings().bucket_name}/{job_store.result_prefix(self.owner, self.exec_id)}"
+        location = f"s3://{settings().bucket_name}/{result_store.result_prefix(self.owner, self.exec_id)}"
         final_info = [{**i, "succeedTasks": i["totalTasks"] - i["failedTasks"], "runningTasks": 0} for i in infos]
         fields: dict[str, Any] = {
             "ended_at": now_iso(),
@@ -574,7 +576,7 @@ class Heartbeat(threading.Thread):
     def beat(self) -> None:
         """One heartbeat, one request (it also picks up ``stop_requested``)."""
         fields = {"heartbeat_at": time.time(), "heartbeat_every": self.interval()}
-        session = job_store.beat_session(self.session_id, self.generation, fields)
+        session = session_store.beat_session(self.session_id, self.generation, fields)
         if session is None:
             self.superseded.set()
         elif session.get("stop_requested"):
@@ -600,7 +602,7 @@ class SessionDriver:
         kernel: KernelHandle | None = None,
     ) -> None:
         self.session_id, self.generation = session_id, generation
-        session = job_store.get_session(session_id)
+        session = session_store.get_session(session_id)
         if session is None:
             raise SystemExit(f"sparkgate engine: no session {session_id}")
         self.owner = str(session.get("owner") or "")
@@ -622,7 +624,7 @@ class SessionDriver:
         self.kernel: KernelHandle | None = kernel
 
     def _update(self, fields: dict[str, Any]) -> bool:
-        ok = job_store.update_session_fields(self.session_id, self.generation, fields)
+        ok = session_store.update_session_fields(self.session_id, self.generation, fields)
         if not ok:
             self.heartbeat.superseded.set()
         return ok
@@ -660,7 +662,7 @@ class SessionDriver:
             if self.kernel is not None:
                 self.kernel.stop()
             if not self.retired and not self.heartbeat.superseded.is_set():
-                job_store.retire_session(
+                session_store.retire_session(
                     self.session_id,
                     self.generation,
                     {"state": "stopped", "stopped_at": now_iso(), "stop_reason": reason, "current_exec_id": None},
@@ -748,7 +750,7 @@ class SessionDriver:
             return False
         if any(j["status"] == JobStatus.SCHEDULED for j in job_store.queued_jobs(self.session_id, limit=5)):
             return not self._update({"state": "running"})
-        self.retired = job_store.retire_session(
+        self.retired = session_store.retire_session(
             self.session_id,
             self.generation,
             {"state": "stopped", "stopped_at": now_iso(), "stop_reason": "idle", "current_exec_id": None},
@@ -765,7 +767,7 @@ def run_batch(exec_id: str, spark: Any = None, master: str | None = None) -> str
     config = engine_config.session_config(job.get("session_config"))
     if master:
         config["master"] = master
-    record = job_store.get_session(driver_id)
+    record = session_store.get_session(driver_id)
     generation = int(record["generation"]) if record else 1
     heartbeat = Heartbeat(driver_id, generation, float(config["heartbeat_seconds"]))
     status: str | None = None
@@ -781,7 +783,7 @@ def run_batch(exec_id: str, spark: Any = None, master: str | None = None) -> str
                 {"error": f"driver died: {err}", "error_code": engine_config.ERR_DRIVER_DIED, "ended_at": now_iso()},
             )
             return "Failed"
-        job_store.update_session_fields(driver_id, generation, {"state": "running", "heartbeat_at": time.time()})
+        session_store.update_session_fields(driver_id, generation, {"state": "running", "heartbeat_at": time.time()})
         heartbeat.start()
         claimed = job_store.transition(
             exec_id,
@@ -799,7 +801,7 @@ def run_batch(exec_id: str, spark: Any = None, master: str | None = None) -> str
         heartbeat.stopping.set()
         if kernel is not None:
             kernel.stop()
-        job_store.retire_session(driver_id, generation, {"state": "stopped", "stopped_at": now_iso()})
+        session_store.retire_session(driver_id, generation, {"state": "stopped", "stopped_at": now_iso()})
 
 
 def install_signal_handlers() -> None:

@@ -135,10 +135,10 @@ def _spec(job: dict[str, Any]) -> tuple[dict[str, Any], IO[bytes] | None]:
     spec.update({"mode": "jar", "main_class": check_java_class(run.get("main_class"))})
     if artefact.location == "local":
         return spec, work_runs.open_local(artefact)  # never a link planted after the run was checked
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import results as result_store
 
     copy = tempfile.TemporaryFile()  # noqa: SIM115 - the upload's bytes, unlinked; closed by the caller
-    copy.write(job_store.get_object(artefact.path))
+    copy.write(result_store.get_object(artefact.path))
     copy.seek(0)
     return spec, copy
 
@@ -166,14 +166,14 @@ class _Results:
 
     def page(self, message: dict[str, Any]) -> None:
         """Page >= 1 of a result set: stored at once."""
-        from chalicelib.store import jobs as job_store
+        from chalicelib.store import results as result_store
 
         index, number = message.get("index"), message.get("page")
         if not (isinstance(index, int) and 0 <= index < MAX_RESULT_SETS and isinstance(number, int) and number >= 1):
             return
         rows = self._rows(message.get("rows"))
         if rows is not None:
-            job_store.put_result_page(self.owner, self.exec_id, index, number, rows)
+            result_store.put_result_page(self.owner, self.exec_id, index, number, rows)
 
     def result(self, message: dict[str, Any]) -> None:
         """A result set's document (page 0 and its counts)."""
@@ -198,11 +198,11 @@ class _Results:
 
     def store(self) -> dict[str, Any]:
         """Write the result sets; the Job fields that describe them."""
-        from chalicelib.store import jobs as job_store
+        from chalicelib.store import results as result_store
 
         documents = [self.documents[i] for i in sorted(self.documents)]
         for index, document in enumerate(documents):
-            job_store.put_result_set(self.owner, self.exec_id, index, document)
+            result_store.put_result_set(self.owner, self.exec_id, index, document)
         preview = None
         if documents:
             first = documents[0]
@@ -210,7 +210,7 @@ class _Results:
             total = first["total_rows"]
             preview = {"metadata": first["metadata"], "rows": rows, "total_rows": total}
             preview["truncated"] = first["truncated"] or len(rows) < total
-        location = f"s3://{settings().bucket_name}/{job_store.result_prefix(self.owner, self.exec_id)}"
+        location = f"s3://{settings().bucket_name}/{result_store.result_prefix(self.owner, self.exec_id)}"
         return {"result_sets": len(documents), "result_location": location, "result_preview": preview}
 
 
@@ -231,11 +231,12 @@ class _Log:
 
     def flush(self) -> int:
         from chalicelib.store import jobs as job_store
+        from chalicelib.store import logs as log_store
 
         with self.lock:
             chunk, self.pending = self.pending, []
         if chunk:
-            if job_store.append_log(self.exec_id, self.written, chunk):
+            if log_store.append_log(self.exec_id, self.written, chunk):
                 self.written += len(chunk)
                 job_store.update_job_fields(self.exec_id, {"log_lines": self.written})
             else:  # another writer took those lines: retry them after the next read
@@ -244,7 +245,7 @@ class _Log:
         return self.written
 
 
-def _remove(folder: Path) -> None:
+def remove_run_folder(folder: Path) -> None:
     """Remove a run's temp folder (in the owner's area: a symlink in its place is left alone, and
     ``rmtree`` follows none inside it)."""
     with contextlib.suppress(OSError):
@@ -363,7 +364,7 @@ def supervise(job: dict[str, Any]) -> int:
     for reader in readers:
         reader.join(timeout=5)
     channel.close()
-    _remove(run_tmp(owner, exec_id))
+    remove_run_folder(run_tmp(owner, exec_id))
     if cancelled:
         _end(exec_id, log, "Cancelled", {"error": "cancelled by user", "progress": 1})
     elif proc.returncode == 0 and done and not done.get("error") and not results.over:

@@ -3,7 +3,8 @@
 Kept apart from the engine on purpose: a jar is not Python, so there is no engine code to run.
 
 - Locally, :func:`start_artefact_run` starts ``python -m chalicelib.runners.jar --exec-id ID``, a tiny
-  supervisor that moves the Job to Running, runs ``spark-submit --class <main> <jar> <args>`` (Flink
+  supervisor that moves the Job to Running, runs ``spark-submit --class <main> <jar> <args>`` in the
+  owner's sandbox (:mod:`chalicelib.runners.spark_jar`: their uid, no credentials) (Flink
   works: a sandboxed local Flink, :mod:`chalicelib.runners.flink`), copies its output into the Job
   log, honours ``cancel_requested`` and ends the Job Succeed / Failed / Cancelled. Its handle is a
   LocalRunner handle, so the LocalRunner probes and cancels it.
@@ -66,24 +67,6 @@ def spark_submit_path() -> str:
     raise RunnerError("spark-submit not found: set SPARK_HOME or install pyspark")
 
 
-def local_command(run: dict[str, Any], master: str) -> list[str]:
-    """The local command line of an artefact run."""
-    args = [str(a) for a in run.get("args") or []]
-    if run.get("engine") == "flink":
-        raise RunnerError("Flink runs are supervised by chalicelib.runners.flink, not a command line")
-    return [
-        spark_submit_path(),
-        "--master",
-        master,
-        "--conf",
-        "spark.ui.enabled=false",
-        "--class",
-        str(run["main_class"]),
-        str(run["path"]),
-        *args,
-    ]
-
-
 def emr_step(job: dict[str, Any]) -> dict[str, Any]:
     """The EMR step (``command-runner.jar``) that runs ``job``'s artefact on the cluster.
 
@@ -137,6 +120,7 @@ def start_artefact_run(job: dict[str, Any]) -> dict[str, Any]:
 
 def _supervise(exec_id: str) -> int:
     from chalicelib.store import jobs as job_store
+    from chalicelib.store import logs as log_store
     from chalicelib.timeutil import now_iso
 
     job = job_store.get_job(exec_id)
@@ -151,23 +135,23 @@ def _supervise(exec_id: str) -> int:
         from chalicelib.runners import flink
 
         return flink.supervise(running)  # sandboxed, on the local Flink (chalicelib/runners/flink.py)
+    from chalicelib.runners import spark_jar
+    from chalicelib.runners.flink import remove_run_folder
+
     master = str((job.get("session_config") or {}).get("master") or settings().spark_master)
     lines: list[str] = []
     written = 0
     try:
-        command = local_command(job["artefact_run"], master)
-        proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-        )
+        proc = spark_jar.start(job, master)  # sandboxed: the owner's uid, no credentials
     except (OSError, RunnerError) as err:
-        job_store.append_log(exec_id, 0, [("ERROR", str(err))])
+        log_store.append_log(exec_id, 0, [("ERROR", str(err))])
         job_store.transition(
             exec_id, ("Running",), "Failed", {"error": str(err), "ended_at": now_iso(), "log_lines": 1}
         )
         return 1
 
     def stop(*_: Any) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
@@ -178,7 +162,7 @@ def _supervise(exec_id: str) -> int:
         time.sleep(0.5)
         if len(lines) > written:
             chunk = [("INFO", line.rstrip("\n")) for line in lines[written:]]
-            if job_store.append_log(exec_id, written, chunk):
+            if log_store.append_log(exec_id, written, chunk):
                 written += len(chunk)
                 job_store.update_job_fields(exec_id, {"log_lines": written})
         fresh = job_store.get_job(exec_id) or {}
@@ -190,9 +174,10 @@ def _supervise(exec_id: str) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
     reader.join(timeout=5)
+    remove_run_folder(spark_jar.run_tmp(str(job["owner"]), exec_id))
     if len(lines) > written:
         chunk = [("INFO", line.rstrip("\n")) for line in lines[written:]]
-        if job_store.append_log(exec_id, written, chunk):
+        if log_store.append_log(exec_id, written, chunk):
             written += len(chunk)
     end = {"ended_at": now_iso(), "log_lines": written, "progress": 1}
     if cancelled:
@@ -201,7 +186,7 @@ def _supervise(exec_id: str) -> int:
         job_store.transition(exec_id, ("Running",), "Succeed", end)
     else:
         tail = "\n".join(line.rstrip("\n") for line in lines[-TAIL_LINES:])
-        error = f"{Path(command[0]).name} exited with code {proc.returncode}\n{tail}"
+        error = f"spark-submit exited with code {proc.returncode}\n{tail}"
         job_store.transition(exec_id, ("Running",), "Failed", {**end, "error": error, "error_code": 21304})
     return 0
 

@@ -32,7 +32,7 @@ def _id_key(token_id: int) -> dict[str, str]:
 
 def next_id() -> int:
     """A fresh numeric token id (atomic counter)."""
-    from chalicelib.store.jobs import next_counter
+    from chalicelib.store.counters import next_counter
 
     return next_counter("gateway_auth_token")
 

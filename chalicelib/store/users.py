@@ -305,6 +305,6 @@ def bind_kernel_uid(user_id: str, uid: int) -> bool:
 
 def take_kernel_uid(base: int) -> int:
     """A kernel uid nobody has: ``base`` + the next number of the users' uid counter."""
-    from chalicelib.store.jobs import next_counter
+    from chalicelib.store.counters import next_counter
 
     return base + next_counter("kernel_uid")

@@ -104,10 +104,10 @@ def alice(stack: StackProcess) -> Linkis:
 
 def _driver_pid(stack: StackProcess, prefix: str) -> int:
     """The pid of the live session driver whose id starts with ``prefix`` (read through the stack's AWS)."""
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     with stack.aws():
-        live = [s for s in job_store.live_sessions() if str(s["session_id"]).startswith(prefix)]
+        live = [s for s in session_store.live_sessions() if str(s["session_id"]).startswith(prefix)]
         assert live and live[0].get("runner_handle"), "no live driver"
         return int(live[0]["runner_handle"]["pid"])
 

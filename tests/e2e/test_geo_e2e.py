@@ -59,14 +59,14 @@ def _png(body: Any, size: tuple[int, int]) -> None:
 def _driver(stack: StackProcess, scope: str, session: str) -> dict[str, Any]:
     """The driver record (pid, generation) of a geo session, read from the stack's AWS."""
     from chalicelib.store import geo as geo_store
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     with stack.aws():
-        live = [s for s in job_store.live_sessions() if str(s["session_id"]).startswith("geo-")]
+        live = [s for s in session_store.live_sessions() if str(s["session_id"]).startswith("geo-")]
         assert live, "no live geo session"
         record = geo_store.get_session(str(live[0]["owner"]), scope, session)
         assert record is not None
-        driver = job_store.get_session(record["session_id"])
+        driver = session_store.get_session(record["session_id"])
         assert driver is not None
         return driver
 

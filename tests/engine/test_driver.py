@@ -153,9 +153,9 @@ LINKIS_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (?:INFO|WARN
 
 def log_of(exec_id: str, raw: bool = False) -> list[tuple[str, str]]:
     """The Job's stored log lines; their text without Linkis's time-and-level prefix unless ``raw``."""
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import logs as log_store
 
-    lines = job_store.read_log(exec_id)
+    lines = log_store.read_log(exec_id)
     return lines if raw else [(level, LINKIS_PREFIX.sub("", text, count=1)) for level, text in lines]
 
 
@@ -171,7 +171,7 @@ def session_id(thread_runner: ThreadRunner) -> Iterator[str]:
 
 
 def test_sql_over_the_taxi_csv_gives_typed_result_sets(session_id: str) -> None:
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import results as result_store
 
     view = submit(
         f"spark.read.option('header', True).option('inferSchema', True).csv({str(NYC_CSV)!r})"
@@ -193,13 +193,13 @@ def test_sql_over_the_taxi_csv_gives_typed_result_sets(session_id: str) -> None:
     assert done["result_location"].endswith(f"/results/{OWNER}/{query['exec_id']}/")
     assert done["progress"] == 1.0 and done["progress_info"]
     assert all(i["succeedTasks"] == i["totalTasks"] > 0 for i in done["progress_info"])
-    keys = job_store.list_result_keys(OWNER, query["exec_id"])
+    keys = result_store.list_result_keys(OWNER, query["exec_id"])
     import json
 
-    first = json.loads(job_store.get_object(keys[0]))
+    first = json.loads(result_store.get_object(keys[0]))
     assert [(c["columnName"], c["dataType"]) for c in first["metadata"]] == [("n", "bigint"), ("max_fare", "double")]
     assert first["rows"][0][0] == 9999
-    second = json.loads(job_store.get_object(keys[1]))
+    second = json.loads(result_store.get_object(keys[1]))
     assert second["metadata"][0] == {"columnName": "VendorID", "dataType": "string", "comment": ""}
     assert sum(r[1] for r in second["rows"]) == 9999
     assert done["result_preview"]["rows"][0][0] == 9999
@@ -213,7 +213,7 @@ def test_sql_over_the_taxi_csv_gives_typed_result_sets(session_id: str) -> None:
 def test_large_results_are_stored_in_pages_and_read_back_in_any_page_size(session_id: str) -> None:
     from chalicelib import entrance
     from chalicelib.engine.config import RESULT_PAGE_ROWS
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import results as result_store
     from chalicelib.tokens import Principal
 
     rows = 2 * RESULT_PAGE_ROWS + 345
@@ -225,7 +225,7 @@ def test_large_results_are_stored_in_pages_and_read_back_in_any_page_size(sessio
     tree = entrance.dir_file_trees(principal, done["result_location"])
     assert [c["name"] for c in tree["dirFileTrees"]["children"]] == ["_0.json"]  # pages are not extra files
     path = tree["dirFileTrees"]["children"][0]["path"]
-    assert len(job_store.get_result_page(OWNER, query["exec_id"], 0, 2)) == 345
+    assert len(result_store.get_result_page(OWNER, query["exec_id"], 0, 2)) == 345
 
     every = [row for page in range(1, 4) for row in entrance.open_file(principal, path, page, 5000)["fileContent"]]
     assert every == [[str(i), str(2 * i)] for i in range(rows)]  # as Linkis sends cells: text
@@ -254,7 +254,7 @@ def test_max_result_rows_cuts_a_paged_result_and_says_so(thread_runner: ThreadRu
 def test_entrance_sql_gets_the_st_functions_and_their_rewrites(session_id: str) -> None:
     import json
 
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import results as result_store
 
     polygon = "POLYGON((9.5 0, 20.5 0, 20.5 1, 9.5 1, 9.5 0))"
     query = submit(
@@ -267,9 +267,9 @@ def test_entrance_sql_gets_the_st_functions_and_their_rewrites(session_id: str) 
     )
     done = finished(query["exec_id"], timeout=120)
     assert done["status"] == "Succeed", done.get("error")
-    keys = job_store.list_result_keys(OWNER, query["exec_id"])
-    assert json.loads(job_store.get_object(keys[0]))["rows"] == [[11]]
-    assert json.loads(job_store.get_object(keys[1]))["rows"] == [[0], [1], [2]]
+    keys = result_store.list_result_keys(OWNER, query["exec_id"])
+    assert json.loads(result_store.get_object(keys[0]))["rows"] == [[11]]
+    assert json.loads(result_store.get_object(keys[1]))["rows"] == [[0], [1], [2]]
 
 
 def test_python_prints_to_the_log_and_variables_persist(session_id: str) -> None:
@@ -398,7 +398,7 @@ def test_pure_python_loops_are_interrupted_by_kill_and_timeout(session_id: str) 
 
 def test_batch_job_runs_once_on_its_own_driver(thread_runner: ThreadRunner) -> None:
     from chalicelib.engine.config import batch_driver_id
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     job = submit("select 40 + 2 as answer", "sql")
     done = finished(job["exec_id"])
@@ -406,15 +406,15 @@ def test_batch_job_runs_once_on_its_own_driver(thread_runner: ThreadRunner) -> N
     assert done["runner_handle"]["runner"] == "thread"
     record = wait_for_session(batch_driver_id(job["exec_id"]), lambda s: s["state"] == "stopped")
     assert record["kind"] == "batch"
-    assert all(s["session_id"] != record["session_id"] for s in job_store.live_sessions())
+    assert all(s["session_id"] != record["session_id"] for s in session_store.live_sessions())
 
 
 def wait_for_session(sid: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     deadline = time.monotonic() + timeout
     while True:
-        session = job_store.get_session(sid)
+        session = session_store.get_session(sid)
         if session is not None and predicate(session):
             return session
         assert time.monotonic() < deadline, f"session {sid}: {session}"
@@ -496,7 +496,7 @@ def test_every_new_geo_driver_loads_its_catalog_before_its_first_job(
 
     from chalicelib import jobs, sessions
     from chalicelib.store import geo as geo_store
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
     from chalicelib.tokens import Principal
 
     sessions.use_runner(thread_runner)  # in-process drivers, whatever an earlier test chose
@@ -533,7 +533,7 @@ def test_every_new_geo_driver_loads_its_catalog_before_its_first_job(
             done = finished(job["exec_id"], timeout=120)
             assert done["status"] == "Succeed", done.get("error")
             assert json.loads(done["result_preview"]["rows"][0][0])["result"] == [10]
-            session = job_store.get_session(sid)
+            session = session_store.get_session(sid)
             assert session is not None and int(session["generation"]) == generation
             assert session["catalog_replayed"]["tables"] == [t, u]
             assert [f["name"] for f in session["catalog_replayed"]["failed"]] == ["gone"]

@@ -293,7 +293,7 @@ def test_guard_refuses_paths_outside_the_roots_and_code_loading() -> None:
 
 def test_results_from_the_sandbox_are_checked_and_bounded(stack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib.runners.flink import _Results
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import results as result_store
 
     monkeypatch.setenv("SPARKGATE_MAX_RESULT_BYTES", "2000")
     results = _Results("u-flink-bounds", "b" * 32)
@@ -307,4 +307,4 @@ def test_results_from_the_sandbox_are_checked_and_bounded(stack: Path, monkeypat
     assert results.documents[0]["metadata"] == [{"columnName": "n", "dataType": "bigint", "comment": ""}]
     results.page({"t": "page", "index": 0, "page": 1, "rows": [["x" * 3000]]})  # beyond the byte budget
     assert results.over and "SPARKGATE_MAX_RESULT_BYTES" in results.over
-    assert job_store.list_result_keys("u-flink-bounds", "b" * 32) == []  # nothing of it was stored
+    assert result_store.list_result_keys("u-flink-bounds", "b" * 32) == []  # nothing of it was stored

@@ -100,17 +100,17 @@ def _wait(
 
 
 def _log(exec_id: str) -> str:
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import logs as log_store
 
-    return "\n".join(text for _, text in job_store.read_log(exec_id))
+    return "\n".join(text for _, text in log_store.read_log(exec_id))
 
 
 def _result_sets(owner: str, exec_id: str) -> list[dict[str, Any]]:
     import json
 
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import results as result_store
 
-    return [json.loads(job_store.get_object(key)) for key in job_store.list_result_keys(owner, exec_id)]
+    return [json.loads(result_store.get_object(key)) for key in result_store.list_result_keys(owner, exec_id)]
 
 
 def _work(owner: Any, **fields: Any) -> dict[str, Any]:
@@ -234,6 +234,62 @@ def test_spark_jar_succeeds_then_fails_and_retries(stack: Path) -> None:
     retry = tasks.retry_task(owner, failing["task_id"])
     assert retry["retry_of"] == failing["task_id"] and retry["attempt"] == 2
     assert _wait(owner, retry["task_id"])["status"] == 3
+
+
+def test_spark_jar_runs_in_the_owners_sandbox_without_credentials(stack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A jar's main is user code: it runs under the owner's uid, reads neither another user's files nor
+    the platform state, and gets no credential in its environment (spark-submit ran as root before)."""
+    from chalicelib import tasks
+    from chalicelib.config import settings
+    from chalicelib.engine import sandbox
+    from chalicelib.runners.spark_jar import run_tmp
+    from chalicelib.tokens import Principal
+    from chalicelib.user_files import user_area
+
+    owner, other = Principal("u-jar-box", "jarbox"), Principal("u-jar-other", "jarother")
+    secret = user_area(other.user_id) / "secret.txt"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(secret.parent, 0o700)
+    secret.write_text("not yours")
+    state_file = settings().state_dir / "secret-state"
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text("platform state")
+    probes = [f"probe:{secret}", f"probe:{state_file}", "probe:/etc/shadow", f"probe:{NYC_CSV}"]
+    names = ["AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "SPARKGATE_JWT_SECRET"]
+    for name in names:
+        monkeypatch.setenv(name, f"platform-{name.lower()}")  # what the supervisor holds, as root
+    work = _work(
+        owner,
+        name="boxed-jar",
+        category="SPARK_JAR",
+        work_directory="hello.jar",
+        main_class_name="Hello",
+        extra_params=[*probes, *(f"env:{n}" for n in names), "x"],
+    )
+    done = _wait(owner, tasks.start_task(owner, work)["task_id"])
+    log = _log(done["exec_id"])
+    _succeeded(done)
+    assert "hello from jar x" in log, log
+    assert sandbox.isolated(), "CI runs as root: the jar must run under the owner's uid"
+    assert f"probe {secret}: denied" in log and f"probe {state_file}: denied" in log, log
+    assert "probe /etc/shadow: denied" in log, log
+    assert f"probe {NYC_CSV}: read" in log, log  # the shared data root stays readable
+    for name in names:
+        assert f"env {name}: unset" in log, log
+    assert not run_tmp(owner.user_id, done["exec_id"]).exists()  # the run's own folder is removed
+
+    # main_class_name is a class name, never an option for spark-submit
+    marker = stack / "jar-conf-ran"
+    refused = _work(
+        owner,
+        name="option-jar",
+        category="SPARK_JAR",
+        work_directory="hello.jar",
+        main_class_name=f"--conf spark.driver.extraJavaOptions=-XX:OnError=touch {marker}",
+    )
+    failed = _wait(owner, tasks.start_task(owner, refused)["task_id"])
+    assert failed["status"] == 3 and "main_class_name must be a Java class name" in failed["error"], failed
+    assert not marker.exists()
 
 
 def test_streaming_task_runs_until_cancelled(stack: Path) -> None:

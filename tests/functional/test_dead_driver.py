@@ -26,11 +26,11 @@ def runner(aws: None) -> Iterator[LocalRunner]:
 
 def test_a_killed_driver_is_replaced_on_the_next_submit(runner: LocalRunner) -> None:
     from chalicelib import sessions
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     first = sessions.ensure_session_driver("s-killed", "u-1", None)
     handle = first["runner_handle"]
-    job_store.update_session_fields("s-killed", 1, {"state": "running", "heartbeat_at": time.time()})
+    session_store.update_session_fields("s-killed", 1, {"state": "running", "heartbeat_at": time.time()})
     assert sessions.ensure_session_driver("s-killed", "u-1", None)["generation"] == 1  # alive: reused
     os.killpg(int(handle["pid"]), signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -41,6 +41,6 @@ def test_a_killed_driver_is_replaced_on_the_next_submit(runner: LocalRunner) -> 
     second = sessions.ensure_session_driver("s-killed", "u-1", None)
     assert int(second["generation"]) == 2, second
     assert time.monotonic() - started < 5
-    dead = job_store.get_session("s-killed")
+    dead = session_store.get_session("s-killed")
     assert dead is not None and int(dead["generation"]) == 2
     runner.cancel(second["runner_handle"])

@@ -59,12 +59,12 @@ def _log(api: Api, token: str, exec_id: str) -> tuple[str, int]:
 
 def _warm(session_id: str) -> None:
     """The fake driver reports in: its session is running with a fresh heartbeat."""
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
-    session = job_store.get_session(session_id)
+    session = session_store.get_session(session_id)
     assert session is not None
     fields = {"state": "running", "heartbeat_at": time.time()}
-    assert job_store.update_session_fields(session_id, int(session["generation"]), fields)
+    assert session_store.update_session_fields(session_id, int(session["generation"]), fields)
 
 
 # ---- visible start-up -----------------------------------------------------------------------------

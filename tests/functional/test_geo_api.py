@@ -221,6 +221,7 @@ def test_request_validation(geo_api: Api) -> None:
 def _finish_next_job(result: dict[str, Any] | None, error: str | None = None) -> threading.Thread:
     """A stand-in driver: takes the next queued geo Job and ends it the way the engine does."""
     from chalicelib.store import jobs as job_store
+    from chalicelib.store import results as result_store
 
     def work() -> None:
         deadline = time.monotonic() + 10
@@ -233,7 +234,7 @@ def _finish_next_job(result: dict[str, Any] | None, error: str | None = None) ->
                         return
                     cell = json.dumps(result)
                     preview = {"metadata": [], "rows": [[cell]], "total_rows": 1, "truncated": False}
-                    job_store.put_result_set(job["owner"], job["exec_id"], 0, {"metadata": [], "rows": [[cell]]})
+                    result_store.put_result_set(job["owner"], job["exec_id"], 0, {"metadata": [], "rows": [[cell]]})
                     fields = {"result_preview": preview, "result_sets": 1}
                     job_store.transition(job["exec_id"], ("Running",), "Succeed", fields)
                     return

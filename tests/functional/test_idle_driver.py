@@ -34,14 +34,14 @@ def runner(aws: None) -> Iterator[WakingRunner]:
 def test_an_idle_heartbeat_writes_its_interval_and_the_monitor_allows_three_of_them(runner: WakingRunner) -> None:
     from chalicelib import sessions
     from chalicelib.engine.supervisor import Heartbeat
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     sessions.ensure_session_driver("s-idle", OWNER.user_id, None)
     driver_running("s-idle")
     beat = Heartbeat("s-idle", 1, every=3.0, idle_every=30.0)
     beat.idle.set()
     beat.beat()
-    session = job_store.get_session("s-idle")
+    session = session_store.get_session("s-idle")
     assert session is not None and session["heartbeat_every"] == 30.0
     assert sessions.stale_after(session) == 90.0
     now = float(session["heartbeat_at"])
@@ -49,7 +49,7 @@ def test_an_idle_heartbeat_writes_its_interval_and_the_monitor_allows_three_of_t
     assert "no heartbeat" in str(sessions._death_reason(session, now + 91))
     beat.idle.clear()
     beat.beat()
-    busy = job_store.get_session("s-idle")
+    busy = session_store.get_session("s-idle")
     assert busy is not None and busy["heartbeat_every"] == 3.0 and sessions.stale_after(busy) == 30.0
     assert "no heartbeat" in str(sessions._death_reason(busy, float(busy["heartbeat_at"]) + 31))
 
@@ -57,7 +57,7 @@ def test_an_idle_heartbeat_writes_its_interval_and_the_monitor_allows_three_of_t
 def test_one_beat_learns_a_stop_request_and_a_superseded_generation(runner: WakingRunner) -> None:
     from chalicelib import sessions
     from chalicelib.engine.supervisor import Heartbeat
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     sessions.ensure_session_driver("s-stop", OWNER.user_id, None)
     driver_running("s-stop")
@@ -72,7 +72,7 @@ def test_one_beat_learns_a_stop_request_and_a_superseded_generation(runner: Waki
     stale = Heartbeat("s-stop", 0, every=3.0)
     stale.beat()
     assert stale.superseded.is_set()
-    assert job_store.get_session("s-stop") is not None
+    assert session_store.get_session("s-stop") is not None
 
 
 def test_a_submit_rings_a_running_driver_but_not_one_still_starting(runner: WakingRunner) -> None:

@@ -24,13 +24,14 @@ def api(fake_engine_api: Api) -> Api:
 def job(api: Api) -> tuple[str, str]:
     """A Job of a new user whose log holds exactly :data:`LINES`; (token, execID)."""
     from chalicelib.store import jobs as job_store
+    from chalicelib.store import logs as log_store
 
     token = api.new_user("reader")
     status, body, _ = api.call("POST", EXECUTE, SQL, token)
     assert status == 200, body
     exec_id = str(body["data"]["execID"])
     have = int((job_store.get_job(exec_id) or {}).get("log_lines") or 0)  # a cold start's opening line
-    job_store.append_log(exec_id, have, LINES)
+    log_store.append_log(exec_id, have, LINES)
     assert int((job_store.get_job(exec_id) or {}).get("log_lines") or 0) in (have, have + len(LINES))
     return token, exec_id
 

@@ -63,6 +63,8 @@ def finish(exec_id: str, status: str = "Succeed", rows: list[list[Any]] | None =
     """End a Job as the engine would: Running, then final with one result set."""
     from chalicelib.config import settings
     from chalicelib.store import jobs as job_store
+    from chalicelib.store import logs as log_store
+    from chalicelib.store import results as result_store
     from chalicelib.timeutil import now_iso
 
     job = job_store.get_job(exec_id)
@@ -75,10 +77,10 @@ def finish(exec_id: str, status: str = "Succeed", rows: list[list[Any]] | None =
     if status == "Succeed":
         document: dict[str, Any] = {"metadata": METADATA, "rows": rows if rows is not None else ROWS}
         document["total_rows"] = len(document["rows"])
-        job_store.put_result_set(job["owner"], exec_id, 0, document)
-        location = f"s3://{settings().bucket_name}/{job_store.result_prefix(job['owner'], exec_id)}"
+        result_store.put_result_set(job["owner"], exec_id, 0, document)
+        location = f"s3://{settings().bucket_name}/{result_store.result_prefix(job['owner'], exec_id)}"
         fields.update({"result_sets": 1, "result_location": location})
-    job_store.append_log(exec_id, int(job.get("log_lines") or 0), [("INFO", "ran"), ("ERROR", "oops")])
+    log_store.append_log(exec_id, int(job.get("log_lines") or 0), [("INFO", "ran"), ("ERROR", "oops")])
     assert job_store.transition(exec_id, ("Running",), status, fields) is not None
 
 
@@ -264,13 +266,14 @@ def test_open_file_of_a_text_result_set_as_linkis_answers_it(api: Api) -> None:
     """A Python job's printed output (a TEXT set, as the engine stores it): Linkis's ``FileSplit`` answers
     the LineMetaData's ``"NULL"`` as metadata, each line a row of one string, ``type: "1"``."""
     from chalicelib.store import jobs as job_store
+    from chalicelib.store import results as result_store
 
     alice = api.new_user("alice")
     job = execute(api, alice, {**SQL, "executionCode": "print('hello')", "runType": "python"})
     finish(str(job["execID"]))
     owner = str(job_store.get_job(str(job["execID"]))["owner"])  # type: ignore[index]
     text = {"type": "1", "metadata": [], "rows": [["hello"], [""], ["world"]], "total_rows": 3}
-    job_store.put_result_set(owner, str(job["execID"]), 0, text)
+    result_store.put_result_set(owner, str(job["execID"]), 0, text)
     path = _result_path(api, alice, job["taskID"])
     got = ok(api, alice, f"{L}/filesystem/openFile?path={quote(path)}&page=1&pageSize=5000")
     assert (got["type"], got["metadata"], got["totalLine"]) == ("1", "NULL", 3)

@@ -202,12 +202,12 @@ def test_two_claims_race_for_one_entry_and_one_wins(runner: PoolRunner) -> None:
 
 def test_a_claimed_session_records_the_warm_start_and_tops_up_the_owners_spare(runner: PoolRunner) -> None:
     from chalicelib import sessions
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     pool_id = _fresh(runner)
     driver = sessions.ensure_session_driver("s-ann", "ann", None)
     assert driver["warm_start"] is True and driver["runner_handle"]["pool_id"] == pool_id
-    assert job_store.get_session("s-ann")["warm_start"] is True  # type: ignore[index]
+    assert session_store.get_session("s-ann")["warm_start"] is True  # type: ignore[index]
     assert runner.sessions == []  # no cold start
     assert [p["kind"] for p in runner.pools[1:]] == ["spare", "fresh"]
     assert runner.pools[1]["owner"] == "ann"

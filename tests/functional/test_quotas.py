@@ -177,7 +177,7 @@ def test_session_cap_across_geo_and_the_entrance(api: Api, runner: FakeRunner, m
 
 def test_dead_drivers_stop_counting(api: Api, runner: FakeRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib import quotas
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     monkeypatch.setenv("SPARKGATE_MAX_SESSIONS_PER_USER", "1")
     ann = _user(api, "ann")
@@ -185,8 +185,8 @@ def test_dead_drivers_stop_counting(api: Api, runner: FakeRunner, monkeypatch: p
     assert api.call("POST", "/scope", {"scope": "s"}, ann)[0] == 200
     assert api.call("POST", "/query", {"scope": "s", "sql": "select 1"}, ann)[0] == 429
     # the entrance driver dies (retired as the heartbeat monitor does); after the grace it no longer counts
-    (session,) = [s for s in job_store.live_sessions() if s["session_id"].startswith("entrance-")]
-    assert job_store.retire_session(session["session_id"], int(session["generation"]), {"state": "dead"})
+    (session,) = [s for s in session_store.live_sessions() if s["session_id"].startswith("entrance-")]
+    assert session_store.retire_session(session["session_id"], int(session["generation"]), {"state": "dead"})
     monkeypatch.setattr(quotas, "GRACE_SECONDS", 0.0)
     assert api.call("POST", "/query", {"scope": "s", "sql": "select 1"}, ann)[0] == 202
 

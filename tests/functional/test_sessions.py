@@ -68,16 +68,17 @@ def new_job(session_id: str | None, code: str = "select 1") -> dict[str, Any]:
 def driver_running(session_id: str, exec_id: str | None = None, beat: float | None = None) -> dict[str, Any]:
     """Play the driver: session running with a heartbeat, ``exec_id`` claimed."""
     from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
-    session = job_store.get_session(session_id)
+    session = session_store.get_session(session_id)
     assert session is not None
     gen = int(session["generation"])
-    job_store.update_session_fields(
+    session_store.update_session_fields(
         session_id, gen, {"state": "running", "heartbeat_at": beat or time.time(), "current_exec_id": exec_id}
     )
     if exec_id:
         assert job_store.transition(exec_id, ("Scheduled",), "Running", {"driver_generation": gen}, dequeue=True)
-    return job_store.get_session(session_id) or {}
+    return session_store.get_session(session_id) or {}
 
 
 def test_concurrent_submitters_start_one_driver(runner: FakeRunner) -> None:
@@ -97,15 +98,16 @@ def test_concurrent_submitters_start_one_driver(runner: FakeRunner) -> None:
         t.join()
     assert len(runner.started) == 1
     assert {int(s["generation"]) for s in got} == {1}
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
-    [live] = [s for s in job_store.live_sessions() if s["session_id"] == "s-race"]
+    [live] = [s for s in session_store.live_sessions() if s["session_id"] == "s-race"]
     assert live["state"] == "starting" and live["runner_handle"] == {"runner": "fake", "n": 1}
 
 
 def test_live_driver_is_reused_and_a_stale_one_replaced(runner: FakeRunner) -> None:
     from chalicelib import sessions
     from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     first = new_job("s-1")
     sessions.dispatch(first)
@@ -115,7 +117,7 @@ def test_live_driver_is_reused_and_a_stale_one_replaced(runner: FakeRunner) -> N
     with pytest.raises(Exception, match="another user"):
         sessions.ensure_session_driver("s-1", "u-other", None)
     # the driver stops heartbeating: the next dispatch replaces it and fails the job it held
-    job_store.update_session_fields("s-1", 1, {"heartbeat_at": time.time() - 120})
+    session_store.update_session_fields("s-1", 1, {"heartbeat_at": time.time() - 120})
     after = sessions.dispatch(new_job("s-1"))
     assert int(after["generation"]) == 2 and len(runner.started) == 2
     failed = job_store.get_job(first["exec_id"])
@@ -125,6 +127,7 @@ def test_live_driver_is_reused_and_a_stale_one_replaced(runner: FakeRunner) -> N
 def test_heartbeat_monitor_fails_the_dead_drivers_job_and_restarts_for_queued_work(runner: FakeRunner) -> None:
     from chalicelib import sessions
     from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     running, queued = new_job("s-dead"), new_job("s-dead")
     sessions.dispatch(running)
@@ -138,14 +141,14 @@ def test_heartbeat_monitor_fails_the_dead_drivers_job_and_restarts_for_queued_wo
     waiting = job_store.get_job(queued["exec_id"])
     assert waiting is not None and waiting["status"] == "Scheduled"
     assert [q["exec_id"] for q in job_store.queued_jobs("s-dead")] == [queued["exec_id"]]
-    session = job_store.get_session("s-dead")
+    session = session_store.get_session("s-dead")
     assert session is not None and int(session["generation"]) == 2 and session["state"] == "starting"
     assert runner.cancelled  # the old process is made sure of
 
 
 def test_stale_heartbeat_and_slow_start_are_judged_by_time(runner: FakeRunner) -> None:
     from chalicelib import sessions
-    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     runner.state = "unknown"
     sessions.ensure_session_driver("s-beat", OWNER.user_id, None)
@@ -154,8 +157,8 @@ def test_stale_heartbeat_and_slow_start_are_judged_by_time(runner: FakeRunner) -
     assert sessions.check_heartbeats(beat + 10) == []
     [action] = sessions.check_heartbeats(beat + settings().heartbeat_stale_seconds + 1)
     assert "no heartbeat" in action["reason"] and action["restarted_generation"] is None  # nothing queued
-    assert all(s["session_id"] != "s-beat" for s in job_store.live_sessions())
-    gone = job_store.get_session("s-beat")
+    assert all(s["session_id"] != "s-beat" for s in session_store.live_sessions())
+    gone = session_store.get_session("s-beat")
     assert gone is not None and gone["state"] == "dead"
     sessions.ensure_session_driver("s-slow", OWNER.user_id, None)
     assert sessions.check_heartbeats(time.time() + 5) == []

@@ -212,11 +212,12 @@ def test_a_queued_job_whose_driver_record_exists_is_left_to_the_heartbeat_check(
     from chalicelib import tasks
     from chalicelib.engine.config import batch_driver_id
     from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
 
     work = _work(owner)
     task = tasks.start_task(owner, work)
     record = {"session_id": batch_driver_id(task["exec_id"]), "owner": owner.user_id, "kind": "batch"}
-    assert job_store.put_session({**record, "generation": 1, "state": "starting"}, expected_generation=None)
+    assert session_store.put_session({**record, "generation": 1, "state": "starting"}, expected_generation=None)
     job_store.update_job_fields(task["exec_id"], {"created_at": HOUR_AGO})
     assert tasks.sweep_active() == 0
     assert tasks.owned_task(owner, task["task_id"])["status"] == 2

@@ -60,7 +60,7 @@ def api(fake_engine_api: Api) -> Api:
 def raw(exec_id: str) -> dict[str, Any]:
     """The Job item as the table's stream carries it (queue keys included)."""
     from chalicelib.store.aws import table
-    from chalicelib.store.jobs import job_key
+    from chalicelib.store.item_keys import job_key
 
     item = table().get_item(Key=job_key(exec_id), ConsistentRead=True)["Item"]
     image: dict[str, Any] = plain(item)

@@ -103,6 +103,7 @@ def test_connect_requires_a_valid_token(client: Client, api: Api, ws: Sent) -> N
 def test_execute_over_the_socket_and_query_it(client: Client, api: Api, ws: Sent) -> None:
     from chalicelib.store import connections
     from chalicelib.store import jobs as job_store
+    from chalicelib.store import logs as log_store
 
     token = api.new_user("alice")
     connect(client, "c1", token)
@@ -128,7 +129,7 @@ def test_execute_over_the_socket_and_query_it(client: Client, api: Api, ws: Sent
     send(client, "c1", {"method": f"/api/rest_j/v1/entrance/{exec_id}/progress", "websocketTag": 3})
     assert ws.last("c1")["data"]["progress"] == 0.0 and ws.last("c1")["websocketTag"] == "3"
 
-    job_store.append_log(exec_id, 0, [("INFO", "one"), ("WARN", "two"), ("INFO", "three")])
+    log_store.append_log(exec_id, 0, [("INFO", "one"), ("WARN", "two"), ("INFO", "three")])
     send(client, "c1", {"method": f"/api/rest_j/v1/entrance/{exec_id}/log", "data": {"fromLine": 2, "size": 1}})
     log = ws.last("c1")  # Linkis's 1-based cursor: line 2 is "two", the next to ask for is 3
     assert log["data"]["log"] == ["", "two", "", "two"] and log["data"]["fromLine"] == 3

@@ -1,0 +1,76 @@
+"""Spark session records (``pk = SESSION#<session_id>``, ``sk = SESSION``) and their drivers' writes.
+
+Every write is conditional on the record's ``generation``, so a driver that was replaced can no
+longer touch its successor's record. While a driver is starting or running the record is in the
+live index (``gsi1pk = LIVESESSIONS``) the heartbeat monitor reads; :func:`retire_session` takes it out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from chalicelib.store.aws import dynamo_value, query_all, table, update_if
+from chalicelib.store.errors import is_condition_failure
+from chalicelib.store.item_keys import LIVE_SESSIONS_PK, session_key
+from chalicelib.store.items import decode
+
+
+def get_session(session_id: str) -> dict[str, Any] | None:
+    """The session record, or None."""
+    item = table().get_item(Key=session_key(session_id), ConsistentRead=True).get("Item")
+    return decode(item) if item else None
+
+
+def put_session(session: dict[str, Any], *, expected_generation: int | None) -> bool:
+    """Write a session record if its ``generation`` is still ``expected_generation`` (None: must not exist)."""
+    item = {**session_key(session["session_id"]), **dynamo_value(session)}
+    kwargs: dict[str, Any] = {"Item": item}
+    if expected_generation is None:
+        kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
+    else:
+        kwargs["ConditionExpression"] = "generation = :g"
+        kwargs["ExpressionAttributeValues"] = {":g": expected_generation}
+    try:
+        table().put_item(**kwargs)
+    except ClientError as err:
+        if is_condition_failure(err):
+            return False
+        raise
+    return True
+
+
+def update_session_fields(session_id: str, generation: int, fields: dict[str, Any]) -> bool:
+    """Set ``fields`` on the session while it is still at ``generation`` (heartbeats, state)."""
+    return update_if(session_key(session_id), fields, "generation = :g", values={":g": generation}) is not None
+
+
+def beat_session(session_id: str, generation: int, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """A heartbeat: set ``fields`` while the session is at ``generation``; the item after (one request,
+    so the driver also learns ``stop_requested``), or None when the session moved on."""
+    got = update_if(session_key(session_id), fields, "generation = :g", values={":g": generation}, return_item=True)
+    return decode(got) if got is not None else None
+
+
+def retire_session(session_id: str, generation: int, fields: dict[str, Any]) -> bool:
+    """Set ``fields`` and drop the session from the live index, while it is still at ``generation``."""
+    got = update_if(
+        session_key(session_id), fields, "generation = :g", values={":g": generation}, remove=("gsi1pk", "gsi1sk")
+    )
+    return got is not None
+
+
+def delete_session(session_id: str) -> None:
+    """Forget a session record."""
+    table().delete_item(Key=session_key(session_id))
+
+
+def live_sessions() -> list[dict[str, Any]]:
+    """Every session whose driver is starting or running (for the heartbeat monitor)."""
+    kwargs: dict[str, Any] = {
+        "IndexName": "gsi1",
+        "KeyConditionExpression": Key("gsi1pk").eq(LIVE_SESSIONS_PK),
+    }
+    return [decode(i) for i in query_all(**kwargs)]
