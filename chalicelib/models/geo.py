@@ -246,7 +246,7 @@ class CommandRequest(GeoModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "required": ["scope", "command"],
+            "required": ["scope"],
             "examples": [{"scope": "scope1", "session": "spark", "command": "print(1)"}],
         }
     )
