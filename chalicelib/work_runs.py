@@ -22,6 +22,7 @@ import errno
 import os
 import re
 import stat
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -116,6 +117,22 @@ def _not_found(artefact: Artefact) -> str:
     """A missing upload answers like an upload that is not the owner's (``upload_key``'s message)."""
     prefix = "/".join(artefact.path.split("/", 2)[:2])
     return f"work_directory is not an object in your uploads (s3://{settings().bucket_name}/{prefix}/)"
+
+
+def run_artefact(run: dict[str, Any]) -> Artefact:
+    """The artefact an artefact run (a Job's ``artefact_run``) names."""
+    path = str(run["path"])
+    return Artefact(str(run.get("location") or "local"), path, str(run["artefact"]), Path(path).suffix)
+
+
+def open_jar(artefact: Artefact) -> BinaryIO:
+    """A jar as an open file: the very local file the work's check resolved, or an unlinked copy of the upload."""
+    if artefact.location == "local":
+        return open_local(artefact)  # never a link planted after the run was checked
+    copy = tempfile.TemporaryFile()  # noqa: SIM115 - the upload's bytes, unlinked; closed by the caller
+    copy.write(result_store.get_object(artefact.path))
+    copy.seek(0)
+    return copy
 
 
 def open_local(artefact: Artefact) -> BinaryIO:

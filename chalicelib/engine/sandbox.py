@@ -163,10 +163,11 @@ def kernel_env(user_id: str) -> dict[str, str]:
     return env
 
 
-def kernel_command(fd: int, user_id: str, uid: int | None, state_dir: Path) -> list[str]:
-    """The command line that starts a kernel on socket ``fd`` (``uid`` None: no uid change)."""
+def kernel_command(fd: int, user_id: str, uid: int | None, state_dir: Path, main: Path = KERNEL_MAIN) -> list[str]:
+    """The command line that starts ``main`` (a kernel; a Flink or SPARK_JAR entry that calls :func:`enter` the
+    same way) on file ``fd`` (``uid`` None: no uid change)."""
     lim = limits()
-    command = [sys.executable, "-I", "-u", str(KERNEL_MAIN), "--fd", str(fd), "--user-id", user_id]
+    command = [sys.executable, "-I", "-u", str(main), "--fd", str(fd), "--user-id", user_id]
     command += ["--state-dir", str(state_dir.resolve()), "--memory-mb", str(lim.memory_mb)]
     command += ["--processes", str(lim.processes), "--cpu-seconds", str(lim.cpu_seconds)]
     command += ["--file-mb", str(lim.file_mb), "--open-files", str(lim.open_files)]

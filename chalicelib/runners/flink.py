@@ -26,7 +26,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -105,9 +104,7 @@ def flink_env(owner: str, home: Path, exec_id: str) -> dict[str, str]:
 
 def flink_command(fd: int, artefact_fd: int | None, owner: str, uid: int | None) -> list[str]:
     """The sandboxed command line: a kernel's arguments with ``flink_main.py`` as the entry."""
-    command = sandbox.kernel_command(fd, owner, uid, settings().state_dir)
-    entry = command.index(str(sandbox.KERNEL_MAIN))
-    command[entry] = str(FLINK_MAIN)
+    command = sandbox.kernel_command(fd, owner, uid, settings().state_dir, main=FLINK_MAIN)
     command += ["--", "--fd", str(fd)]
     if artefact_fd is not None:
         command += ["--artefact-fd", str(artefact_fd)]
@@ -120,9 +117,7 @@ def _spec(job: dict[str, Any]) -> tuple[dict[str, Any], IO[bytes] | None]:
 
     run: dict[str, Any] = job["artefact_run"]
     args = [str(a) for a in run.get("args") or []]
-    artefact = work_runs.Artefact(
-        str(run.get("location") or "local"), str(run["path"]), str(run["artefact"]), Path(str(run["path"])).suffix
-    )
+    artefact = work_runs.run_artefact(run)
     mode = "STREAMING" if str(run.get("type") or "").upper() == "STREAMING" else "BATCH"
     spec: dict[str, Any] = {"t": "start", "exec_id": job["exec_id"], "type": mode, "args": args}
     if run.get("sql"):
@@ -133,14 +128,7 @@ def _spec(job: dict[str, Any]) -> tuple[dict[str, Any], IO[bytes] | None]:
 
     # a class name, never a JVM option (java would take "-XX:OnError=..." as one, and the next argument as main)
     spec.update({"mode": "jar", "main_class": check_java_class(run.get("main_class"))})
-    if artefact.location == "local":
-        return spec, work_runs.open_local(artefact)  # never a link planted after the run was checked
-    from chalicelib.store import results as result_store
-
-    copy = tempfile.TemporaryFile()  # noqa: SIM115 - the upload's bytes, unlinked; closed by the caller
-    copy.write(result_store.get_object(artefact.path))
-    copy.seek(0)
-    return spec, copy
+    return spec, work_runs.open_jar(artefact)
 
 
 class _Results:

@@ -12,9 +12,8 @@ where spark-submit's local dirs, Ivy cache and JVM temp files go too, removed wh
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from chalicelib.config import settings
 from chalicelib.engine import sandbox
@@ -63,23 +62,6 @@ def submit_line(run: dict[str, Any], master: str, tmp: Path) -> list[str]:
     ]
 
 
-def open_jar(run: dict[str, Any]) -> IO[bytes]:
-    """The jar as an open file: the very file the work's check resolved, or a copy of the upload."""
-    from chalicelib import work_runs
-
-    artefact = work_runs.Artefact(
-        str(run.get("location") or "local"), str(run["path"]), str(run["artefact"]), Path(str(run["path"])).suffix
-    )
-    if artefact.location == "local":
-        return work_runs.open_local(artefact)  # never a link planted after the run was checked
-    from chalicelib.store import results as result_store
-
-    copy = tempfile.TemporaryFile()  # noqa: SIM115 - the upload's bytes, unlinked; closed by the caller
-    copy.write(result_store.get_object(artefact.path))
-    copy.seek(0)
-    return copy
-
-
 def start(job: dict[str, Any], master: str) -> subprocess.Popen[str]:
     """Start the sandboxed spark-submit of ``job`` (its own process group); output on stdout."""
     from chalicelib import work_runs
@@ -92,12 +74,11 @@ def start(job: dict[str, Any], master: str) -> subprocess.Popen[str]:
         sandbox.prepare_host()
         uid = user_store.kernel_uid(owner, sandbox.uid_base())
     try:
-        jar = open_jar(job["artefact_run"])
+        jar = work_runs.open_jar(work_runs.run_artefact(job["artefact_run"]))
     except (OSError, work_runs.RunError) as err:
         raise RunnerError(f"cannot open the jar: {err}") from err
     with jar:
-        command = sandbox.kernel_command(jar.fileno(), owner, uid, settings().state_dir)
-        command[command.index(str(sandbox.KERNEL_MAIN))] = str(SPARK_JAR_MAIN)
+        command = sandbox.kernel_command(jar.fileno(), owner, uid, settings().state_dir, main=SPARK_JAR_MAIN)
         return subprocess.Popen(
             [*command, "--", *line],
             stdin=subprocess.DEVNULL,

@@ -24,6 +24,21 @@ def jdk() -> None:
     assert shutil.which("javac") and shutil.which("jar"), "no JDK on PATH: run make install (scripts/ensure-java.sh)"
 
 
+def planted_secrets(other_user_id: str) -> tuple[Path, Path]:
+    """Files a sandboxed run must not read: another user's private file and one in the platform's state dir."""
+    from chalicelib.config import settings
+    from chalicelib.user_files import user_area
+
+    secret = user_area(other_user_id) / "secret.txt"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(secret.parent, 0o700)
+    secret.write_text("not yours")
+    state_file = settings().state_dir / "secret-state"
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text("platform state")
+    return secret, state_file
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
     """A session-wide SparkSession: local[2], 4 shuffle partitions, no UI, Arrow on."""

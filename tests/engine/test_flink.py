@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine.conftest import NYC_CSV
+from tests.engine.conftest import NYC_CSV, planted_secrets
 from tests.engine.test_work_runs import _log, _process_gone, _result_sets, _trips_by_vendor, _wait, _work
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -143,17 +143,9 @@ def test_flink_sql_streaming_runs_until_cancelled(stack: Path) -> None:
 
 def test_flink_jar_succeeds_in_the_sandbox_then_fails_with_its_exception(stack: Path) -> None:
     from chalicelib import tasks, works
-    from chalicelib.config import settings
-    from chalicelib.user_files import user_area
 
     owner, other = _owner("jar"), _owner("jar-other")
-    secret = user_area(other.user_id) / "secret.txt"
-    secret.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(secret.parent, 0o700)
-    secret.write_text("not yours")
-    state_file = settings().state_dir / "secret-state"
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text("platform state")
+    secret, state_file = planted_secrets(other.user_id)
     probes = [f"probe:{secret}", f"probe:{state_file}", "probe:/etc/shadow", f"probe:{NYC_CSV}"]
     work = _work(
         owner,

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine.conftest import NYC_CSV
+from tests.engine.conftest import NYC_CSV, planted_secrets
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -240,20 +240,12 @@ def test_spark_jar_runs_in_the_owners_sandbox_without_credentials(stack: Path, m
     """A jar's main is user code: it runs under the owner's uid, reads neither another user's files nor
     the platform state, and gets no credential in its environment (spark-submit ran as root before)."""
     from chalicelib import tasks
-    from chalicelib.config import settings
     from chalicelib.engine import sandbox
     from chalicelib.runners.spark_jar import run_tmp
     from chalicelib.tokens import Principal
-    from chalicelib.user_files import user_area
 
     owner, other = Principal("u-jar-box", "jarbox"), Principal("u-jar-other", "jarother")
-    secret = user_area(other.user_id) / "secret.txt"
-    secret.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(secret.parent, 0o700)
-    secret.write_text("not yours")
-    state_file = settings().state_dir / "secret-state"
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text("platform state")
+    secret, state_file = planted_secrets(other.user_id)
     probes = [f"probe:{secret}", f"probe:{state_file}", "probe:/etc/shadow", f"probe:{NYC_CSV}"]
     names = ["AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "SPARKGATE_JWT_SECRET"]
     for name in names:
