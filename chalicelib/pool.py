@@ -8,8 +8,8 @@ pool``. Two kinds, so that no kernel ever serves two users:
   Only a user who has no kernel uid yet can claim it, and the claim makes that uid the user's
   (put-if-absent): from then on the kernel, and the uid, are that user's alone.
 - ``spare``: started for one user under that user's own kernel uid, claimable by that user only.
-  A user's spare is started when the user's session claims or starts a driver, so the next new
-  scope (or the entrance session after a geo one) starts warm too.
+  A user's spare is started once the first Job of the user's session driver has ended
+  (:func:`refill_after`), so the next new scope (or the entrance session after a geo one) starts warm too.
 
 Entries move ``starting -> ready -> reserved -> claimed`` (or ``-> retired``), each move a
 conditional write (``store.pool``). A claimed driver becomes the session's driver for the
@@ -29,6 +29,7 @@ from typing import Any
 
 from chalicelib.config import settings
 from chalicelib.engine.config import default_session_config
+from chalicelib.push import Change
 from chalicelib.runners import Runner, RunnerError
 from chalicelib.store import pool as pool_store
 from chalicelib.store import users as user_store
@@ -138,6 +139,15 @@ def refill_quietly(spare_for: str | None = None) -> None:
         refill(spare_for)
     except Exception as err:
         print(f"sparkgate: warm pool refill failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+
+
+def refill_after(change: Change) -> None:
+    """The stream's part: a session driver's first Job has just ended (its ``first_job_at`` written),
+    so its owner's spare and the fresh entries are topped up now. Not at the claim: the new pool
+    drivers' JVM starts would share the cores with the very Job the user is waiting for."""
+    new, old = change.new or {}, change.old or {}
+    if change.is_session and new.get("first_job_at") and not old.get("first_job_at") and new.get("owner"):
+        refill_quietly(spare_for=str(new["owner"]))
 
 
 def _claimable(owner: str) -> list[dict[str, Any]]:

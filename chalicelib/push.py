@@ -66,6 +66,11 @@ class Change:
         return item_keys.is_job(self.keys)
 
     @property
+    def is_session(self) -> bool:
+        """True for a session (driver) item."""
+        return item_keys.is_session(self.keys)
+
+    @property
     def is_log(self) -> bool:
         """True for a log chunk item."""
         return item_keys.is_log(self.keys)

@@ -126,8 +126,8 @@ def ensure_session_driver(
 def _start(record: dict[str, Any]) -> dict[str, Any]:
     """A driver for the new generation ``record``: a warm one from the pool when one fits, else a cold start.
 
-    Either way the owner's warm spare is topped up afterwards (``pool.refill``), so the owner's next
-    new session starts warm too."""
+    The owner's warm spare is topped up once this driver's first Job has ended (``pool.refill_after``,
+    from the table's stream), so the owner's next new session starts warm too."""
     from chalicelib import pool
 
     session_id, generation = record["session_id"], int(record["generation"])
@@ -142,7 +142,6 @@ def _start(record: dict[str, Any]) -> dict[str, Any]:
             raise
     warm = handle.get("pool_id") is not None
     session_store.update_session_fields(session_id, generation, {"runner_handle": handle, "warm_start": warm})
-    pool.refill_quietly(spare_for=record["owner"])
     return {**record, "runner_handle": handle, "warm_start": warm}
 
 

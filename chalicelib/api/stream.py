@@ -14,7 +14,7 @@ from typing import Any
 
 from chalice import Blueprint
 
-from chalicelib import push
+from chalicelib import pool, push
 from chalicelib.observability import logger
 from chalicelib.store import connections, wsapi
 from chalicelib.store import jobs as job_store
@@ -82,6 +82,7 @@ def handle_stream_event(event: dict[str, Any], ports: push.PushPorts | None = No
         try:
             change = change_from_record(record)
             report = batch.deliver(change)
+            pool.refill_after(change)
         except Exception as err:
             logger.warning(
                 "stream record failed; the shard resumes from it",

@@ -34,25 +34,21 @@ POOL_NICE = 10
 
 
 def _full_priority() -> None:
-    """Nice 0 for this driver and every process below it (the claimed kernel and its JVM); needs root
-    (or CAP_SYS_NICE), as the local stack's drivers have: without it they stay at ``POOL_NICE``."""
+    """Nice 0 for every thread of this driver and of every process below it (the claimed kernel and
+    its JVM: Linux keeps a nice value per thread, and the JVM's pools started at ``POOL_NICE``); needs
+    root (or CAP_SYS_NICE), as the local stack's drivers have: without it they stay at ``POOL_NICE``."""
     for pid in (os.getpid(), *leftovers.below(os.getpid(), leftovers.process_table())):
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, pid, 0)
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, int(tid), 0)
 
 
-def placeholder_owner(uid: int | None, pool_id: str) -> str:
-    """The user id a fresh kernel's area is made under until a user claims it (never a real user id,
-    which is 32 hex digits)."""
-    return f"pool-{uid}" if uid is not None else f"pool-{pool_id}"
-
-
-def _fresh_uid() -> int | None:
-    if not sandbox.isolated():
-        return None
-    from chalicelib.store import users as user_store
-
-    return user_store.take_kernel_uid(sandbox.uid_base())
+def placeholder_owner(pool_id: str) -> str:
+    """The user id a fresh kernel's area is made under until a user claims it: never a real user id
+    (32 hex digits) and never an earlier entry's (whose link stays at its old path, see the module
+    docstring), even under a user root an earlier table left behind."""
+    return f"pool-{pool_id}"
 
 
 def _hand_over_area(placeholder: str, owner: str, uid: int | None) -> Path:
@@ -86,8 +82,8 @@ class PoolDriver:
         if self.entry.get("state") != "starting":
             return "retired"
         kind, owner = self.entry["kind"], self.entry.get("owner")
-        uid = _fresh_uid() if kind == "fresh" else None
-        placeholder = placeholder_owner(uid, self.pool_id)
+        uid = sandbox.fresh_uid() if kind == "fresh" else None
+        placeholder = placeholder_owner(self.pool_id)
         config = engine_config.session_config(None)
         with contextlib.suppress(OSError):
             os.nice(POOL_NICE)

@@ -245,6 +245,37 @@ def prepare_host() -> list[str]:
     return sorted(set(changed))
 
 
+def uid_has_files(uid: int) -> bool:
+    """Whether an entry of the user root is owned by ``uid`` (an area left by an earlier table)."""
+    with contextlib.suppress(FileNotFoundError), os.scandir(user_root()) as entries:
+        return any(entry.stat(follow_symlinks=False).st_uid == uid for entry in entries)
+    return False
+
+
+def fresh_uid() -> int | None:
+    """A kernel uid nobody has and no file of the user root belongs to (a warm pool kernel's), or
+    None when kernels are not isolated."""
+    if not isolated():
+        return None
+    from chalicelib.store import users as user_store
+
+    prepare_host()
+    return user_store.take_kernel_uid(uid_base(), uid_has_files)
+
+
+def owner_uid(owner: str) -> int | None:
+    """The uid ``owner``'s kernels, jars and Flink jobs run under (taken once, kept), the host made
+    ready for it (:func:`prepare_host`); None when kernels are not isolated."""
+    if not isolated():
+        return None
+    from chalicelib.store import users as user_store
+
+    changed = prepare_host()
+    if changed:
+        print(f"sparkgate engine: search bit (o+x) added for kernel uids on: {', '.join(changed)}", flush=True)
+    return user_store.kernel_uid(owner, uid_base(), uid_has_files)
+
+
 # ---- the kernel's side (root until the end of enter) ---------------------------------------------
 
 

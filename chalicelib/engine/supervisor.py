@@ -232,14 +232,9 @@ def start_kernel(
         kernel_thread.start()
         handle = KernelHandle(Channel(ours))
     else:
-        if sandbox.isolated():
-            from chalicelib.store import users as user_store
-
-            changed = sandbox.prepare_host()
-            if changed:
-                print(f"sparkgate engine: search bit (o+x) added for kernel uids on: {', '.join(changed)}", flush=True)
-            uid = uid if uid is not None else user_store.kernel_uid(owner, sandbox.uid_base())
-        else:
+        if uid is None:
+            uid = sandbox.owner_uid(owner)
+        elif not sandbox.isolated():
             uid = None
         command = sandbox.kernel_command(theirs.fileno(), owner, uid, settings().state_dir)
         proc = subprocess.Popen(
@@ -622,6 +617,8 @@ class SessionDriver:
         self.retired = False
         #: a warm pool driver's kernel, already started (``engine.pool_driver``); else one is started
         self.kernel: KernelHandle | None = kernel
+        #: when this driver's first Job ended (None before)
+        self.first_job_done: float | None = None
 
     def _update(self, fields: dict[str, Any]) -> bool:
         ok = session_store.update_session_fields(self.session_id, self.generation, fields)
@@ -739,6 +736,9 @@ class SessionDriver:
             if claimed is None:
                 continue
             JobRun(kernel, claimed, self.max_rows).run()
+            if self.first_job_done is None:  # the stream tops up the warm pool now (``pool.refill_after``)
+                self.first_job_done = time.time()
+                self._update({"first_job_at": self.first_job_done})
             # current_exec_id keeps naming the finished job until the next claim: the reaper only
             # fails it while Running, so clearing it would be a write per job for nothing
             return True

@@ -252,7 +252,6 @@ def _end(exec_id: str, log: _Log, status: str, fields: dict[str, Any]) -> None:
 
 def _start(job: dict[str, Any], log: _Log) -> tuple[subprocess.Popen[str], Channel]:
     """Start the sandboxed Flink side and hand it its work."""
-    from chalicelib.store import users as user_store
 
     home = flink_home()
     if home is None:
@@ -260,10 +259,7 @@ def _start(job: dict[str, Any], log: _Log) -> tuple[subprocess.Popen[str], Chann
     check_java()
     spec, artefact = _spec(job)
     owner = str(job["owner"])
-    uid: int | None = None
-    if sandbox.isolated():
-        sandbox.prepare_host()
-        uid = user_store.kernel_uid(owner, sandbox.uid_base())
+    uid = sandbox.owner_uid(owner)
     ours, theirs = socket.socketpair()
     fds = (theirs.fileno(), *([artefact.fileno()] if artefact else []))
     try:

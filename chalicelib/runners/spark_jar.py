@@ -65,14 +65,10 @@ def submit_line(run: dict[str, Any], master: str, tmp: Path) -> list[str]:
 def start(job: dict[str, Any], master: str) -> subprocess.Popen[str]:
     """Start the sandboxed spark-submit of ``job`` (its own process group); output on stdout."""
     from chalicelib import work_runs
-    from chalicelib.store import users as user_store
 
     owner, exec_id = str(job["owner"]), str(job["exec_id"])
     line = submit_line(job["artefact_run"], master, run_tmp(owner, exec_id))
-    uid: int | None = None
-    if sandbox.isolated():
-        sandbox.prepare_host()
-        uid = user_store.kernel_uid(owner, sandbox.uid_base())
+    uid = sandbox.owner_uid(owner)
     try:
         jar = work_runs.open_jar(work_runs.run_artefact(job["artefact_run"]))
     except (OSError, work_runs.RunError) as err:

@@ -24,6 +24,8 @@ from typing import Any
 JOB_PREFIX = "JOB#"
 JOB_SK = "JOB"
 LOG_PREFIX = "LOG#"
+SESSION_PREFIX = "SESSION#"
+SESSION_SK = "SESSION"
 SESSION_QUEUE_PREFIX = "SESSIONQ#"
 #: the live-sessions index partition (``gsi1pk``) of every session whose driver is starting or running
 LIVE_SESSIONS_PK = "LIVESESSIONS"
@@ -59,7 +61,7 @@ def counter_key(name: str) -> dict[str, str]:
 
 def session_key(session_id: str) -> dict[str, str]:
     """The primary key of a session item."""
-    return {"pk": f"SESSION#{session_id}", "sk": "SESSION"}
+    return {"pk": f"{SESSION_PREFIX}{session_id}", "sk": SESSION_SK}
 
 
 def session_queue_pk(session_id: str) -> str:
@@ -128,6 +130,11 @@ def is_job(keys: Mapping[str, Any]) -> bool:
 def is_log(keys: Mapping[str, Any]) -> bool:
     """True for the keys of a log chunk item."""
     return exec_id_of(keys) is not None and _after(keys.get("sk"), LOG_PREFIX) is not None
+
+
+def is_session(keys: Mapping[str, Any]) -> bool:
+    """True for a session (driver) item."""
+    return _after(keys.get("pk"), SESSION_PREFIX) is not None and keys.get("sk") == SESSION_SK
 
 
 def queued_session(item: Mapping[str, Any] | None) -> str | None:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -279,15 +280,16 @@ def clear_failures(kind: str, value: str) -> None:
     table().delete_item(Key=_fail_key(kind, value))
 
 
-def kernel_uid(user_id: str, base: int) -> int:
+def kernel_uid(user_id: str, base: int, in_use: Callable[[int], bool] = lambda uid: False) -> int:
     """The numeric uid this user's kernels run under: ``base`` + a number taken once from an
-    atomic counter and kept (put-if-absent) in ``KERNELUID#<user_id>``, so no two users share one."""
+    atomic counter and kept (put-if-absent) in ``KERNELUID#<user_id>``, so no two users share one
+    (``in_use``: see :func:`take_kernel_uid`)."""
     key = {"pk": f"KERNELUID#{user_id}", "sk": "KERNELUID"}
     for _ in range(3):
         item = table().get_item(Key=key, ConsistentRead=True).get("Item")
         if item:
             return int(item["uid"])
-        put_new({**key, "user_id": user_id, "uid": take_kernel_uid(base)})
+        put_new({**key, "user_id": user_id, "uid": take_kernel_uid(base, in_use)})
     raise RuntimeError(f"no kernel uid for user {user_id}")
 
 
@@ -303,8 +305,18 @@ def bind_kernel_uid(user_id: str, uid: int) -> bool:
     return put_new({"pk": f"KERNELUID#{user_id}", "sk": "KERNELUID", "user_id": user_id, "uid": uid})
 
 
-def take_kernel_uid(base: int) -> int:
-    """A kernel uid nobody has: ``base`` + the next number of the users' uid counter."""
+#: How many counter numbers :func:`take_kernel_uid` skips (``in_use``) before it gives up.
+MAX_UID_SKIPS = 10_000
+
+
+def take_kernel_uid(base: int, in_use: Callable[[int], bool] = lambda uid: False) -> int:
+    """A kernel uid nobody has: ``base`` + the next number of the users' uid counter, skipping
+    numbers ``in_use`` says the host already knows (files left by an earlier table under the same
+    user root: a new user must never inherit them)."""
     from chalicelib.store.counters import next_counter
 
-    return base + next_counter("kernel_uid")
+    for _ in range(MAX_UID_SKIPS):
+        uid = base + next_counter("kernel_uid")
+        if not in_use(uid):
+            return uid
+    raise RuntimeError(f"no free kernel uid after {MAX_UID_SKIPS} tries from {base}")

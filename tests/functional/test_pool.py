@@ -6,8 +6,10 @@ drivers, kernels and uids are exercised against the local stack in ``tests/e2e/t
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -200,14 +202,56 @@ def test_two_claims_race_for_one_entry_and_one_wins(runner: PoolRunner) -> None:
     assert [u for u in ("u0", "u1", "u2", "u3") if user_store.known_kernel_uid(u) is not None] == won
 
 
-def test_a_claimed_session_records_the_warm_start_and_tops_up_the_owners_spare(runner: PoolRunner) -> None:
+def test_a_claimed_session_records_the_warm_start_and_tops_up_the_owners_spare_after_its_first_job(
+    runner: PoolRunner,
+) -> None:
+    """The refill waits for the claimed driver's first Job: the stream sees ``first_job_at`` written."""
     from chalicelib import sessions
+    from chalicelib.api.stream import handle_stream_event
+    from chalicelib.store import item_keys
     from chalicelib.store import sessions as session_store
 
     pool_id = _fresh(runner)
     driver = sessions.ensure_session_driver("s-ann", "ann", None)
     assert driver["warm_start"] is True and driver["runner_handle"]["pool_id"] == pool_id
-    assert session_store.get_session("s-ann")["warm_start"] is True  # type: ignore[index]
+    before = session_store.get_session("s-ann")
+    assert before is not None and before["warm_start"] is True
     assert runner.sessions == []  # no cold start
+    assert len(runner.pools) == 1  # nothing starts while the user's first Job runs
+
+    keys = {k: {"S": v} for k, v in item_keys.session_key("s-ann").items()}
+    image = {"owner": {"S": "ann"}, "state": {"S": "running"}}
+    record = {"eventName": "MODIFY", "dynamodb": {"Keys": keys, "OldImage": image, "NewImage": image}}
+    handle_stream_event({"Records": [record]})
+    assert len(runner.pools) == 1  # another write to the session: still nothing
+    done = {**image, "first_job_at": {"N": "1767000000.5"}}
+    handle_stream_event({"Records": [{**record, "dynamodb": {**record["dynamodb"], "NewImage": done}}]})
     assert [p["kind"] for p in runner.pools[1:]] == ["spare", "fresh"]
     assert runner.pools[1]["owner"] == "ann"
+    handle_stream_event({"Records": [{**record, "dynamodb": {"Keys": keys, "OldImage": done, "NewImage": done}}]})
+    assert len(runner.pools) == 3  # once per driver
+
+
+def test_a_new_uid_never_owns_an_earlier_tables_files(
+    runner: PoolRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user root outlives its table (the state dir was reset): the counter starts again at the base,
+    so the uids it hands out may own areas of users an earlier table knew. Those are skipped, for a
+    user's own uid and a fresh pool kernel's alike, and an earlier entry's link does not block a new one."""
+    from chalicelib.engine import pool_driver, sandbox
+    from chalicelib.store import users as user_store
+
+    users = tmp_path / "users"
+    users.mkdir()
+    monkeypatch.setenv("SPARKGATE_USER_ROOT", str(users))
+    old = users / ("0" * 32)  # an earlier table's user, whose kernels ran as UID_BASE + 1 and + 2
+    old.mkdir()
+    os.chown(old, UID_BASE + 1, UID_BASE + 1)
+    (users / "pool-earlier").symlink_to(old)
+    os.lchown(users / "pool-earlier", UID_BASE + 2, UID_BASE + 2)
+
+    assert sandbox.uid_has_files(UID_BASE + 1) and not sandbox.uid_has_files(UID_BASE + 3)
+    assert user_store.kernel_uid("ann", UID_BASE, sandbox.uid_has_files) == UID_BASE + 3
+    assert user_store.take_kernel_uid(UID_BASE, sandbox.uid_has_files) == UID_BASE + 4
+    assert user_store.kernel_uid("ann", UID_BASE, sandbox.uid_has_files) == UID_BASE + 3  # and it stays hers
+    assert pool_driver.placeholder_owner("fresh-a") != pool_driver.placeholder_owner("fresh-b")
