@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from chalicelib import jobs, quotas, user_files
+from chalicelib import jobs, map_kinds, quotas, user_files
 from chalicelib.config import settings
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.models import geo as requests
@@ -34,17 +34,6 @@ from chalicelib.tokens import Principal
 
 DEFAULT_SYNC_WAIT_SECONDS = 25.0
 MAX_SYNC_WAIT_SECONDS = 28.0
-#: Map routes -> the render function the engine calls (Arctern's shipped names included).
-MAPS = {
-    "pointmap": "pointmap",
-    "heatmap": "heatmap",
-    "choropleth": "choropleth",
-    "choroplethmap": "choropleth",
-    "weighted": "weighted",
-    "weighted_pointmap": "weighted",
-    "icon_viz": "icon_viz",
-    "fishnetmap": "fishnetmap",
-}
 MAX_ICON_BYTES = 5 * 1024 * 1024
 
 
@@ -456,15 +445,16 @@ def render_params(principal: Principal, params: Any) -> dict[str, Any]:
 
 
 def render(principal: Principal, route: str, body: dict[str, Any]) -> Outcome:
-    """``/pointmap`` and the other maps: base64 PNG of ``sql``'s rows drawn with ``params``."""
-    kind = MAPS.get(route)
-    if kind is None:
+    """``/pointmap`` and the other maps (``map_kinds.ROUTES``): base64 PNG of ``sql``'s rows drawn with
+    ``params``; the engine draws the route's ``map_kinds.MapKind.kind``."""
+    spec = map_kinds.by_route(route)
+    if spec is None:
         raise NotFound(f"unknown map {route}")
     request = _body(requests.MapRequest, principal, body)
     return run(
         principal,
         request.scope,
         request.session,
-        {"op": "render", "map": kind, "sql": request.sql, "params": request.params},
+        {"op": "render", "map": spec.kind, "sql": request.sql, "params": request.params},
         request.sql,
     )

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chalicelib import geo
+from chalicelib import map_kinds
 from chalicelib.dialects import GeoDialect, LinkisDialect, WorksDialect
 from chalicelib.models import entrance as linkis_models
 from chalicelib.models import geo as geo_models
@@ -110,7 +110,7 @@ OPERATIONS: dict[str, Operation] = {
     "POST /savefile": Operation(body=geo_models.SavefileRequest, also=(202,)),
     "GET /table/schema": Operation(query=geo_models.TableQuery, also=(202,)),
     "POST /query": Operation(body=geo_models.QueryRequest, also=(202,)),
-    **{f"POST /{kind}": Operation(body=geo_models.MapRequest, also=(202,)) for kind in geo.MAPS},
+    **{f"POST /{kind}": Operation(body=geo_models.MapRequest, also=(202,)) for kind in map_kinds.ROUTES},
 }
 
 #: OpenAPI links (the stateful flows): ``"METHOD path"`` -> link name -> (operationId, parameter, expression).

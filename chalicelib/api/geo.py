@@ -12,7 +12,7 @@ from typing import Any
 
 from chalice import Response
 
-from chalicelib import geo
+from chalicelib import geo, map_kinds
 from chalicelib.api.routing import Call, Surface
 from chalicelib.dialects import GeoDialect
 
@@ -116,5 +116,5 @@ def _map_route(name: str) -> None:
     surface.route(f"/{name}", methods=["POST"])(view)
 
 
-for _name in geo.MAPS:
+for _name in map_kinds.ROUTES:
     _map_route(_name)

@@ -18,6 +18,8 @@ from PIL import Image
 from pyspark.sql import DataFrame, SparkSession
 
 from chalicelib.engine.geo import render
+from chalicelib.engine.geo.render import aggregate, shade
+from chalicelib.engine.geo.render.params import viewport
 from tests.engine.conftest import BASELINES
 
 POLY = (
@@ -149,8 +151,8 @@ def test_binning_aggregates_in_spark(geo_spark: SparkSession) -> None:
     lon, lat, w = rng.uniform(-74, -73.9, 5000), rng.uniform(40.7, 40.8, 5000), rng.integers(1, 5, 5000)
     rows = [(float(a), float(b), int(c)) for a, b, c in zip(lon, lat, w, strict=True)]
     df = geo_spark.createDataFrame(rows, "x double, y double, w long").selectExpr("ST_Point(x, y) p", "w")
-    vp = render.viewport(dict(width=50, height=40, bounding_box=[-74, 40.7, -73.9, 40.8]))
-    count, sums = render.bin_points(df.repartition(3), vp, 1)
+    vp = viewport(dict(width=50, height=40, bounding_box=[-74, 40.7, -73.9, 40.8]))
+    count, sums = aggregate.bin_points(df.repartition(3), vp, 1)
     px, py = vp.project(lon, lat)
     ok = (px >= 0) & (px < 50) & (py >= 0) & (py < 40)
     expected = np.zeros((40, 50))
@@ -237,9 +239,9 @@ def test_uniform_disc_blend_is_bit_identical(monkeypatch: pytest.MonkeyPatch, si
     ys, xs = np.nonzero(lit)
     rgba = np.tile(np.array([0.176, 0.937, 0.29, opacity]), (len(ys), 1))
     sizes = np.full(len(ys), float(size))
-    fast = render._draw_discs((h, w), ys, xs, sizes, rgba)
-    monkeypatch.setattr(render, "PATTERN_MIN_SHARE", 0)
-    slow = render._draw_discs((h, w), ys, xs, sizes, rgba)
+    fast = shade.draw_discs((h, w), ys, xs, sizes, rgba)
+    monkeypatch.setattr(shade, "PATTERN_MIN_SHARE", 0)
+    slow = shade.draw_discs((h, w), ys, xs, sizes, rgba)
     assert np.array_equal(fast, slow)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from chalicelib import map_kinds
 from chalicelib.engine.statements import exec_final_value, json_value
 
 MAX_QUERY_ROWS = 50_000
@@ -153,22 +154,20 @@ def command(namespace: dict[str, Any], code: str) -> dict[str, Any]:
     return {"output": output, "result": shown}
 
 
-#: Map types drawn from points: their ``SELECT ST_Point(a, b), ...`` is binned from raw a/b.
-POINT_MAPS = frozenset({"pointmap", "heatmap", "weighted", "weighted_pointmap", "fishnetmap", "icon_viz"})
-
-
 def map_source(spark: SparkSession, kind: str, sql: str) -> Any:
     """The renderer's input for ``sql``: a DataFrame, or ``render.XYPoints`` when a point
-    map's SQL starts with ``SELECT ST_Point(a, b)`` (same pixels, no WKB round trip), carrying
-    the Parquet row groups to read directly when that query is a plain Parquet projection.
+    map's SQL (``kind``, a route name, is ``map_kinds.MapKind.point_map``) starts with
+    ``SELECT ST_Point(a, b)`` (same pixels, no WKB round trip), carrying the Parquet row
+    groups to read directly when that query is a plain Parquet projection.
     ``sql`` passes the SQL guard once; ``xy_sql`` is rewritten from it."""
     from chalicelib.engine import sql_guard
     from chalicelib.engine.geo.parquet_scan import plain_parquet_scan
-    from chalicelib.engine.geo.render import XYPoints
+    from chalicelib.engine.geo.render.aggregate import XYPoints
     from chalicelib.engine.geo.rewrite import rewrite_sql, xy_map_sql
 
     with sql_guard.guarded(spark, sql):
-        if kind in POINT_MAPS:
+        spec = map_kinds.by_route(kind)
+        if spec is not None and spec.point_map:
             point_udfs: dict[str, tuple[str, str]] = {}
             xy_sql = xy_map_sql(rewrite_sql(spark, sql, point_udfs))
             if xy_sql is not None:
@@ -186,10 +185,11 @@ def map_source(spark: SparkSession, kind: str, sql: str) -> Any:
 
 
 def render(spark: SparkSession, kind: str, sql: str, params: dict[str, Any]) -> dict[str, Any]:
-    """A map PNG: ``render.<kind>(spark.sql(sql), params)`` (see :func:`map_source`)."""
-    from chalicelib.engine.geo import render as renderer
+    """A map PNG: ``render.RENDERERS[kind](spark.sql(sql), params)`` (see :func:`map_source`);
+    ``kind`` is a ``map_kinds.MapKind.kind``, as ``chalicelib.geo.render`` queues it."""
+    from chalicelib.engine.geo.render import RENDERERS
 
-    draw = getattr(renderer, kind, None)
+    draw = RENDERERS.get(kind)
     if draw is None:
         raise ValueError(f"map type {kind!r} is not available")
     png = draw(map_source(spark, kind, sql), params)
