@@ -14,11 +14,13 @@ results :mod:`chalicelib.store.results`, its session :mod:`chalicelib.store.sess
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from boto3.dynamodb.conditions import Key
 
 from chalicelib import job_status
+from chalicelib.records import JobRecord
 from chalicelib.store.aws import dynamo_value, put_new, table, update_if
 from chalicelib.store.item_keys import job_key, order_sk, session_queue_pk, task_id_key, user_jobs_pk
 from chalicelib.store.items import decode
@@ -26,7 +28,27 @@ from chalicelib.store.items import decode
 FINAL_STATUSES: tuple[str, ...] = job_status.FINAL
 
 
-def insert_job(job: dict[str, Any]) -> None:
+def from_item(item: Mapping[str, Any]) -> JobRecord:
+    """A stored Job item as its record: keys and index attributes dropped, Decimals decoded."""
+    return cast(JobRecord, decode(item))
+
+
+def to_item(job: JobRecord) -> dict[str, Any]:
+    """A Job record as its item: its key, the owner index, and the session queue while it waits in one."""
+    item: dict[str, Any] = {
+        **job_key(job["exec_id"]),
+        "gsi2pk": user_jobs_pk(job["owner"]),
+        "gsi2sk": order_sk(job["task_id"]),
+        **dynamo_value(job),
+    }
+    session_id = job.get("session_id")
+    if session_id and job["status"] not in FINAL_STATUSES:
+        item["gsi1pk"] = session_queue_pk(session_id)
+        item["gsi1sk"] = order_sk(job["task_id"])
+    return item
+
+
+def insert_job(job: JobRecord) -> None:
     """Store a new job: its task-id pointer first, then the job, each a put-if-absent.
 
     Two single-item writes instead of a transaction: the task id comes from the atomic
@@ -34,15 +56,7 @@ def insert_job(job: dict[str, Any]) -> None:
     a pointer to no job (answered as "no job with taskID"), never a job without its id.
     A transaction would cost twice the write units for no added safety.
     """
-    item = {
-        **job_key(job["exec_id"]),
-        "gsi2pk": user_jobs_pk(job["owner"]),
-        "gsi2sk": order_sk(job["task_id"]),
-        **dynamo_value(job),
-    }
-    if job.get("session_id") and job["status"] not in FINAL_STATUSES:
-        item["gsi1pk"] = session_queue_pk(job["session_id"])
-        item["gsi1sk"] = order_sk(job["task_id"])
+    item = to_item(job)
     pointer = {**task_id_key(job["task_id"]), "exec_id": job["exec_id"]}
     if not put_new(pointer):
         raise RuntimeError(f"task id {job['task_id']} is already taken; the job counter was reset")
@@ -50,10 +64,10 @@ def insert_job(job: dict[str, Any]) -> None:
         raise RuntimeError(f"exec id {job['exec_id']} is already taken")
 
 
-def get_job(exec_id: str) -> dict[str, Any] | None:
+def get_job(exec_id: str) -> JobRecord | None:
     """The job, or None."""
     item = table().get_item(Key=job_key(exec_id), ConsistentRead=True).get("Item")
-    return decode(item) if item else None
+    return from_item(item) if item else None
 
 
 def exec_id_for_task(task_id: int) -> str | None:
@@ -69,7 +83,7 @@ def transition(
     fields: dict[str, Any] | None = None,
     *,
     dequeue: bool = False,
-) -> dict[str, Any] | None:
+) -> JobRecord | None:
     """Move a job to ``to_status`` only if its status is one of ``from_statuses``.
 
     ``fields`` are set in the same write; ``dequeue`` removes it from its session queue.
@@ -88,7 +102,7 @@ def transition(
         remove=("gsi1pk", "gsi1sk") if dequeue or to_status in FINAL_STATUSES else (),
         return_item=True,
     )
-    return decode(got) if got is not None else None
+    return from_item(got) if got is not None else None
 
 
 def move(
@@ -98,7 +112,7 @@ def move(
     *,
     only_from: tuple[str, ...] | None = None,
     dequeue: bool = False,
-) -> dict[str, Any] | None:
+) -> JobRecord | None:
     """:func:`transition` from every status the life-cycle table allows to move to ``to_status``
     (narrowed to ``only_from``): the write condition comes from the table, not from the caller."""
     return transition(exec_id, job_status.sources(to_status, only_from), to_status, fields, dequeue=dequeue)
@@ -113,22 +127,22 @@ def update_job_fields(exec_id: str, fields: dict[str, Any], *, unless_final: boo
     return update_if(job_key(exec_id), fields, condition, names={"#status": "status"}, values=finals) is not None
 
 
-def _index_page(index: str, partition: str, limit: int, *, oldest_first: bool) -> list[dict[str, Any]]:
+def _index_page(index: str, partition: str, limit: int, *, oldest_first: bool) -> list[JobRecord]:
     page = table().query(
         IndexName=index,
         KeyConditionExpression=Key(f"{index}pk").eq(partition),
         ScanIndexForward=oldest_first,
         Limit=limit,
     )
-    return [decode(i) for i in page.get("Items", [])]
+    return [from_item(i) for i in page.get("Items", [])]
 
 
-def queued_jobs(session_id: str, limit: int = 10) -> list[dict[str, Any]]:
+def queued_jobs(session_id: str, limit: int = 10) -> list[JobRecord]:
     """Jobs waiting in ``session_id``'s queue, oldest first."""
     return _index_page("gsi1", session_queue_pk(session_id), limit, oldest_first=True)
 
 
-def user_jobs(owner: str, limit: int = 50) -> list[dict[str, Any]]:
+def user_jobs(owner: str, limit: int = 50) -> list[JobRecord]:
     """The owner's most recent jobs, newest first."""
     return _index_page("gsi2", user_jobs_pk(owner), limit, oldest_first=False)
 
