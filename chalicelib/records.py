@@ -38,13 +38,9 @@ class JobExtra(TypedDict, total=False):
     request_app: str | None
 
 
-class JobRecord(JobExtra, total=False):
-    """A Job (``chalicelib.jobs``): written by ``jobs.new_job``, moved by ``store.jobs.transition``."""
+class JobFields(JobExtra, total=False):
+    """The fields of a Job a write may set beside its status (``store.jobs.transition``, ``update_job_fields``)."""
 
-    exec_id: Required[str]
-    task_id: Required[int]
-    owner: Required[str]
-    status: Required[str]
     username: str
     kind: str  # entrance | geo | task
     code: str
@@ -75,11 +71,18 @@ class JobRecord(JobExtra, total=False):
     ended_at: str | None
 
 
-class SessionRecord(TypedDict, total=False):
-    """A driver record (``chalicelib.sessions``): a warm session's, or a batch Job's (``batch-<exec_id>``)."""
+class JobRecord(JobFields, total=False):
+    """A Job (``chalicelib.jobs``): written by ``jobs.new_job``, moved by ``store.jobs.transition``."""
 
-    session_id: Required[str]
-    generation: Required[int]
+    exec_id: Required[str]
+    task_id: Required[int]
+    owner: Required[str]
+    status: Required[str]
+
+
+class SessionFields(TypedDict, total=False):
+    """The fields of a driver record a write may set (``store.sessions.update_session_fields``, heartbeats)."""
+
     owner: str
     kind: str  # session | batch
     state: str  # starting | running | stopping | stopped | dead
@@ -99,11 +102,16 @@ class SessionRecord(TypedDict, total=False):
     catalog_replayed: dict[str, Any]
 
 
-class TaskRecord(TypedDict, total=False):
-    """A run of a work (``chalicelib.tasks``)."""
+class SessionRecord(SessionFields, total=False):
+    """A driver record (``chalicelib.sessions``): a warm session's, or a batch Job's (``batch-<exec_id>``)."""
 
-    task_id: Required[str]
-    work_id: Required[str]
+    session_id: Required[str]
+    generation: Required[int]
+
+
+class TaskFields(TypedDict, total=False):
+    """The fields of a task a write may set (``store.tasks.update_task_fields``, ``end_without_job``)."""
+
     owner: str
     type: str | None
     trigger: str
@@ -118,6 +126,13 @@ class TaskRecord(TypedDict, total=False):
     ended_at: str | None
     #: not stored: whether the task still holds its work's ``active_task_id`` (``store.tasks.from_item``)
     active: bool
+
+
+class TaskRecord(TaskFields, total=False):
+    """A run of a work (``chalicelib.tasks``)."""
+
+    task_id: Required[str]
+    work_id: Required[str]
 
 
 class TaskView(TaskRecord, total=False):

@@ -20,7 +20,7 @@ from chalicelib import jobs, quotas
 from chalicelib.config import settings
 from chalicelib.engine.config import ERR_DRIVER_DIED, batch_driver_id, session_config
 from chalicelib.errors import Forbidden, QuotaExceeded
-from chalicelib.records import JobRecord, SessionRecord
+from chalicelib.records import JobFields, JobRecord, SessionFields, SessionRecord
 from chalicelib.runners import Runner, get_runner, runner_for_handle
 from chalicelib.store import jobs as job_store
 from chalicelib.store import sessions as session_store
@@ -254,7 +254,7 @@ def _reap(session: SessionRecord, reason: str, *, restart: bool) -> dict[str, An
     fresh = session_store.get_session(session_id)
     if not fresh or int(fresh["generation"]) != generation or fresh.get("state") not in LIVE_STATES:
         return None
-    fields = {"state": "dead", "stop_reason": reason, "stopped_at": now_iso(), "current_exec_id": None}
+    fields: SessionFields = {"state": "dead", "stop_reason": reason, "stopped_at": now_iso(), "current_exec_id": None}
     if not session_store.retire_session(session_id, generation, fields):
         return None
     failed: str | None = None
@@ -279,7 +279,7 @@ def _reap(session: SessionRecord, reason: str, *, restart: bool) -> dict[str, An
             restarted = int(ensure_session_driver(session_id, fresh["owner"], fresh.get("config"))["generation"])
         except QuotaExceeded as err:  # the owner started other sessions meanwhile: the waiting Jobs end
             for queued in job_store.queued_jobs(session_id, limit=100):
-                ended = {"error": err.message, "error_code": ERR_DRIVER_DIED, "ended_at": now_iso()}
+                ended: JobFields = {"error": err.message, "error_code": ERR_DRIVER_DIED, "ended_at": now_iso()}
                 job_store.transition(queued["exec_id"], jobs.QUEUED, jobs.FAILED, ended, dequeue=True)
     return {
         "session_id": session_id,

@@ -47,7 +47,7 @@ from chalicelib.config import settings
 from chalicelib.engine.config import batch_driver_id
 from chalicelib.errors import BadRequest, NotFound, StateConflict
 from chalicelib.observability import logger
-from chalicelib.records import JobRecord, TaskRecord, TaskView, WorkRecord
+from chalicelib.records import JobFields, JobRecord, TaskFields, TaskRecord, TaskView, WorkRecord
 from chalicelib.store import jobs as job_store
 from chalicelib.store import sessions as session_store
 from chalicelib.store import tasks as task_store
@@ -131,11 +131,15 @@ def _end_unstarted(task: TaskRecord) -> TaskRecord:
     """A task with no Job after the grace period: ended with an error (conditional; see the module doc)."""
     if _age_seconds(task.get("created_at")) < settings().task_start_grace_seconds:
         return task
-    fields = {"error": STALE_START_ERROR.format(what="creating its Job"), "final_status": 3, "ended_at": now_iso()}
+    fields: TaskFields = {
+        "error": STALE_START_ERROR.format(what="creating its Job"),
+        "final_status": 3,
+        "ended_at": now_iso(),
+    }
     if task_store.end_without_job(task["task_id"], fields):
         logger.warning("task abandoned before its Job was attached", extra={"task_id": task["task_id"]})
         # a Job may exist that the crashed starter never recorded: it must not run (or stay queued)
-        orphan = {"error": "its task ended before the Job started", "ended_at": now_iso()}
+        orphan: JobFields = {"error": "its task ended before the Job started", "ended_at": now_iso()}
         job_store.transition(work_runs.task_exec_id(task["task_id"]), jobs.ACTIVE, jobs.CANCELLED, orphan)
         return cast(TaskRecord, {**task, **fields})
     return task_store.get_task(task["task_id"]) or task
@@ -150,7 +154,7 @@ def _fail_undispatched(job: JobRecord) -> JobRecord:
         or session_store.get_session(batch_driver_id(job["exec_id"])) is not None
     ):
         return job
-    fields = {"error": STALE_START_ERROR.format(what="starting its driver"), "ended_at": now_iso()}
+    fields: JobFields = {"error": STALE_START_ERROR.format(what="starting its driver"), "ended_at": now_iso()}
     moved = job_store.transition(job["exec_id"], jobs.QUEUED, jobs.FAILED, fields)
     if moved is not None:
         logger.warning("task's Job was never dispatched", extra={"exec_id": job["exec_id"]})
@@ -286,7 +290,7 @@ def start_task(
         job = work_runs.failed_job(principal, task, work, str(getattr(err, "message", err)))
     if not task_store.attach_job(task["task_id"], job["exec_id"], int(job["task_id"])):
         # the task was ended meanwhile (cancelled, or judged abandoned): its Job must not run
-        ended = {"error": "its task ended before the Job started", "ended_at": now_iso()}
+        ended: JobFields = {"error": "its task ended before the Job started", "ended_at": now_iso()}
         job_store.transition(job["exec_id"], jobs.ACTIVE, jobs.CANCELLED, ended)
         return _load(task_store.get_task(task["task_id"]) or task)
     task.update({"exec_id": job["exec_id"], "job_task_id": job["task_id"], "active": True})
@@ -328,7 +332,11 @@ def cancel_task(principal: Principal, task_id: str) -> dict[str, Any]:
     task = owned_task(principal, task_id)
     if not task.get("exec_id"):
         if task["status"] == 7:
-            fields = {"error": "cancelled by user before its Job was created", "final_status": 4, "ended_at": now_iso()}
+            fields: TaskFields = {
+                "error": "cancelled by user before its Job was created",
+                "final_status": 4,
+                "ended_at": now_iso(),
+            }
             task_store.end_without_job(task_id, fields)
         return present_detail(owned_task(principal, task_id))
     job = job_store.get_job(str(task["exec_id"]))

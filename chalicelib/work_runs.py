@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 from chalicelib import jobs, quotas, user_files
 from chalicelib.config import settings
 from chalicelib.errors import BadRequest, QuotaExceeded
-from chalicelib.records import JobExtra, JobRecord, TaskRecord, WorkRecord
+from chalicelib.records import JobExtra, JobFields, JobRecord, TaskRecord, WorkRecord
 from chalicelib.store import jobs as job_store
 from chalicelib.store import results as result_store
 from chalicelib.timeutil import now_iso
@@ -385,7 +385,7 @@ def reconcile_artefact_run(job: JobRecord) -> JobRecord:
         outcome = state.outcome or jobs.FAILED
         if outcome == jobs.FAILED and job.get("cancel_requested"):
             outcome = jobs.CANCELLED
-        fields: dict[str, Any] = {"ended_at": now_iso()}
+        fields: JobFields = {"ended_at": now_iso()}
         if outcome == jobs.SUCCEED:
             fields["progress"] = 1
         else:

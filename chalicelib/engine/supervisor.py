@@ -33,7 +33,7 @@ from chalicelib.engine.channel import Channel, ChannelClosed
 from chalicelib.engine.joblog import JobLog
 from chalicelib.job_status import JobStatus
 from chalicelib.logformat import closing_line
-from chalicelib.records import JobRecord
+from chalicelib.records import JobFields, JobRecord, SessionFields
 from chalicelib.store import jobs as job_store
 from chalicelib.store import results as result_store
 from chalicelib.store import sessions as session_store
@@ -453,7 +453,7 @@ class JobRun:
     # -- endings ----------------------------------------------------------------------------------
 
     def _end(
-        self, status: str, reason: str, code: int, extra: dict[str, Any] | None = None, detail: str = ""
+        self, status: str, reason: str, code: int, extra: JobFields | None = None, detail: str = ""
     ) -> JobRecord | None:
         self.log.error(reason) if status != "Cancelled" else self.log.warn(reason)
         if detail:  # the engine's stack, after the clean message (never in the Job's error)
@@ -463,7 +463,8 @@ class JobRun:
             lines = self.log.flush(update_count=False)
         except Exception:
             lines = self.log.flushed
-        fields = {"error": reason, "error_code": code, "ended_at": now_iso(), "log_lines": lines, **(extra or {})}
+        fields: JobFields = {"error": reason, "error_code": code, "ended_at": now_iso(), "log_lines": lines}
+        fields.update(extra or {})
         return job_store.transition(self.exec_id, (JobStatus.RUNNING,), status, fields)
 
     def _died(self, reason: str) -> JobRecord | None:
@@ -503,7 +504,7 @@ class JobRun:
         progress, infos = self._final_progress(done)
         if done.get("error") or done.get("interrupted"):
             text = _explained(str(done.get("error") or "interrupted"))
-            extra = {"progress": progress, "progress_info": infos}
+            extra: JobFields = {"progress": progress, "progress_info": infos}
             detail = done.get("error_detail")
             detail = detail if isinstance(detail, str) else ""
             return self._end("Failed", text, engine_config.ERR_EXECUTION, extra, detail)
@@ -534,7 +535,7 @@ class JobRun:
             future.result()
         location = f"s3://{settings().bucket_name}/{result_store.result_prefix(self.owner, self.exec_id)}"
         final_info = [{**i, "succeedTasks": i["totalTasks"] - i["failedTasks"], "runningTasks": 0} for i in infos]
-        fields: dict[str, Any] = {
+        fields: JobFields = {
             "ended_at": now_iso(),
             "log_lines": lines,
             "progress": 1.0,
@@ -579,7 +580,7 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         """One heartbeat, one request (it also picks up ``stop_requested``)."""
-        fields = {"heartbeat_at": time.time(), "heartbeat_every": self.interval()}
+        fields: SessionFields = {"heartbeat_at": time.time(), "heartbeat_every": self.interval()}
         session = session_store.beat_session(self.session_id, self.generation, fields)
         if session is None:
             self.superseded.set()
@@ -627,7 +628,7 @@ class SessionDriver:
         #: a warm pool driver's kernel, already started (``engine.pool_driver``); else one is started
         self.kernel: KernelHandle | None = kernel
 
-    def _update(self, fields: dict[str, Any]) -> bool:
+    def _update(self, fields: SessionFields) -> bool:
         ok = session_store.update_session_fields(self.session_id, self.generation, fields)
         if not ok:
             self.heartbeat.superseded.set()

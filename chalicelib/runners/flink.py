@@ -36,7 +36,7 @@ from chalicelib.engine import sandbox
 from chalicelib.engine.channel import Channel, ChannelClosed
 from chalicelib.engine.config import PREVIEW_ROWS, session_config
 from chalicelib.logformat import closing_line
-from chalicelib.records import JobRecord
+from chalicelib.records import JobFields, JobRecord
 from chalicelib.runners.base import RunnerError
 
 FLINK_MAIN = sandbox.PROJECT_DIR / "chalicelib" / "runners" / "flink_main.py"
@@ -185,7 +185,7 @@ class _Results:
             "pages": int(message.get("pages") or 1),
         }
 
-    def store(self) -> dict[str, Any]:
+    def store(self) -> JobFields:
         """Write the result sets; the Job fields that describe them."""
         from chalicelib.store import results as result_store
 
@@ -242,13 +242,15 @@ def remove_run_folder(folder: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _end(exec_id: str, log: _Log, status: str, fields: dict[str, Any]) -> None:
+def _end(exec_id: str, log: _Log, status: str, fields: JobFields) -> None:
     from chalicelib.store import jobs as job_store
     from chalicelib.timeutil import now_iso
 
     log.add("INFO", closing_line(status))
     written = log.flush()
-    job_store.transition(exec_id, ("Running",), status, {"ended_at": now_iso(), "log_lines": written, **fields})
+    ended: JobFields = {"ended_at": now_iso(), "log_lines": written}
+    ended.update(fields)
+    job_store.transition(exec_id, ("Running",), status, ended)
 
 
 def _start(job: JobRecord, log: _Log) -> tuple[subprocess.Popen[str], Channel]:
@@ -359,7 +361,8 @@ def supervise(job: JobRecord) -> int:
     elif proc.returncode == 0 and done and not done.get("error") and not results.over:
         fields = results.store()
         log.add("INFO", f"Flink run succeeded with {fields['result_sets']} result set(s)")
-        _end(exec_id, log, "Succeed", {**fields, "progress": 1})
+        fields["progress"] = 1
+        _end(exec_id, log, "Succeed", fields)
     else:
         error = results.over or str(done.get("error") or "")
         if not error or done.get("with_tail"):

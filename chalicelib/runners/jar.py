@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.config import settings
-from chalicelib.records import JobRecord
+from chalicelib.records import JobFields, JobRecord
 from chalicelib.runners.base import RunnerError
 
 TAIL_LINES = 20
@@ -180,7 +180,7 @@ def _supervise(exec_id: str) -> int:
         chunk = [("INFO", line.rstrip("\n")) for line in lines[written:]]
         if log_store.append_log(exec_id, written, chunk):
             written += len(chunk)
-    end = {"ended_at": now_iso(), "log_lines": written, "progress": 1}
+    end: JobFields = {"ended_at": now_iso(), "log_lines": written, "progress": 1}
     if cancelled:
         job_store.transition(exec_id, ("Running",), "Cancelled", {**end, "error": "cancelled by user"})
     elif proc.returncode == 0:

@@ -20,7 +20,7 @@ from typing import Any, cast
 from boto3.dynamodb.conditions import Key
 
 from chalicelib import job_status
-from chalicelib.records import JobRecord
+from chalicelib.records import JobFields, JobRecord
 from chalicelib.store.aws import dynamo_value, put_new, table, update_if
 from chalicelib.store.item_keys import job_key, order_sk, session_queue_pk, task_id_key, user_jobs_pk
 from chalicelib.store.items import decode
@@ -80,7 +80,7 @@ def transition(
     exec_id: str,
     from_statuses: tuple[str, ...],
     to_status: str,
-    fields: dict[str, Any] | None = None,
+    fields: JobFields | None = None,
     *,
     dequeue: bool = False,
 ) -> JobRecord | None:
@@ -91,11 +91,11 @@ def transition(
     A move the life-cycle table (``chalicelib.job_status``) does not allow raises ValueError.
     """
     job_status.check(tuple(from_statuses), to_status)
-    fields = {**(fields or {}), "status": str(to_status), "updated_at": _now_iso()}
+    values: dict[str, Any] = {**(fields or {}), "status": str(to_status), "updated_at": _now_iso()}
     allowed = {f":from{i}": str(s) for i, s in enumerate(from_statuses)}
     got = update_if(
         job_key(exec_id),
-        fields,
+        values,
         f"attribute_exists(pk) AND #status IN ({', '.join(allowed)})",
         names={"#status": "status"},
         values=allowed,
@@ -108,7 +108,7 @@ def transition(
 def move(
     exec_id: str,
     to_status: str,
-    fields: dict[str, Any] | None = None,
+    fields: JobFields | None = None,
     *,
     only_from: tuple[str, ...] | None = None,
     dequeue: bool = False,
@@ -118,13 +118,14 @@ def move(
     return transition(exec_id, job_status.sources(to_status, only_from), to_status, fields, dequeue=dequeue)
 
 
-def update_job_fields(exec_id: str, fields: dict[str, Any], *, unless_final: bool = True) -> bool:
+def update_job_fields(exec_id: str, fields: JobFields, *, unless_final: bool = True) -> bool:
     """Set ``fields`` (progress, handles, flags) without moving the status; False if the job is final."""
+    values: dict[str, Any] = {**fields}
     if not unless_final:
-        return update_if(job_key(exec_id), fields, "attribute_exists(pk)") is not None
+        return update_if(job_key(exec_id), values, "attribute_exists(pk)") is not None
     finals = {f":fin{i}": s for i, s in enumerate(FINAL_STATUSES)}
     condition = f"attribute_exists(pk) AND NOT #status IN ({', '.join(finals)})"
-    return update_if(job_key(exec_id), fields, condition, names={"#status": "status"}, values=finals) is not None
+    return update_if(job_key(exec_id), values, condition, names={"#status": "status"}, values=finals) is not None
 
 
 def _index_page(index: str, partition: str, limit: int, *, oldest_first: bool) -> list[JobRecord]:

@@ -13,7 +13,7 @@ from typing import Any, cast
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from chalicelib.records import SessionRecord
+from chalicelib.records import SessionFields, SessionRecord
 from chalicelib.store.aws import dynamo_value, query_all, table, update_if
 from chalicelib.store.errors import is_condition_failure
 from chalicelib.store.item_keys import LIVE_SESSIONS_PK, session_key
@@ -58,22 +58,22 @@ def put_session(session: SessionRecord, *, expected_generation: int | None, live
     return True
 
 
-def update_session_fields(session_id: str, generation: int, fields: dict[str, Any]) -> bool:
+def update_session_fields(session_id: str, generation: int, fields: SessionFields) -> bool:
     """Set ``fields`` on the session while it is still at ``generation`` (heartbeats, state)."""
-    return update_if(session_key(session_id), fields, "generation = :g", values={":g": generation}) is not None
+    return update_if(session_key(session_id), {**fields}, "generation = :g", values={":g": generation}) is not None
 
 
-def beat_session(session_id: str, generation: int, fields: dict[str, Any]) -> SessionRecord | None:
+def beat_session(session_id: str, generation: int, fields: SessionFields) -> SessionRecord | None:
     """A heartbeat: set ``fields`` while the session is at ``generation``; the item after (one request,
     so the driver also learns ``stop_requested``), or None when the session moved on."""
-    got = update_if(session_key(session_id), fields, "generation = :g", values={":g": generation}, return_item=True)
+    got = update_if(session_key(session_id), {**fields}, "generation = :g", values={":g": generation}, return_item=True)
     return from_item(got) if got is not None else None
 
 
-def retire_session(session_id: str, generation: int, fields: dict[str, Any]) -> bool:
+def retire_session(session_id: str, generation: int, fields: SessionFields) -> bool:
     """Set ``fields`` and drop the session from the live index, while it is still at ``generation``."""
     got = update_if(
-        session_key(session_id), fields, "generation = :g", values={":g": generation}, remove=("gsi1pk", "gsi1sk")
+        session_key(session_id), {**fields}, "generation = :g", values={":g": generation}, remove=("gsi1pk", "gsi1sk")
     )
     return got is not None
 

@@ -20,7 +20,7 @@ from typing import Any, cast
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from chalicelib.records import TaskRecord, WorkRecord
+from chalicelib.records import TaskFields, TaskRecord, WorkRecord
 from chalicelib.store import works as work_store
 from chalicelib.store.aws import client, put_new, query_all, table, to_dynamo, update_if
 from chalicelib.store.errors import cancelled_indexes, is_condition_failure
@@ -99,9 +99,9 @@ def get_task(task_id: str) -> TaskRecord | None:
     return from_item(item) if item else None
 
 
-def update_task_fields(task_id: str, fields: dict[str, Any]) -> bool:
+def update_task_fields(task_id: str, fields: TaskFields) -> bool:
     """Set ``fields`` on an existing task; False when there is no such task."""
-    return update_if(task_key(task_id), fields, "attribute_exists(pk)") is not None
+    return update_if(task_key(task_id), {**fields}, "attribute_exists(pk)") is not None
 
 
 _NO_JOB = (
@@ -120,7 +120,7 @@ def attach_job(task_id: str, exec_id: str, job_task_id: int) -> bool:
     return update_if(task_key(task_id), fields, _NO_JOB, names={"#err": "error"}, values={":null": "NULL"}) is not None
 
 
-def end_without_job(task_id: str, fields: dict[str, Any]) -> bool:
+def end_without_job(task_id: str, fields: TaskFields) -> bool:
     """Set ``fields`` (``error``, ``final_status``, ``ended_at``) on a task that has no Job yet.
 
     Conditional on the task still having neither a Job nor an error, so it cannot overwrite a start
@@ -128,7 +128,9 @@ def end_without_job(task_id: str, fields: dict[str, Any]) -> bool:
     """
     if not fields.get("error"):
         raise ValueError("a task ended without a Job needs an error")
-    return update_if(task_key(task_id), fields, _NO_JOB, names={"#err": "error"}, values={":null": "NULL"}) is not None
+    return (
+        update_if(task_key(task_id), {**fields}, _NO_JOB, names={"#err": "error"}, values={":null": "NULL"}) is not None
+    )
 
 
 def active_tasks() -> list[TaskRecord]:
