@@ -30,8 +30,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from chalicelib.records import JobRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -65,7 +68,7 @@ def bare_spark_seconds() -> float:
     return elapsed
 
 
-def round_trip(session_id: str, owner: Any) -> tuple[float, dict[str, Any]]:
+def round_trip(session_id: str, owner: Any) -> tuple[float, JobRecord]:
     """Submit ``select 1``, poll until final, read result set 0; answers the seconds taken and the job."""
     from chalicelib import jobs, sessions
     from chalicelib.store import jobs as job_store
@@ -279,9 +282,10 @@ def main() -> int:
     finally:
         session = session_store.get_session(session_id)
         sessions.stop_session(session_id)
-        if session and session.get("runner_handle"):
+        handle = session.get("runner_handle") if session else None
+        if handle:
             time.sleep(1)
-            get_runner().cancel(session["runner_handle"])
+            get_runner().cancel(handle)
         server.stop()
     http_phases: dict[str, list[float]] = {}
     http_warm, http_cold = http_series(args.runs, phases=http_phases)

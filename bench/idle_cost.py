@@ -60,15 +60,22 @@ def measure(seconds: float, settle: float) -> dict[str, Any]:
     with mock_aws():
         from chalicelib.config import settings
         from chalicelib.engine import supervisor
-        from chalicelib.store import aws, item_keys
+        from chalicelib.records import SessionRecord
+        from chalicelib.store import aws
         from chalicelib.store import sessions as session_store
         from chalicelib.store.provision import ensure_table_and_bucket
 
         aws.reset()
         ensure_table_and_bucket(settings())
-        record = {"session_id": "idle", "owner": "u", "kind": "session", "generation": 1, "state": "starting"}
-        record.update({"config": {}, "gsi1pk": item_keys.LIVE_SESSIONS_PK, "gsi1sk": "idle"})
-        session_store.put_session(record, expected_generation=None)
+        record: SessionRecord = {
+            "session_id": "idle",
+            "owner": "u",
+            "kind": "session",
+            "generation": 1,
+            "state": "starting",
+            "config": {},
+        }
+        session_store.put_session(record, expected_generation=None, live=True)
         supervisor.start_kernel = lambda *a, **k: _IdleKernel()  # type: ignore[assignment,return-value]
         counts: collections.Counter[str] = collections.Counter()
         counting = threading.Event()

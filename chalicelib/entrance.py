@@ -19,6 +19,7 @@ from chalicelib.models import parse
 from chalicelib.models.entrance import DEFAULT_PAGE_SIZE, HISTORY_PAGE_SIZE, MAX_PAGE_SIZE, SUPPORTED_ENGINES
 from chalicelib.models.entrance import flag as _flag
 from chalicelib.models.entrance import int_arg as _int_arg
+from chalicelib.records import JobRecord
 from chalicelib.store import logs as log_store
 from chalicelib.store import results as result_store
 from chalicelib.timeutil import parse_iso
@@ -111,12 +112,12 @@ def submit(principal: Principal, body: dict[str, Any], connection_id: str | None
     )
 
 
-def status(job: dict[str, Any]) -> dict[str, Any]:
+def status(job: JobRecord) -> dict[str, Any]:
     """``{execID, taskID, status}``."""
     return {"execID": job["exec_id"], "taskID": job["task_id"], "status": job["status"]}
 
 
-def progress(job: dict[str, Any]) -> dict[str, Any]:
+def progress(job: JobRecord) -> dict[str, Any]:
     """``{execID, taskID, progress, progressInfo}``."""
     return {
         "execID": job["exec_id"],
@@ -126,9 +127,7 @@ def progress(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def log_data(
-    job: dict[str, Any], lines: list[tuple[str, str]], start: int, distinct_level: bool = True
-) -> dict[str, Any]:
+def log_data(job: JobRecord, lines: list[tuple[str, str]], start: int, distinct_level: bool = True) -> dict[str, Any]:
     """The Linkis log shape for ``lines`` read from 0-based line ``start``: ``log = [error, warn, info, all]``
     (one string when ``distinct_level`` is false) and ``fromLine``, Linkis's 1-based number of the next
     line to ask for."""
@@ -163,7 +162,7 @@ def _present(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def log(job: dict[str, Any], from_line: Any = None, size: Any = None, distinct_level: Any = None) -> dict[str, Any]:
+def log(job: JobRecord, from_line: Any = None, size: Any = None, distinct_level: Any = None) -> dict[str, Any]:
     """``GET .../log?fromLine=&size=&distinctLevel=``, as Linkis answers it (see :func:`log_window`)."""
     query = parse(
         requests.LogQuery, _present(fromLine=from_line, size=size, distinctLevel=distinct_level), order=LOG_ORDER
@@ -173,7 +172,7 @@ def log(job: dict[str, Any], from_line: Any = None, size: Any = None, distinct_l
     return log_data(job, lines, start, query.distinctLevel)
 
 
-def kill(job: dict[str, Any]) -> dict[str, Any]:
+def kill(job: JobRecord) -> dict[str, Any]:
     """Cancel; answers the status after the request."""
     return status(jobs.request_cancel(job))
 
@@ -193,18 +192,18 @@ def _millis(value: str | None) -> int | None:
     return int(parse_iso(value).timestamp() * 1000) if value else None
 
 
-def linkis_progress(job: dict[str, Any]) -> str:
+def linkis_progress(job: JobRecord) -> str:
     """Progress as Linkis's job history stores it: a decimal string, ``"1.0"`` once succeeded."""
     value = float(job.get("progress") or 0)
     return str(1.0 if job.get("status") == "Succeed" else min(max(value, 0.0), 1.0))
 
 
-def log_path(job: dict[str, Any]) -> str:
+def log_path(job: JobRecord) -> str:
     """The opaque path of a Job's log that ``filesystem/openLog`` reads (as Linkis's ``logPath``)."""
     return f"s3://{settings().bucket_name}/logs/{job['owner']}/{job['exec_id']}.log"
 
 
-def _labels(job: dict[str, Any]) -> list[str]:
+def _labels(job: JobRecord) -> list[str]:
     app = job.get("request_app") or "IDE"
     return [
         f"engineType:{job.get('engine_type', 'spark')}",
@@ -213,7 +212,7 @@ def _labels(job: dict[str, Any]) -> list[str]:
     ]
 
 
-def _engine_instance(job: dict[str, Any]) -> str | None:
+def _engine_instance(job: JobRecord) -> str | None:
     """The driver that ran the Job (``host:session#generation``; a batch Job's own driver: ``host:exec_id``)."""
     host = job.get("driver_host")
     if not host and job.get("driver_generation") is None:
@@ -223,7 +222,7 @@ def _engine_instance(job: dict[str, Any]) -> str | None:
     return f"{host or 'driver'}:{where}" + (f"#{generation}" if generation is not None else "")
 
 
-def history(job: dict[str, Any]) -> dict[str, Any]:
+def history(job: JobRecord) -> dict[str, Any]:
     """``jobhistory/{taskID}/get`` -> ``data.task`` (also each of ``jobhistory/list``'s ``tasks``): Linkis's
     ``QueryTaskVO`` fields."""
     created = _millis(job.get("created_at"))
@@ -279,7 +278,7 @@ def history_list(principal: Principal, query: dict[str, str]) -> dict[str, Any]:
     app = (args.executeApplicationName or "").strip().lower()
     creator = (args.creator or "").strip()
     task_id, page, size = args.taskID, args.pageNow, args.pageSize
-    matching = []
+    matching: list[JobRecord] = []
     for job in history_store.recent_user_jobs(principal.user_id, HISTORY_WINDOW):
         created = _millis(job.get("created_at")) or 0
         if statuses and str(job.get("status", "")).lower() not in statuses:
@@ -297,7 +296,7 @@ def history_list(principal: Principal, query: dict[str, str]) -> dict[str, Any]:
     return {"tasks": [history(job) for job in chosen], "totalPage": len(matching)}
 
 
-def _log_job(principal: Principal, path: Any) -> dict[str, Any]:
+def _log_job(principal: Principal, path: Any) -> JobRecord:
     """The caller's Job a ``logPath`` names; another user's or an unknown one alike (not found)."""
     path = parse(requests.PathQuery, _present(path=path)).path
     prefix = f"s3://{settings().bucket_name}/logs/{principal.user_id}/"
@@ -329,13 +328,13 @@ def user_root_path(principal: Principal, path_type: Any) -> dict[str, Any]:
     return {"userLocalRootPath": f"file://{user_files.user_area(principal.user_id)}"}
 
 
-def progress_with_resource(job: dict[str, Any]) -> dict[str, Any]:
+def progress_with_resource(job: JobRecord) -> dict[str, Any]:
     """``entrance/{id}/progressWithResource``: the progress plus Linkis's resource block (sparkgate has no
     YARN queue nor per-user resource accounting: both ``null``)."""
     return {**progress(job), "personalResource": None, "yarnResource": None}
 
 
-def _active_jobs(principal: Principal) -> list[dict[str, Any]]:
+def _active_jobs(principal: Principal) -> list[JobRecord]:
     from chalicelib.store import history as history_store
 
     recent = history_store.recent_user_jobs(principal.user_id, HISTORY_WINDOW)
@@ -366,7 +365,7 @@ def task_info(principal: Principal, query: dict[str, str]) -> dict[str, Any]:
     return {"taskNumber": len(chosen), "runningNumber": running, "queuedNumber": len(chosen) - running}
 
 
-def _result_job(principal: Principal, path: Any) -> tuple[dict[str, Any], int | None]:
+def _result_job(principal: Principal, path: Any) -> tuple[JobRecord, int | None]:
     """The caller's Job a result path names, and the result-set index it names (None for the folder)."""
     path = parse(requests.PathQuery, _present(path=path)).path
     prefix = f"s3://{settings().bucket_name}/results/"

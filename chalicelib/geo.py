@@ -25,6 +25,7 @@ from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.models import geo as requests
 from chalicelib.models import parse
 from chalicelib.models.geo import DEFAULT_MASTER, DEFAULT_SESSION, FORMATS, TABLE_RE, schema_ddl
+from chalicelib.records import JobRecord, SessionRecord
 from chalicelib.store import geo as geo_store
 from chalicelib.store import jobs as job_store
 from chalicelib.store import results as result_store
@@ -160,7 +161,7 @@ def create_session(principal: Principal, body: dict[str, Any]) -> dict[str, Any]
 # ---- geo Jobs -----------------------------------------------------------------------------------
 
 
-def _ensure_driver(principal: Principal, scope: str, record: dict[str, Any]) -> dict[str, Any]:
+def _ensure_driver(principal: Principal, scope: str, record: dict[str, Any]) -> SessionRecord:
     """Start the session's driver unless it runs (answers the driver record); a new driver loads the
     session's catalog itself (``geo_catalog`` in its config) before it takes a Job."""
     from chalicelib import sessions
@@ -172,8 +173,8 @@ def _ensure_driver(principal: Principal, scope: str, record: dict[str, Any]) -> 
 
 
 def _queue(
-    principal: Principal, record: dict[str, Any], op: dict[str, Any], code: str, driver: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    principal: Principal, record: dict[str, Any], op: dict[str, Any], code: str, driver: SessionRecord | None = None
+) -> JobRecord:
     from chalicelib import sessions
 
     job = jobs.new_job(
@@ -191,7 +192,7 @@ def _queue(
     return job
 
 
-def job_result(job: dict[str, Any]) -> dict[str, Any]:
+def job_result(job: JobRecord) -> dict[str, Any]:
     """The geo result document of a finished Job: its one result set's JSON cell (preview or S3), PNG inlined."""
     preview = job.get("result_preview") or {}
     rows = preview.get("rows") if isinstance(preview, dict) else None
@@ -217,7 +218,7 @@ def pending_message(pending: dict[str, Any]) -> str:
     return "still running; follow the job by execID"
 
 
-def _wait(job: dict[str, Any]) -> Outcome:
+def _wait(job: JobRecord) -> Outcome:
     deadline = time.monotonic() + sync_wait_seconds()
     delay = 0.05
     current = job
@@ -226,7 +227,9 @@ def _wait(job: dict[str, Any]) -> Outcome:
             break
         if time.monotonic() >= deadline:
             pending = {"execID": job["exec_id"], "taskID": job["task_id"], "jobStatus": current["status"]}
-            if current["status"] in jobs.QUEUED and jobs.driver_starting(session_store.get_session(job["session_id"])):
+            session_id = job.get("session_id")
+            driver = session_store.get_session(session_id) if session_id else None
+            if current["status"] in jobs.QUEUED and jobs.driver_starting(driver):
                 pending["driver"] = "starting"  # the 202 says why nothing ran yet
             return Outcome(pending=pending)
         time.sleep(delay)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from chalicelib import job_status, quotas
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.job_status import JobStatus as S
 from chalicelib.logformat import linkis_line
+from chalicelib.records import JobExtra, JobRecord, SessionRecord
 from chalicelib.store import counters as counter_store
 from chalicelib.store import jobs as job_store
 from chalicelib.store import logs as log_store
@@ -30,8 +31,9 @@ FINAL, ACTIVE, QUEUED = job_status.FINAL, job_status.ACTIVE, job_status.QUEUED
 
 #: Run types the engine executes; aliases map to the canonical name.
 RUN_TYPES = {"sql": "sql", "spark_sql": "sql", "python": "python", "py": "python", "pyspark": "python"}
-#: Internal run types, accepted only for the Job kind named here (never from a user's runType).
-INTERNAL_RUN_TYPES = {"geo": "geo"}
+#: Internal run types, accepted only for the Job kind named here (never from a user's runType):
+#: geo ops, and a work's SPARK_JAR / FLINK_* runs (``work_runs``).
+INTERNAL_RUN_TYPES = {"geo": "geo", "jar": "task", "flink": "task"}
 MAX_CODE_BYTES = 256 * 1024
 DEFAULT_RUNTIME_SECONDS = 3600
 MAX_RUNTIME_SECONDS = 7 * 24 * 3600
@@ -43,16 +45,16 @@ WARM_DRIVER_LOG = "your session got a pre-started Spark driver from the warm poo
 BATCH_DRIVER_LOG = "starting a Spark driver for this run; this usually takes 10-30 s"
 
 
-def driver_starting(session: dict[str, Any] | None) -> bool:
+def driver_starting(session: SessionRecord | None) -> bool:
     """Whether a session's driver is still starting (no heartbeat yet), so its next Job waits for it."""
-    return bool(session) and (session or {}).get("state") == "starting"
+    return session is not None and session.get("state") == "starting"
 
 
-def opening_log(session: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
+def opening_log(session: SessionRecord | None) -> tuple[tuple[str, str], ...]:
     """The lines a new Job of that session opens its log with: the driver start, if one is under way."""
-    if not driver_starting(session):
+    if session is None or not driver_starting(session):
         return ()
-    return (("INFO", WARM_DRIVER_LOG if (session or {}).get("warm_start") else DRIVER_STARTING_LOG),)
+    return (("INFO", WARM_DRIVER_LOG if session.get("warm_start") else DRIVER_STARTING_LOG),)
 
 
 @dataclass
@@ -68,7 +70,10 @@ class JobRequest:
     source: dict[str, Any] = field(default_factory=dict)
     runtime_seconds: int | None = None
     submitter_connection: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Fields a surface adds (a work's ids, a geo op); the fields :func:`new_job` sets always win over them.
+    extra: JobExtra = field(default_factory=lambda: JobExtra())
+    #: A batch Job's driver settings (``engine.config`` keys; see docs/engine.md), stored as ``session_config``.
+    session_config: dict[str, Any] | None = None
     exec_id: str | None = None  # None: a random one; a caller that must find the Job later derives its own
     #: Reserve one of the owner's active-Job slots (``quotas.reserve_job``). False: the caller reserved
     #: it already (a work's run), or the Job is born final (a run that could not start).
@@ -117,7 +122,7 @@ def check_request(request: JobRequest) -> tuple[str, int]:
     return run_type, request.runtime_seconds or runtime_limit(request.params)
 
 
-def new_job(request: JobRequest) -> dict[str, Any]:
+def new_job(request: JobRequest) -> JobRecord:
     """Build and store a Job in status Scheduled (queued for its session, or for its own driver).
 
     The Job takes one of its owner's active-Job slots first (``request.quota``): QuotaExceeded at the cap.
@@ -127,7 +132,7 @@ def new_job(request: JobRequest) -> dict[str, Any]:
     if request.quota:
         quotas.reserve_job(request.owner.user_id, exec_id)
     stamp = now_iso()
-    job: dict[str, Any] = {
+    job: JobRecord = {
         "exec_id": exec_id,
         "task_id": counter_store.next_counter("job"),
         "owner": request.owner.user_id,
@@ -155,8 +160,11 @@ def new_job(request: JobRequest) -> dict[str, Any]:
         "updated_at": stamp,
         "started_at": None,
         "ended_at": None,
-        **request.extra,
     }
+    if request.session_config is not None:
+        job["session_config"] = request.session_config
+    # the caller's extra goes under the fields set here: run_type, status, owner, ... always win over it
+    job = cast(JobRecord, {**request.extra, **job})
     if request.opening_log:
         job["log_lines"] = len(request.opening_log)
     job_store.insert_job(job)
@@ -166,7 +174,7 @@ def new_job(request: JobRequest) -> dict[str, Any]:
     return job
 
 
-def owned_job(principal: Principal, exec_id: str) -> dict[str, Any]:
+def owned_job(principal: Principal, exec_id: str) -> JobRecord:
     """The caller's job by exec id; :class:`NotFound` alike for an unknown one and another user's
     (same status, same message: answers tell nothing about other users' Jobs)."""
     job = job_store.get_job(exec_id) if 0 < len(exec_id) <= 64 else None
@@ -175,7 +183,7 @@ def owned_job(principal: Principal, exec_id: str) -> dict[str, Any]:
     return job
 
 
-def owned_job_by_task(principal: Principal, task_id: Any) -> dict[str, Any]:
+def owned_job_by_task(principal: Principal, task_id: Any) -> JobRecord:
     """The job by numeric task id (same rules as :func:`owned_job`)."""
     try:
         number = int(task_id)
@@ -188,7 +196,7 @@ def owned_job_by_task(principal: Principal, task_id: Any) -> dict[str, Any]:
     return job
 
 
-def request_cancel(job: dict[str, Any]) -> dict[str, Any]:
+def request_cancel(job: JobRecord) -> JobRecord:
     """Cancel a job: a queued one ends Cancelled at once; a running one is flagged for its driver.
 
     Answers the job after the change; finished jobs are answered unchanged (kill is idempotent).
@@ -211,7 +219,7 @@ def request_cancel(job: dict[str, Any]) -> dict[str, Any]:
     return job
 
 
-def log_view(job: dict[str, Any], from_line: int, size: int | None) -> tuple[list[tuple[str, str]], int]:
+def log_view(job: JobRecord, from_line: int, size: int | None) -> tuple[list[tuple[str, str]], int]:
     """Log lines from ``from_line`` and the cursor to resume from."""
     lines = log_store.read_log(job["exec_id"], from_line, size)
     return lines, from_line + len(lines)

@@ -30,6 +30,7 @@ from typing import Any
 from chalicelib.config import settings
 from chalicelib.engine.config import default_session_config
 from chalicelib.push import Change
+from chalicelib.records import SessionRecord
 from chalicelib.runners import Runner, RunnerError
 from chalicelib.store import pool as pool_store
 from chalicelib.store import users as user_store
@@ -159,7 +160,7 @@ def _claimable(owner: str) -> list[dict[str, Any]]:
     return spares + fresh
 
 
-def claim(owner: str, session: dict[str, Any]) -> dict[str, Any] | None:
+def claim(owner: str, session: SessionRecord) -> dict[str, Any] | None:
     """Hand a ready pool driver to ``session`` (a new generation just written as ``starting``).
 
     Answers the driver's runner handle, or None when no entry fits (the caller starts a cold driver).

@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from chalicelib.entrance import log_data, progress, status
+from chalicelib.records import JobRecord
 from chalicelib.store import item_keys
 
 METHOD_PREFIX = "/api/rest_j/v1/entrance/"
@@ -71,6 +72,12 @@ class Change:
         return item_keys.is_session(self.keys)
 
     @property
+    def job(self) -> JobRecord | None:
+        """The new image of a Job item as its record (the record plus its key and index attributes,
+        which the queue positions read: see :func:`queue_of`)."""
+        return cast(JobRecord, self.new) if self.is_job and self.new is not None else None
+
+    @property
     def is_log(self) -> bool:
         """True for a log chunk item."""
         return item_keys.is_log(self.keys)
@@ -111,7 +118,7 @@ class Subscriber:
 class PushPorts(Protocol):
     """What the push logic needs from storage and the management API."""
 
-    def get_job(self, exec_id: str) -> dict[str, Any] | None:
+    def get_job(self, exec_id: str) -> JobRecord | None:
         """The Job record (plain values), or None."""
 
     def connection_user(self, connection_id: str) -> str | None:
@@ -123,7 +130,7 @@ class PushPorts(Protocol):
     def job_subscribers(self, exec_id: str) -> list[Subscriber]:
         """Live subscriptions to the Job."""
 
-    def queued_jobs(self, session_id: str, limit: int) -> list[dict[str, Any]]:
+    def queued_jobs(self, session_id: str, limit: int) -> list[JobRecord]:
         """Up to ``limit`` Jobs waiting in a session's queue, oldest first."""
 
     def post(self, connection_id: str, data: bytes) -> bool:
@@ -160,7 +167,7 @@ def method(exec_id: str, kind: str) -> str:
 
 def job_pushes(change: Change) -> list[Push]:
     """Pushes for a change of the Job item: progress (if it moved), then status (if it changed)."""
-    new, old = change.new, change.old
+    new, old = cast("JobRecord | None", change.new), change.old
     if new is None or change.event_name == "REMOVE":
         return []
     exec_id = str(new["exec_id"])
@@ -179,20 +186,20 @@ def queue_of(image: dict[str, Any] | None) -> str | None:
     return item_keys.queued_session(image)
 
 
-def waiting_push(job: dict[str, Any], ahead: int) -> Push:
+def waiting_push(job: JobRecord, ahead: int) -> Push:
     """``.../{execID}/waitingSize`` ``{execID, taskID, waitingSize}``: ``ahead`` Jobs wait before it."""
     data = {"execID": job["exec_id"], "taskID": job["task_id"], "waitingSize": ahead}
     return Push(method(str(job["exec_id"]), WAITING_MESSAGE), WAITING_MESSAGE, data)
 
 
-def waiting_pushes(change: Change, queued: Callable[[str], list[dict[str, Any]]]) -> list[tuple[dict[str, Any], Push]]:
+def waiting_pushes(change: Change, queued: Callable[[str], list[JobRecord]]) -> list[tuple[JobRecord, Push]]:
     """(Job, push) pairs of queue positions a Job change causes: its own position when it joined a queue,
     the new positions of the Jobs behind it when it left one. ``queued(session)`` reads a queue oldest
     first; the index may lag the change, so the changed Job is placed by its task id, not looked up."""
-    if not change.is_job or change.new is None or change.event_name == "REMOVE":
+    new, old = change.job, change.old
+    if new is None or change.event_name == "REMOVE":
         return []
-    new, old = change.new, change.old
-    joined, left = queue_of(new), queue_of(old)
+    joined, left = queue_of(change.new), queue_of(old)
     me, my_task = str(new["exec_id"]), int(new["task_id"])
     if joined and joined != left:
         ahead = sum(1 for j in queued(joined) if str(j["exec_id"]) != me and int(j["task_id"]) < my_task)
@@ -215,7 +222,7 @@ def new_log_lines(change: Change) -> tuple[int, list[tuple[str, str]]]:
 
 
 def log_pushes(
-    job: dict[str, Any], first: int, lines: list[tuple[str, str]], limit: int = MAX_MESSAGE_BYTES - TAG_HEADROOM
+    job: JobRecord, first: int, lines: list[tuple[str, str]], limit: int = MAX_MESSAGE_BYTES - TAG_HEADROOM
 ) -> list[Push]:
     """Log pushes for ``lines`` starting at line ``first``, split so every frame stays under ``limit`` bytes.
 
@@ -261,7 +268,7 @@ def _truncated(
 # ---- to whom ------------------------------------------------------------------------------------
 
 
-def recipients(job: dict[str, Any], ports: PushPorts) -> dict[str, str | None]:
+def recipients(job: JobRecord, ports: PushPorts) -> dict[str, str | None]:
     """Connection id -> ``websocketTag`` for everyone who gets this Job's pushes (owner's sockets only)."""
     owner = str(job["owner"])
     out: dict[str, str | None] = {}
@@ -286,30 +293,30 @@ class PushBatch:
 
     def __init__(self, ports: PushPorts) -> None:
         self.ports = ports
-        self._jobs: dict[str, dict[str, Any] | None] = {}
+        self._jobs: dict[str, JobRecord | None] = {}
         self._recipients: dict[str, dict[str, str | None]] = {}
         self._gone: set[str] = set()
 
-    def _job(self, exec_id: str) -> dict[str, Any] | None:
+    def _job(self, exec_id: str) -> JobRecord | None:
         if exec_id not in self._jobs:
             self._jobs[exec_id] = self.ports.get_job(exec_id)
         return self._jobs[exec_id]
 
-    def _to(self, job: dict[str, Any]) -> dict[str, str | None]:
+    def _to(self, job: JobRecord) -> dict[str, str | None]:
         exec_id = str(job["exec_id"])
         if exec_id not in self._recipients:
             self._recipients[exec_id] = recipients(job, self.ports)
         return {c: t for c, t in self._recipients[exec_id].items() if c not in self._gone}
 
-    def pushes(self, change: Change) -> tuple[dict[str, Any] | None, list[Push]]:
+    def pushes(self, change: Change) -> tuple[JobRecord | None, list[Push]]:
         """The Job a change belongs to and the pushes it causes."""
         exec_id = change.exec_id
         if exec_id is None:
             return None, []
         if change.is_job:
-            if change.new is not None:
-                self._jobs[exec_id] = change.new  # the freshest image there is
-            return change.new, job_pushes(change)
+            if change.job is not None:
+                self._jobs[exec_id] = change.job  # the freshest image there is
+            return change.job, job_pushes(change)
         if change.is_log:
             first, lines = new_log_lines(change)
             if not lines:
@@ -334,7 +341,7 @@ class PushBatch:
             raise DeliveryFailed("; ".join(report.errors))
         return report
 
-    def _send(self, job: dict[str, Any], push: Push, report: Delivery) -> None:
+    def _send(self, job: JobRecord, push: Push, report: Delivery) -> None:
         """Post ``push`` to every recipient of ``job``, counting into ``report``."""
         targets = self._to(job)
         for connection_id, tag in targets.items():

@@ -20,8 +20,8 @@ from chalicelib import jobs, quotas
 from chalicelib.config import settings
 from chalicelib.engine.config import ERR_DRIVER_DIED, batch_driver_id, session_config
 from chalicelib.errors import Forbidden, QuotaExceeded
+from chalicelib.records import JobFields, JobRecord, SessionFields, SessionRecord
 from chalicelib.runners import Runner, get_runner, runner_for_handle
-from chalicelib.store import item_keys
 from chalicelib.store import jobs as job_store
 from chalicelib.store import sessions as session_store
 from chalicelib.timeutil import now_iso
@@ -48,14 +48,14 @@ def entrance_session_id(user_id: str, engine_type: str = "spark") -> str:
     return f"entrance-{user_id}-{engine_type}"
 
 
-def stale_after(session: dict[str, Any]) -> float:
+def stale_after(session: SessionRecord) -> float:
     """Seconds without a heartbeat after which ``session``'s driver is dead: ``heartbeat_stale_seconds``
     (``SPARKGATE_HEARTBEAT_STALE_SECONDS``), or three of the driver's own heartbeat intervals when it beats
     slower (an idle driver, see the engine)."""
     return max(settings().heartbeat_stale_seconds, 3 * float(session.get("heartbeat_every") or 0))
 
 
-def _alive(session: dict[str, Any], now: float) -> bool:
+def _alive(session: SessionRecord, now: float) -> bool:
     state = session.get("state")
     if state == "starting":
         fresh = now - float(session.get("started_epoch") or 0) < settings().driver_start_timeout_seconds
@@ -66,7 +66,7 @@ def _alive(session: dict[str, Any], now: float) -> bool:
     return fresh and not _local_driver_gone(session)
 
 
-def _local_driver_gone(session: dict[str, Any]) -> bool:
+def _local_driver_gone(session: SessionRecord) -> bool:
     """A local driver's process has exited (a cheap check): no need to wait for its heartbeat to go stale."""
     handle = session.get("runner_handle")
     if not isinstance(handle, dict) or handle.get("runner") != "local":
@@ -78,8 +78,8 @@ def _local_driver_gone(session: dict[str, Any]) -> bool:
 
 
 def ensure_session_driver(
-    session_id: str, owner_user_id: str, config: dict[str, Any] | None = None, *, _known: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    session_id: str, owner_user_id: str, config: dict[str, Any] | None = None, *, _known: SessionRecord | None = None
+) -> SessionRecord:
     """The session with a live driver: the current one, or a new generation started through the runner.
 
     ``config`` (master, app_name, configs, envs, idle_timeout_seconds, max_result_rows) applies to a
@@ -100,30 +100,30 @@ def ensure_session_driver(
         quotas.reserve_session(owner_user_id, session_id)  # renewing this session's own slot is free
         generation = int(current["generation"]) + 1 if current else 1
         stored = current.get("config") if current else None
-        record: dict[str, Any] = {
+        record: SessionRecord = {
             "session_id": session_id,
             "owner": owner_user_id,
             "kind": "session",
             "generation": generation,
             "state": "starting",
             "config": session_config(config if config is not None else stored),
-            "created_at": (current or {}).get("created_at") or now_iso(),
+            "created_at": (current.get("created_at") if current else None) or now_iso(),
             "started_at": now_iso(),
             "started_epoch": now,
             "heartbeat_at": None,
             "runner_handle": None,
             "current_exec_id": None,
             "stop_requested": False,
-            "gsi1pk": item_keys.LIVE_SESSIONS_PK,
-            "gsi1sk": session_id,
         }
-        if not session_store.put_session(record, expected_generation=int(current["generation"]) if current else None):
+        if not session_store.put_session(
+            record, expected_generation=int(current["generation"]) if current else None, live=True
+        ):
             continue  # another submitter started it first: re-read and use theirs
         return _start(record)
     raise RuntimeError(f"could not settle a driver for session {session_id}")
 
 
-def _start(record: dict[str, Any]) -> dict[str, Any]:
+def _start(record: SessionRecord) -> SessionRecord:
     """A driver for the new generation ``record``: a warm one from the pool when one fits, else a cold start.
 
     The owner's warm spare is topped up once this driver's first Job has ended (``pool.refill_after``,
@@ -145,27 +145,28 @@ def _start(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "runner_handle": handle, "warm_start": warm}
 
 
-def wake(driver: dict[str, Any] | None) -> None:
+def wake(driver: SessionRecord | None) -> None:
     """Ring a running session driver's doorbell after queuing a Job for it (it would see the Job at its
     next poll anyway; an idle driver polls slowly). A driver still starting is not rung."""
-    handle = (driver or {}).get("runner_handle")
-    if not isinstance(handle, dict) or (driver or {}).get("state") != "running":
+    handle = driver.get("runner_handle") if driver else None
+    if not isinstance(handle, dict) or driver is None or driver.get("state") != "running":
         return
     with contextlib.suppress(Exception):
         _runner(handle).wake(handle)
 
 
-def dispatch(job: dict[str, Any]) -> dict[str, Any]:
+def dispatch(job: JobRecord) -> SessionRecord:
     """Get ``job`` (just made by ``jobs.new_job``) running: its session's driver, or a batch driver of its own.
 
     Answers the driver record (a session item). A batch driver that cannot start fails the job.
     """
-    if job.get("session_id"):
-        existing = session_store.get_session(job["session_id"])
+    session_id = job.get("session_id")
+    if session_id:
+        existing = session_store.get_session(session_id)
         config = existing.get("config") if existing else job.get("session_config")
-        return ensure_session_driver(job["session_id"], job["owner"], config, _known=existing)
+        return ensure_session_driver(session_id, job["owner"], config, _known=existing)
     exec_id = job["exec_id"]
-    record: dict[str, Any] = {
+    record: SessionRecord = {
         "session_id": batch_driver_id(exec_id),
         "owner": job["owner"],
         "kind": "batch",
@@ -179,10 +180,8 @@ def dispatch(job: dict[str, Any]) -> dict[str, Any]:
         "runner_handle": None,
         "current_exec_id": exec_id,
         "stop_requested": False,
-        "gsi1pk": item_keys.LIVE_SESSIONS_PK,
-        "gsi1sk": batch_driver_id(exec_id),
     }
-    if not session_store.put_session(record, expected_generation=None):
+    if not session_store.put_session(record, expected_generation=None, live=True):
         return session_store.get_session(record["session_id"]) or record
     try:
         handle = _runner().start_batch(job)
@@ -198,7 +197,7 @@ def dispatch(job: dict[str, Any]) -> dict[str, Any]:
     return {**record, "runner_handle": handle}
 
 
-def stop_session(session_id: str) -> dict[str, Any] | None:
+def stop_session(session_id: str) -> SessionRecord | None:
     """Stop a session: its queued jobs end Cancelled, its running job is killed, its driver exits.
 
     Answers the session item after the request (None when unknown). Idempotent.
@@ -231,7 +230,7 @@ def stop_session(session_id: str) -> dict[str, Any] | None:
     return session_store.get_session(session_id)
 
 
-def _death_reason(session: dict[str, Any], now: float) -> str | None:
+def _death_reason(session: SessionRecord, now: float) -> str | None:
     handle = session.get("runner_handle")
     probe = _runner(handle).probe(handle) if handle else "unknown"
     if probe in ("finished", "failed"):
@@ -248,13 +247,13 @@ def _death_reason(session: dict[str, Any], now: float) -> str | None:
     return None
 
 
-def _reap(session: dict[str, Any], reason: str, *, restart: bool) -> dict[str, Any] | None:
+def _reap(session: SessionRecord, reason: str, *, restart: bool) -> dict[str, Any] | None:
     """Retire a dead driver: session dead, its job Failed, the process stopped, a successor if work waits."""
     session_id, generation = session["session_id"], int(session["generation"])
     fresh = session_store.get_session(session_id)
     if not fresh or int(fresh["generation"]) != generation or fresh.get("state") not in LIVE_STATES:
         return None
-    fields = {"state": "dead", "stop_reason": reason, "stopped_at": now_iso(), "current_exec_id": None}
+    fields: SessionFields = {"state": "dead", "stop_reason": reason, "stopped_at": now_iso(), "current_exec_id": None}
     if not session_store.retire_session(session_id, generation, fields):
         return None
     failed: str | None = None
@@ -279,7 +278,7 @@ def _reap(session: dict[str, Any], reason: str, *, restart: bool) -> dict[str, A
             restarted = int(ensure_session_driver(session_id, fresh["owner"], fresh.get("config"))["generation"])
         except QuotaExceeded as err:  # the owner started other sessions meanwhile: the waiting Jobs end
             for queued in job_store.queued_jobs(session_id, limit=100):
-                ended = {"error": err.message, "error_code": ERR_DRIVER_DIED, "ended_at": now_iso()}
+                ended: JobFields = {"error": err.message, "error_code": ERR_DRIVER_DIED, "ended_at": now_iso()}
                 job_store.transition(queued["exec_id"], jobs.QUEUED, jobs.FAILED, ended, dequeue=True)
     return {
         "session_id": session_id,

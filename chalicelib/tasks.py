@@ -39,13 +39,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from chalicelib import jobs, work_runs
 from chalicelib.config import settings
 from chalicelib.engine.config import batch_driver_id
 from chalicelib.errors import BadRequest, NotFound, StateConflict
 from chalicelib.observability import logger
+from chalicelib.records import JobFields, JobRecord, TaskFields, TaskRecord, TaskView, WorkRecord
 from chalicelib.store import jobs as job_store
 from chalicelib.store import sessions as session_store
 from chalicelib.store import tasks as task_store
@@ -67,7 +69,7 @@ DETAIL_FIELDS = (
     "created_at",
 )
 TRIGGERS = ("manual", "schedule", "retry")
-STATUS_CODES = {
+STATUS_CODES: dict[str, int] = {
     jobs.SUCCEED: 0,
     jobs.RUNNING: 1,
     jobs.SCHEDULED: 2,
@@ -95,22 +97,24 @@ def _seconds(start: str | None, end: str | None) -> int | None:
     return max(0, int((finish - parse_iso(start)).total_seconds()))
 
 
-def _view(task: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]:
+def _view(task: TaskRecord, job: JobRecord | None) -> TaskView:
     """The task with its Job-derived fields filled in."""
-    out = dict(task)
+    out = cast(TaskView, dict(task))
     if job is None:
         status = int(task["final_status"]) if task.get("final_status") is not None else 3 if task.get("error") else 7
-        out.update(status=status, started_at=None, ended_at=task.get("ended_at"), run_time=None)
+        out.update({"status": status, "started_at": None, "ended_at": task.get("ended_at"), "run_time": None})
         return out
     started = job.get("started_at")
     ended = job.get("ended_at") if job["status"] in jobs.FINAL else None
     out.update(
-        status=STATUS_CODES.get(job["status"], 7),
-        started_at=started,
-        ended_at=ended,
-        run_time=_seconds(started, ended),
-        error=job.get("error") or task.get("error"),
-        progress=job.get("progress"),
+        {
+            "status": STATUS_CODES.get(job["status"], 7),
+            "started_at": started,
+            "ended_at": ended,
+            "run_time": _seconds(started, ended),
+            "error": job.get("error") or task.get("error"),
+            "progress": job.get("progress"),
+        }
     )
     return out
 
@@ -123,21 +127,25 @@ def _age_seconds(stamp: Any) -> float:
         return 0.0
 
 
-def _end_unstarted(task: dict[str, Any]) -> dict[str, Any]:
+def _end_unstarted(task: TaskRecord) -> TaskRecord:
     """A task with no Job after the grace period: ended with an error (conditional; see the module doc)."""
     if _age_seconds(task.get("created_at")) < settings().task_start_grace_seconds:
         return task
-    fields = {"error": STALE_START_ERROR.format(what="creating its Job"), "final_status": 3, "ended_at": now_iso()}
+    fields: TaskFields = {
+        "error": STALE_START_ERROR.format(what="creating its Job"),
+        "final_status": 3,
+        "ended_at": now_iso(),
+    }
     if task_store.end_without_job(task["task_id"], fields):
         logger.warning("task abandoned before its Job was attached", extra={"task_id": task["task_id"]})
         # a Job may exist that the crashed starter never recorded: it must not run (or stay queued)
-        orphan = {"error": "its task ended before the Job started", "ended_at": now_iso()}
+        orphan: JobFields = {"error": "its task ended before the Job started", "ended_at": now_iso()}
         job_store.transition(work_runs.task_exec_id(task["task_id"]), jobs.ACTIVE, jobs.CANCELLED, orphan)
-        return {**task, **fields}
+        return cast(TaskRecord, {**task, **fields})
     return task_store.get_task(task["task_id"]) or task
 
 
-def _fail_undispatched(job: dict[str, Any]) -> dict[str, Any]:
+def _fail_undispatched(job: JobRecord) -> JobRecord:
     """A batch Job still queued after the grace period with no driver ever started for it: Failed."""
     if (
         job.get("mode") != "batch"
@@ -146,7 +154,7 @@ def _fail_undispatched(job: dict[str, Any]) -> dict[str, Any]:
         or session_store.get_session(batch_driver_id(job["exec_id"])) is not None
     ):
         return job
-    fields = {"error": STALE_START_ERROR.format(what="starting its driver"), "ended_at": now_iso()}
+    fields: JobFields = {"error": STALE_START_ERROR.format(what="starting its driver"), "ended_at": now_iso()}
     moved = job_store.transition(job["exec_id"], jobs.QUEUED, jobs.FAILED, fields)
     if moved is not None:
         logger.warning("task's Job was never dispatched", extra={"exec_id": job["exec_id"]})
@@ -154,7 +162,7 @@ def _fail_undispatched(job: dict[str, Any]) -> dict[str, Any]:
     return job_store.get_job(job["exec_id"]) or job
 
 
-def _settle(task: dict[str, Any], job: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _settle(task: TaskRecord, job: JobRecord | None) -> tuple[TaskRecord, JobRecord | None]:
     """End an interrupted start, then free the work's active pointer once the task has ended.
 
     Idempotent and conditional throughout; answers the task and its Job as they are now.
@@ -174,15 +182,17 @@ def _settle(task: dict[str, Any], job: dict[str, Any] | None) -> tuple[dict[str,
     return task, job
 
 
-def _load(task: dict[str, Any]) -> dict[str, Any]:
-    job = job_store.get_job(task["exec_id"]) if task.get("exec_id") else None
+def _load(task: TaskRecord) -> TaskView:
+    exec_id = task.get("exec_id")
+    job = job_store.get_job(exec_id) if exec_id else None
     task, job = _settle(task, job)
     return _view(task, job)
 
 
-def present_task(task: dict[str, Any]) -> dict[str, Any]:
+def present_task(task: TaskView) -> dict[str, Any]:
     """A task as the spec's list shows it, empty fields as ``null``."""
-    out = {field: task.get(field) for field in TASK_FIELDS}
+    view: Mapping[str, Any] = task
+    out = {field: view.get(field) for field in TASK_FIELDS}
     for field in ("status", "run_time", "job_task_id"):
         value = out[field]
         if value is not None:
@@ -190,9 +200,10 @@ def present_task(task: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def present_detail(task: dict[str, Any]) -> dict[str, Any]:
+def present_detail(task: TaskView) -> dict[str, Any]:
     """The task detail: the list fields plus trigger, attempt, retry_of, error and the Job's ids."""
-    out = {field: task.get(field) for field in DETAIL_FIELDS}
+    view: Mapping[str, Any] = task
+    out = {field: view.get(field) for field in DETAIL_FIELDS}
     out.update(present_task(task))
     for field in ("attempt", "job_task_id"):
         value = out[field]
@@ -210,7 +221,7 @@ def list_tasks(principal: Principal, work_id: str, params: dict[str, str]) -> Pa
     return Page([present_task(_load(t)) for t in found[start : start + limit]], len(found))
 
 
-def owned_task(principal: Principal, task_id: str) -> dict[str, Any]:
+def owned_task(principal: Principal, task_id: str) -> TaskView:
     """The caller's task with derived fields; :class:`NotFound` for unknown or other users' tasks."""
     task = task_store.get_task(task_id) if 0 < len(task_id) <= 64 else None
     if task is None or task.get("owner") != principal.user_id:
@@ -218,7 +229,7 @@ def owned_task(principal: Principal, task_id: str) -> dict[str, Any]:
     return _load(task)
 
 
-def _free_if_stale(work: dict[str, Any]) -> None:
+def _free_if_stale(work: WorkRecord) -> None:
     """When the work's active task has in fact ended, clear its pointer so a new task can start."""
     active_id = work.get("active_task_id")
     if not active_id:
@@ -232,17 +243,17 @@ def _free_if_stale(work: dict[str, Any]) -> None:
 
 def start_task(
     principal: Principal,
-    work: dict[str, Any],
+    work: WorkRecord,
     *,
     trigger: str = "manual",
-    retry_of: dict[str, Any] | None = None,
+    retry_of: TaskRecord | None = None,
     slot: str | None = None,
-) -> dict[str, Any]:
+) -> TaskView:
     """Start one run of ``work`` now; 409 when the work already has an active task."""
     if work.get("deleted_at"):
         raise NotFound(f"work {work['work_id']} not found")
     stamp = now_iso()
-    task: dict[str, Any] = {
+    task: TaskRecord = {
         "task_id": uuid.uuid4().hex,
         "work_id": work["work_id"],
         "owner": work["user_id"],
@@ -262,8 +273,8 @@ def start_task(
             task_store.insert_task_claiming_work(task, order)
             break
         except task_store.WorkBusy:
-            latest = work_store.get_work(work["work_id"]) or {}
-            if latest.get("deleted_at") or not latest:
+            latest = work_store.get_work(work["work_id"])
+            if latest is None or latest.get("deleted_at"):
                 raise NotFound(f"work {work['work_id']} not found") from None
             if attempt == 0 and latest.get("active_task_id"):
                 _free_if_stale(latest)
@@ -279,10 +290,10 @@ def start_task(
         job = work_runs.failed_job(principal, task, work, str(getattr(err, "message", err)))
     if not task_store.attach_job(task["task_id"], job["exec_id"], int(job["task_id"])):
         # the task was ended meanwhile (cancelled, or judged abandoned): its Job must not run
-        ended = {"error": "its task ended before the Job started", "ended_at": now_iso()}
+        ended: JobFields = {"error": "its task ended before the Job started", "ended_at": now_iso()}
         job_store.transition(job["exec_id"], jobs.ACTIVE, jobs.CANCELLED, ended)
         return _load(task_store.get_task(task["task_id"]) or task)
-    task.update(exec_id=job["exec_id"], job_task_id=job["task_id"], active=True)
+    task.update({"exec_id": job["exec_id"], "job_task_id": job["task_id"], "active": True})
     if job["status"] not in jobs.FINAL:
         try:
             work_runs.dispatch(job)
@@ -299,7 +310,7 @@ def start_for_owner(principal: Principal, work_id: str) -> dict[str, Any]:
     return present_detail(start_task(principal, get_owned_work(principal, work_id)))
 
 
-def _await_end(exec_id: str, seconds: float) -> dict[str, Any] | None:
+def _await_end(exec_id: str, seconds: float) -> JobRecord | None:
     """The Job once it is final, or as it is after ``seconds``."""
     deadline = time.monotonic() + seconds
     job = job_store.get_job(exec_id)
@@ -321,10 +332,14 @@ def cancel_task(principal: Principal, task_id: str) -> dict[str, Any]:
     task = owned_task(principal, task_id)
     if not task.get("exec_id"):
         if task["status"] == 7:
-            fields = {"error": "cancelled by user before its Job was created", "final_status": 4, "ended_at": now_iso()}
+            fields: TaskFields = {
+                "error": "cancelled by user before its Job was created",
+                "final_status": 4,
+                "ended_at": now_iso(),
+            }
             task_store.end_without_job(task_id, fields)
         return present_detail(owned_task(principal, task_id))
-    job = job_store.get_job(task["exec_id"])
+    job = job_store.get_job(str(task["exec_id"]))
     if job is None:
         return present_detail(task)
     if job["status"] not in jobs.FINAL:
@@ -368,7 +383,8 @@ def sweep_active() -> int:
     freed = 0
     for task in task_store.active_tasks():
         try:
-            job = job_store.get_job(task["exec_id"]) if task.get("exec_id") else None
+            exec_id = task.get("exec_id")
+            job = job_store.get_job(exec_id) if exec_id else None
             if job is not None and job.get("artefact_run"):
                 job = work_runs.reconcile_artefact_run(job)
             freed += int(not _settle(task, job)[0].get("active"))

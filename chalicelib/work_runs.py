@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 from chalicelib import jobs, quotas, user_files
 from chalicelib.config import settings
 from chalicelib.errors import BadRequest, QuotaExceeded
+from chalicelib.records import JobExtra, JobFields, JobRecord, TaskRecord, WorkRecord
 from chalicelib.store import jobs as job_store
 from chalicelib.store import results as result_store
 from chalicelib.timeutil import now_iso
@@ -217,7 +218,7 @@ def check_java(requested: str | None) -> None:
         )
 
 
-def build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any]) -> jobs.JobRequest:
+def build_request(work: WorkRecord, owner: Principal, task: TaskRecord) -> jobs.JobRequest:
     """The batch :class:`JobRequest` for one run of ``work``; :class:`RunError` when it cannot run.
 
     The run takes one of its owner's active-Job slots here (so ``jobs.new_job`` does not): at the cap
@@ -232,7 +233,7 @@ def build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any]) 
     return request
 
 
-def _build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any]) -> jobs.JobRequest:
+def _build_request(work: WorkRecord, owner: Principal, task: TaskRecord) -> jobs.JobRequest:
     category = work.get("category") or ""
     params = [str(p) for p in (work.get("extra_params") or [])]
     source = {"work_id": work["work_id"], "task_id": task["task_id"], "category": category}
@@ -245,7 +246,7 @@ def _build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any])
         raise RunError(f"category {category!r} cannot run")
     if artefact.suffix != expected:
         raise RunError(f"a {category} work runs a {expected} file; work_directory names {artefact.uri}")
-    extra: dict[str, Any] = {"work_id": work["work_id"], "work_task_id": task["task_id"]}
+    extra: JobExtra = {"work_id": work["work_id"], "work_task_id": task["task_id"]}
     if category in ("SPARK_JAR", "FLINK_JAR", "FLINK_SQL"):
         main_class = work.get("main_class_name")
         if category != "FLINK_SQL" and not main_class:
@@ -262,9 +263,10 @@ def _build_request(work: dict[str, Any], owner: Principal, task: dict[str, Any])
             "sql": category == "FLINK_SQL",
             "type": str(work.get("type") or "BATCH").upper(),  # Flink: STREAMING runs until cancelled
         }
-        extra.update({"run_type": "jar" if category == "SPARK_JAR" else "flink", "artefact_run": run})
+        extra["artefact_run"] = run
         code = f"-- {category} {artefact.uri} {main_class or ''} {' '.join(params)}".strip()
-        return jobs.JobRequest(owner, code, "sql", kind="task", source=source, extra=extra, exec_id=exec_id)
+        run_type = "jar" if category == "SPARK_JAR" else "flink"
+        return jobs.JobRequest(owner, code, run_type, kind="task", source=source, extra=extra, exec_id=exec_id)
     text = read_text(artefact)
     if category == "SPARK_SQL":
         sql = substitute_sql(text, params)
@@ -286,7 +288,7 @@ def task_exec_id(task_id: str) -> str:
     return uuid.uuid5(_TASK_JOBS, task_id).hex
 
 
-def failed_job(owner: Principal, task: dict[str, Any], work: dict[str, Any], error: str) -> dict[str, Any]:
+def failed_job(owner: Principal, task: TaskRecord, work: WorkRecord, error: str) -> JobRecord:
     """A Job that records a run which could not start: created, then moved to Failed with ``error``."""
     request = jobs.JobRequest(
         owner,
@@ -306,7 +308,7 @@ def failed_job(owner: Principal, task: dict[str, Any], work: dict[str, Any], err
     return moved or job
 
 
-def dispatch(job: dict[str, Any]) -> None:
+def dispatch(job: JobRecord) -> None:
     """Start the compute for ``job``: jar and Flink runs through ``runners.jar``, the rest via sessions."""
     if job.get("run_type") in ("jar", "flink"):
         from chalicelib.runners.jar import start_artefact_run
@@ -319,7 +321,7 @@ def dispatch(job: dict[str, Any]) -> None:
     sessions.dispatch(job)
 
 
-def cancel_compute(job: dict[str, Any]) -> None:
+def cancel_compute(job: JobRecord) -> None:
     """Stop the driver behind ``job`` (batch drivers only; queued jobs never started one)."""
     handle = job.get("runner_handle")
     if not handle:
@@ -329,7 +331,7 @@ def cancel_compute(job: dict[str, Any]) -> None:
     runner_for_handle(handle).cancel(handle)
 
 
-def driver_alive(job: dict[str, Any]) -> bool:
+def driver_alive(job: JobRecord) -> bool:
     """Whether the driver process behind ``job`` (its runner handle) is still running."""
     handle = job.get("runner_handle")
     if not handle:
@@ -339,12 +341,13 @@ def driver_alive(job: dict[str, Any]) -> bool:
     return runner_for_handle(handle).probe(handle) == "running"
 
 
-def stop_driver(job: dict[str, Any], wait: float) -> None:
+def stop_driver(job: JobRecord, wait: float) -> None:
     """Make sure no driver of ``job`` outlives it: give it ``wait`` seconds to exit by itself, then kill it.
 
     Used once a task's Job is final (a cancel); a Job without a runner handle has no driver to stop.
     """
-    handle = job.get("runner_handle") or (job_store.get_job(job["exec_id"]) or {}).get("runner_handle")
+    fresh = None if job.get("runner_handle") else job_store.get_job(job["exec_id"])
+    handle = job.get("runner_handle") or (fresh.get("runner_handle") if fresh else None)
     if not handle:
         return
     from chalicelib.runners import runner_for_handle
@@ -358,7 +361,7 @@ def stop_driver(job: dict[str, Any], wait: float) -> None:
         time.sleep(0.25)
 
 
-def reconcile_artefact_run(job: dict[str, Any]) -> dict[str, Any]:
+def reconcile_artefact_run(job: JobRecord) -> JobRecord:
     """Bring an artefact run's Job (SPARK_JAR, FLINK_*) in line with its runner; answers the Job as it is now.
 
     On EMR nothing inside the step writes to the table, so the step's state is the truth: PENDING
@@ -374,7 +377,7 @@ def reconcile_artefact_run(job: dict[str, Any]) -> dict[str, Any]:
 
     state = runner_for_handle(handle).state(handle)
     exec_id = job["exec_id"]
-    moved: dict[str, Any] | None = None
+    moved: JobRecord | None = None
     if state.probe == "running":
         if state.started and job["status"] in jobs.QUEUED:
             moved = job_store.transition(exec_id, jobs.QUEUED, jobs.RUNNING, {"started_at": now_iso()})
@@ -382,7 +385,7 @@ def reconcile_artefact_run(job: dict[str, Any]) -> dict[str, Any]:
         outcome = state.outcome or jobs.FAILED
         if outcome == jobs.FAILED and job.get("cancel_requested"):
             outcome = jobs.CANCELLED
-        fields: dict[str, Any] = {"ended_at": now_iso()}
+        fields: JobFields = {"ended_at": now_iso()}
         if outcome == jobs.SUCCEED:
             fields["progress"] = 1
         else:

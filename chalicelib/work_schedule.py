@@ -23,12 +23,12 @@ are ended after their grace period, so no work stays busy for ever.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from chalicelib import tasks
 from chalicelib.errors import SparkgateError
 from chalicelib.observability import logger
+from chalicelib.records import WorkRecord
 from chalicelib.store import tasks as task_store
 from chalicelib.store import users as user_store
 from chalicelib.timeutil import iso, parse_iso
@@ -53,7 +53,7 @@ def latest_slot(frequency: str, now: datetime, timezone: str = "UTC") -> datetim
     return naive.replace(tzinfo=ZoneInfo(timezone or "UTC")).astimezone(UTC)
 
 
-def due_slot(work: dict[str, Any], now: datetime) -> str | None:
+def due_slot(work: WorkRecord, now: datetime) -> str | None:
     """The slot name ``work`` is due for at ``now``, or None (paused, deleted, not yet due)."""
     if work.get("paused") or work.get("deleted_at"):
         return None
@@ -71,7 +71,7 @@ def due_slot(work: dict[str, Any], now: datetime) -> str | None:
     return iso(slot)
 
 
-def owner_username(work: dict[str, Any]) -> str:
+def owner_username(work: WorkRecord) -> str:
     """The owner's username for a scheduled run (the Job's ``umUser``): recorded on the work when it is
     saved; for works saved before that, looked up in the user roster by id; the id only as a last resort."""
     name = work.get("owner_username")

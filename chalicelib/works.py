@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from chalicelib import work_runs
 from chalicelib.errors import BadRequest, NotFound
@@ -27,6 +28,7 @@ from chalicelib.models.works import (  # the domain's vocabulary, declared with 
     WorksQuery,
     WorkUpdate,
 )
+from chalicelib.records import WorkRecord
 from chalicelib.store import works as work_store
 from chalicelib.timeutil import now_iso
 from chalicelib.tokens import Principal
@@ -91,7 +93,7 @@ def _validate(body: Any, principal: Principal, *, creating: bool) -> dict[str, A
     return clean
 
 
-def present(work: dict[str, Any]) -> dict[str, Any]:
+def present(work: WorkRecord) -> dict[str, Any]:
     """A work as answered: every field present, empty ones as ``null``."""
     out = {field: work.get(field) for field in FIELDS}
     out["version"] = out["version"] or 0
@@ -104,7 +106,7 @@ def create_work(principal: Principal, body: Any) -> dict[str, Any]:
     """Create a work owned by ``principal``."""
     clean = _validate(body, principal, creating=True)
     stamp = now_iso()
-    work: dict[str, Any] = {field: None for field in FIELDS if field != "active_task_id"}
+    work = cast(WorkRecord, {field: None for field in FIELDS if field != "active_task_id"})
     work.update(
         {
             "status": 0,
@@ -114,7 +116,7 @@ def create_work(principal: Principal, body: Any) -> dict[str, Any]:
             "timezone": "UTC",
         }
     )
-    work.update({k: v for k, v in clean.items() if v is not None})
+    work.update(cast(WorkRecord, {k: v for k, v in clean.items() if v is not None}))
     work.update(
         {
             "work_id": uuid.uuid4().hex,
@@ -129,7 +131,7 @@ def create_work(principal: Principal, body: Any) -> dict[str, Any]:
     return present(work)
 
 
-def get_owned_work(principal: Principal, work_id: str, *, include_deleted: bool = False) -> dict[str, Any]:
+def get_owned_work(principal: Principal, work_id: str, *, include_deleted: bool = False) -> WorkRecord:
     """The caller's work; :class:`NotFound` for unknown, deleted or other users' works."""
     work = work_store.get_work(work_id) if len(work_id) <= 64 else None
     if not work or work["user_id"] != principal.user_id or (work.get("deleted_at") and not include_deleted):
@@ -137,8 +139,8 @@ def get_owned_work(principal: Principal, work_id: str, *, include_deleted: bool 
     return work
 
 
-def _expected_version(work: dict[str, Any], if_match: str | None) -> int:
-    current = int(work["version"])
+def _expected_version(work: WorkRecord, if_match: str | None) -> int:
+    current = work["version"]
     if if_match is None:
         return current
     raw = if_match.strip().removeprefix("W/").strip('"')
@@ -151,12 +153,13 @@ def update_work(principal: Principal, work_id: str, body: Any, if_match: str | N
     """Apply a partial update; 409 when ``If-Match`` is stale or another writer won."""
     work = get_owned_work(principal, work_id)
     clean = _validate(body, principal, creating=False)
+    stored: Mapping[str, Any] = work
     for field in IMMUTABLE:
-        if field in clean and clean[field] != work[field]:
+        if field in clean and clean[field] != stored[field]:
             raise BadRequest(f"{field} cannot be changed after creation", field=field)
     expected = _expected_version(work, if_match)
     old_name = work["name"]
-    work.update(clean)
+    work.update(cast(WorkRecord, clean))
     if work.get("extra_params") is None:
         work["extra_params"] = []
     work["version"] = expected + 1
@@ -202,10 +205,10 @@ def list_works(principal: Principal, params: dict[str, str], *, search: bool) ->
     status, freq = query.status, query.run_frequency
     name, desc, q = query.name, query.description, query.q
 
-    def matches(work: dict[str, Any]) -> bool:
+    def matches(work: WorkRecord) -> bool:
         if work.get("deleted_at"):
             return False
-        if status is not None and int(work["status"]) != status:
+        if status is not None and work.get("status") != status:
             return False
         if freq is not None and work.get("run_frequency") != freq:
             return False

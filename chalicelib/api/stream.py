@@ -16,6 +16,7 @@ from chalice import Blueprint
 
 from chalicelib import pool, push
 from chalicelib.observability import logger
+from chalicelib.records import JobRecord
 from chalicelib.store import connections, wsapi
 from chalicelib.store import jobs as job_store
 from chalicelib.store.aws import from_dynamo
@@ -42,7 +43,7 @@ def change_from_record(record: dict[str, Any]) -> push.Change:
 class StorePorts:
     """:class:`push.PushPorts` over the table and the ``@connections`` API."""
 
-    def get_job(self, exec_id: str) -> dict[str, Any] | None:
+    def get_job(self, exec_id: str) -> JobRecord | None:
         """The Job record."""
         return job_store.get_job(exec_id)
 
@@ -61,7 +62,7 @@ class StorePorts:
             push.Subscriber(s.connection_id, s.user_id, s.websocket_tag) for s in connections.job_subscriptions(exec_id)
         ]
 
-    def queued_jobs(self, session_id: str, limit: int) -> list[dict[str, Any]]:
+    def queued_jobs(self, session_id: str, limit: int) -> list[JobRecord]:
         """The Jobs waiting in a session's queue, oldest first."""
         return job_store.queued_jobs(session_id, limit)
 

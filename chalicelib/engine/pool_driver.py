@@ -117,8 +117,8 @@ class PoolDriver:
     def _session_config(self, claimed: dict[str, Any]) -> dict[str, Any]:
         from chalicelib.store import sessions as session_store
 
-        session = session_store.get_session(str(claimed["session_id"])) or {}
-        return engine_config.session_config(session.get("config"))
+        session = session_store.get_session(str(claimed["session_id"]))
+        return engine_config.session_config(session.get("config") if session else None)
 
     def _wait(self, kernel: KernelHandle) -> dict[str, Any] | None:
         """The entry once claimed; None when retired, unclaimed too long, or the kernel died."""

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +33,7 @@ from chalicelib.engine.channel import Channel, ChannelClosed
 from chalicelib.engine.joblog import JobLog
 from chalicelib.job_status import JobStatus
 from chalicelib.logformat import closing_line
+from chalicelib.records import JobFields, JobRecord, SessionFields
 from chalicelib.store import jobs as job_store
 from chalicelib.store import results as result_store
 from chalicelib.store import sessions as session_store
@@ -324,7 +326,7 @@ def _geo_document(result: dict[str, Any]) -> dict[str, Any]:
 class JobRun:
     """The supervisor's side of one Job on a kernel: relay, watch, enforce, record."""
 
-    def __init__(self, kernel: KernelHandle, job: dict[str, Any], max_rows: int) -> None:
+    def __init__(self, kernel: KernelHandle, job: JobRecord, max_rows: int) -> None:
         self.kernel, self.job, self.max_rows = kernel, job, max_rows
         self.exec_id, self.owner = str(job["exec_id"]), str(job["owner"])
         self.log = JobLog(self.exec_id, int(job.get("log_lines") or 0), max_chars=max_log_chars())
@@ -334,14 +336,15 @@ class JobRun:
         self.progress: tuple[float, list[dict[str, int]]] = (0.0, [])
         self.over_quota: str | None = None
 
-    def run(self) -> dict[str, Any] | None:
+    def run(self) -> JobRecord | None:
         """Run the Job (already Running); answers its final item. Never leaves it Running."""
         try:
             return self._run()
         except BaseException as err:  # the supervisor itself failed or was stopped
             status, reason, code = "Failed", f"engine error: {type(err).__name__}: {err}", engine_config.ERR_ENGINE
             with contextlib.suppress(Exception):
-                if (job_store.get_job(self.exec_id) or {}).get("cancel_requested"):
+                current = job_store.get_job(self.exec_id)
+                if current and current.get("cancel_requested"):
                     status, reason, code = "Cancelled", "cancelled by user", engine_config.ERR_CANCELLED
             self._end(status, reason, code)
             if not isinstance(err, Exception):
@@ -352,9 +355,10 @@ class JobRun:
 
     def _kernel_job(self) -> dict[str, Any]:
         keys = ("exec_id", "run_type", "code", "scope", "task_id", "geo_op")
-        return {k: self.job[k] for k in keys if k in self.job}
+        job: Mapping[str, Any] = self.job
+        return {k: job[k] for k in keys if k in job}
 
-    def _run(self) -> dict[str, Any] | None:
+    def _run(self) -> JobRecord | None:
         job = self.job
         runtime = float(job.get("runtime_seconds") or 0)
         started = time.monotonic()
@@ -444,8 +448,8 @@ class JobRun:
     # -- endings ----------------------------------------------------------------------------------
 
     def _end(
-        self, status: str, reason: str, code: int, extra: dict[str, Any] | None = None, detail: str = ""
-    ) -> dict[str, Any] | None:
+        self, status: str, reason: str, code: int, extra: JobFields | None = None, detail: str = ""
+    ) -> JobRecord | None:
         self.log.error(reason) if status != "Cancelled" else self.log.warn(reason)
         if detail:  # the engine's stack, after the clean message (never in the Job's error)
             self.log.error(f"engine stack:\n{detail[:ENGINE_STACK_CHARS]}")
@@ -454,14 +458,15 @@ class JobRun:
             lines = self.log.flush(update_count=False)
         except Exception:
             lines = self.log.flushed
-        fields = {"error": reason, "error_code": code, "ended_at": now_iso(), "log_lines": lines, **(extra or {})}
+        fields: JobFields = {"error": reason, "error_code": code, "ended_at": now_iso(), "log_lines": lines}
+        fields.update(extra or {})
         return job_store.transition(self.exec_id, (JobStatus.RUNNING,), status, fields)
 
-    def _died(self, reason: str) -> dict[str, Any] | None:
+    def _died(self, reason: str) -> JobRecord | None:
         self.kernel.kill(reason)
         return self._end("Failed", f"driver died: {reason}", engine_config.ERR_DRIVER_DIED)
 
-    def _stop(self, status: str, runtime: float) -> dict[str, Any] | None:
+    def _stop(self, status: str, runtime: float) -> JobRecord | None:
         if status == "Timeout":
             reason, code = f"job exceeded its run-time limit of {runtime:g} s", engine_config.ERR_TIMEOUT
         elif status == "Failed":
@@ -486,15 +491,15 @@ class JobRun:
             self.kernel.kill(f"the kernel did not stop job {self.exec_id} in time")
         return self._end(status, reason, code)
 
-    def _finish(self, done: dict[str, Any], blob: bytes) -> dict[str, Any] | None:
+    def _finish(self, done: dict[str, Any], blob: bytes) -> JobRecord | None:
         if done.get("interrupted"):
-            current = job_store.get_job(self.exec_id) or {}
-            if current.get("cancel_requested"):
+            current = job_store.get_job(self.exec_id)
+            if current and current.get("cancel_requested"):
                 return self._end("Cancelled", "cancelled by user", engine_config.ERR_CANCELLED)
         progress, infos = self._final_progress(done)
         if done.get("error") or done.get("interrupted"):
             text = _explained(str(done.get("error") or "interrupted"))
-            extra = {"progress": progress, "progress_info": infos}
+            extra: JobFields = {"progress": progress, "progress_info": infos}
             detail = done.get("error_detail")
             detail = detail if isinstance(detail, str) else ""
             return self._end("Failed", text, engine_config.ERR_EXECUTION, extra, detail)
@@ -525,7 +530,7 @@ class JobRun:
             future.result()
         location = f"s3://{settings().bucket_name}/{result_store.result_prefix(self.owner, self.exec_id)}"
         final_info = [{**i, "succeedTasks": i["totalTasks"] - i["failedTasks"], "runningTasks": 0} for i in infos]
-        fields: dict[str, Any] = {
+        fields: JobFields = {
             "ended_at": now_iso(),
             "log_lines": lines,
             "progress": 1.0,
@@ -570,7 +575,7 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         """One heartbeat, one request (it also picks up ``stop_requested``)."""
-        fields = {"heartbeat_at": time.time(), "heartbeat_every": self.interval()}
+        fields: SessionFields = {"heartbeat_at": time.time(), "heartbeat_every": self.interval()}
         session = session_store.beat_session(self.session_id, self.generation, fields)
         if session is None:
             self.superseded.set()
@@ -620,7 +625,7 @@ class SessionDriver:
         #: when this driver's first Job ended (None before)
         self.first_job_done: float | None = None
 
-    def _update(self, fields: dict[str, Any]) -> bool:
+    def _update(self, fields: SessionFields) -> bool:
         ok = session_store.update_session_fields(self.session_id, self.generation, fields)
         if not ok:
             self.heartbeat.superseded.set()

@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from chalicelib.records import JobRecord, SessionRecord
+
 Probe = Literal["running", "finished", "failed", "unknown"]
 PROBES: tuple[Probe, ...] = ("running", "finished", "failed", "unknown")
 
@@ -38,11 +40,11 @@ class Runner(ABC):
     name: str = "base"
 
     @abstractmethod
-    def start_session(self, session: dict[str, Any]) -> dict[str, Any]:
+    def start_session(self, session: SessionRecord) -> dict[str, Any]:
         """Start a session-mode driver for ``session`` (a session item); answers its handle."""
 
     @abstractmethod
-    def start_batch(self, job: dict[str, Any]) -> dict[str, Any]:
+    def start_batch(self, job: JobRecord) -> dict[str, Any]:
         """Start a batch-mode driver that runs ``job`` and exits; answers its handle."""
 
     def start_pool(self, entry: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +68,7 @@ class Runner(ABC):
         """Stop the driver behind ``handle`` (idempotent; a finished driver is left alone)."""
 
 
-def session_args(session: dict[str, Any]) -> list[str]:
+def session_args(session: SessionRecord) -> list[str]:
     """The engine's command-line arguments for a session driver."""
     return ["session", "--session-id", str(session["session_id"]), "--generation", str(int(session["generation"]))]
 
@@ -76,6 +78,6 @@ def pool_args(entry: dict[str, Any]) -> list[str]:
     return ["pool", "--pool-id", str(entry["pool_id"])]
 
 
-def batch_args(job: dict[str, Any]) -> list[str]:
+def batch_args(job: JobRecord) -> list[str]:
     """The engine's command-line arguments for a batch driver."""
     return ["batch", "--exec-id", str(job["exec_id"])]

@@ -35,6 +35,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.config import Settings, settings
+from chalicelib.records import JobRecord, SessionRecord
 from chalicelib.runners.base import Probe, Runner, RunnerError, RunState, batch_args, pool_args, session_args
 from chalicelib.store.aws import client
 
@@ -354,7 +355,7 @@ class EmrRunner(Runner):
         }
         return self.submit_step(step, owner)
 
-    def start_session(self, session: dict[str, Any]) -> dict[str, Any]:
+    def start_session(self, session: SessionRecord) -> dict[str, Any]:
         """Add a session-driver step for ``session`` under its owner's runtime role."""
         name = f"sparkgate session {session['session_id']} g{int(session['generation'])}"
         return self._add_step(name, session_args(session), dict(session.get("config") or {}), session.get("owner"))
@@ -366,7 +367,7 @@ class EmrRunner(Runner):
             raise RunnerError("the emr runner keeps warm drivers per user only (a step needs its owner's role)")
         return self._add_step(f"sparkgate pool {entry['pool_id']}", pool_args(entry), {}, entry["owner"])
 
-    def start_batch(self, job: dict[str, Any]) -> dict[str, Any]:
+    def start_batch(self, job: JobRecord) -> dict[str, Any]:
         """Add a batch-driver step for ``job`` under its owner's runtime role."""
         config = dict(job.get("session_config") or {})
         return self._add_step(f"sparkgate batch {job['exec_id']}", batch_args(job), config, job.get("owner"))

@@ -36,6 +36,7 @@ from chalicelib.engine import sandbox
 from chalicelib.engine.channel import Channel, ChannelClosed
 from chalicelib.engine.config import PREVIEW_ROWS, session_config
 from chalicelib.logformat import closing_line
+from chalicelib.records import JobFields, JobRecord
 from chalicelib.runners.base import RunnerError
 
 FLINK_MAIN = sandbox.PROJECT_DIR / "chalicelib" / "runners" / "flink_main.py"
@@ -111,7 +112,7 @@ def flink_command(fd: int, artefact_fd: int | None, owner: str, uid: int | None)
     return command
 
 
-def _spec(job: dict[str, Any]) -> tuple[dict[str, Any], IO[bytes] | None]:
+def _spec(job: JobRecord) -> tuple[dict[str, Any], IO[bytes] | None]:
     """What the sandboxed side is told to run, and the jar (an open file) for FLINK_JAR."""
     from chalicelib import work_runs
 
@@ -184,7 +185,7 @@ class _Results:
             "pages": int(message.get("pages") or 1),
         }
 
-    def store(self) -> dict[str, Any]:
+    def store(self) -> JobFields:
         """Write the result sets; the Job fields that describe them."""
         from chalicelib.store import results as result_store
 
@@ -241,16 +242,18 @@ def remove_run_folder(folder: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _end(exec_id: str, log: _Log, status: str, fields: dict[str, Any]) -> None:
+def _end(exec_id: str, log: _Log, status: str, fields: JobFields) -> None:
     from chalicelib.store import jobs as job_store
     from chalicelib.timeutil import now_iso
 
     log.add("INFO", closing_line(status))
     written = log.flush()
-    job_store.transition(exec_id, ("Running",), status, {"ended_at": now_iso(), "log_lines": written, **fields})
+    ended: JobFields = {"ended_at": now_iso(), "log_lines": written}
+    ended.update(fields)
+    job_store.transition(exec_id, ("Running",), status, ended)
 
 
-def _start(job: dict[str, Any], log: _Log) -> tuple[subprocess.Popen[str], Channel]:
+def _start(job: JobRecord, log: _Log) -> tuple[subprocess.Popen[str], Channel]:
     """Start the sandboxed Flink side and hand it its work."""
 
     home = flink_home()
@@ -289,7 +292,7 @@ def _start(job: dict[str, Any], log: _Log) -> tuple[subprocess.Popen[str], Chann
     return proc, channel
 
 
-def supervise(job: dict[str, Any]) -> int:
+def supervise(job: JobRecord) -> int:
     """Run a Running Flink Job to its end (Succeed / Failed / Cancelled); the process's exit code."""
     from chalicelib import work_runs
     from chalicelib.store import jobs as job_store
@@ -339,8 +342,8 @@ def supervise(job: dict[str, Any]) -> int:
                 log.add("WARN", "the Flink job did not stop in time: its process was killed")
                 kill(signal.SIGKILL)
             continue
-        fresh = job_store.get_job(exec_id) or {}
-        if fresh.get("cancel_requested") or fresh.get("status") != "Running":
+        fresh = job_store.get_job(exec_id)
+        if fresh is None or fresh.get("cancel_requested") or fresh.get("status") != "Running":
             cancelled, stop_by = True, time.monotonic() + STOP_GRACE_SECONDS
             log.add("WARN", "kill requested: cancelling the Flink job (no savepoint is taken locally)")
             with contextlib.suppress(ChannelClosed):
@@ -354,7 +357,8 @@ def supervise(job: dict[str, Any]) -> int:
     elif proc.returncode == 0 and done and not done.get("error") and not results.over:
         fields = results.store()
         log.add("INFO", f"Flink run succeeded with {fields['result_sets']} result set(s)")
-        _end(exec_id, log, "Succeed", {**fields, "progress": 1})
+        fields["progress"] = 1
+        _end(exec_id, log, "Succeed", fields)
     else:
         error = results.over or str(done.get("error") or "")
         if not error or done.get("with_tail"):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.config import settings
+from chalicelib.records import JobFields, JobRecord
 from chalicelib.runners.base import RunnerError
 
 TAIL_LINES = 20
@@ -67,7 +68,7 @@ def spark_submit_path() -> str:
     raise RunnerError("spark-submit not found: set SPARK_HOME or install pyspark")
 
 
-def emr_step(job: dict[str, Any]) -> dict[str, Any]:
+def emr_step(job: JobRecord) -> dict[str, Any]:
     """The EMR step (``command-runner.jar``) that runs ``job``'s artefact on the cluster.
 
     No user text is ever parsed by a shell: every value is one element of the argument list
@@ -96,7 +97,7 @@ def emr_step(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def start_artefact_run(job: dict[str, Any]) -> dict[str, Any]:
+def start_artefact_run(job: JobRecord) -> dict[str, Any]:
     """Start ``job``'s artefact run on the configured runner; stores and answers its handle."""
     from chalicelib.store import jobs as job_store
 
@@ -165,8 +166,8 @@ def _supervise(exec_id: str) -> int:
             if log_store.append_log(exec_id, written, chunk):
                 written += len(chunk)
                 job_store.update_job_fields(exec_id, {"log_lines": written})
-        fresh = job_store.get_job(exec_id) or {}
-        if fresh.get("cancel_requested") or fresh.get("status") != "Running":
+        fresh = job_store.get_job(exec_id)
+        if fresh is None or fresh.get("cancel_requested") or fresh.get("status") != "Running":
             cancelled = True
             stop()
             try:
@@ -179,7 +180,7 @@ def _supervise(exec_id: str) -> int:
         chunk = [("INFO", line.rstrip("\n")) for line in lines[written:]]
         if log_store.append_log(exec_id, written, chunk):
             written += len(chunk)
-    end = {"ended_at": now_iso(), "log_lines": written, "progress": 1}
+    end: JobFields = {"ended_at": now_iso(), "log_lines": written, "progress": 1}
     if cancelled:
         job_store.transition(exec_id, ("Running",), "Cancelled", {**end, "error": "cancelled by user"})
     elif proc.returncode == 0:

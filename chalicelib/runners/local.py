@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.config import Settings, settings
+from chalicelib.records import JobRecord, SessionRecord
 from chalicelib.runners.base import Probe, Runner, RunnerError, batch_args, pool_args, session_args
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -105,14 +106,14 @@ class LocalRunner(Runner):
             "started_at": time.time(),
         }
 
-    def start_session(self, session: dict[str, Any]) -> dict[str, Any]:
+    def start_session(self, session: SessionRecord) -> dict[str, Any]:
         """Start ``python -m chalicelib.engine session ...`` for ``session``."""
         config = session.get("config") or {}
         master = str(config.get("master") or self.cfg.spark_master)
         name = f"session-{session['session_id']}-g{int(session['generation'])}"
         return self._spawn(session_args(session), name, master, dict(config.get("envs") or {}))
 
-    def start_batch(self, job: dict[str, Any]) -> dict[str, Any]:
+    def start_batch(self, job: JobRecord) -> dict[str, Any]:
         """Start ``python -m chalicelib.engine batch --exec-id ...`` for ``job``."""
         config = job.get("session_config") or {}
         master = str(config.get("master") or self.cfg.spark_master)

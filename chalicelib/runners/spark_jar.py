@@ -17,6 +17,7 @@ from typing import Any
 
 from chalicelib.config import settings
 from chalicelib.engine import sandbox
+from chalicelib.records import JobRecord
 from chalicelib.runners.base import RunnerError
 
 SPARK_JAR_MAIN = sandbox.PROJECT_DIR / "chalicelib" / "runners" / "spark_jar_main.py"
@@ -62,7 +63,7 @@ def submit_line(run: dict[str, Any], master: str, tmp: Path) -> list[str]:
     ]
 
 
-def start(job: dict[str, Any], master: str) -> subprocess.Popen[str]:
+def start(job: JobRecord, master: str) -> subprocess.Popen[str]:
     """Start the sandboxed spark-submit of ``job`` (its own process group); output on stdout."""
     from chalicelib import work_runs
 

@@ -5,6 +5,7 @@ Pure Python (no boto3), so code outside the store that receives raw images (``ap
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +32,6 @@ def plain(value: Any) -> Any:
     return value
 
 
-def decode(item: dict[str, Any]) -> dict[str, Any]:
+def decode(item: Mapping[str, Any]) -> dict[str, Any]:
     """A stored item as its record: the key and index attributes dropped, every value :func:`plain`."""
     return {k: plain(v) for k, v in item.items() if k not in INTERNAL_KEYS}

@@ -14,11 +14,13 @@ results :mod:`chalicelib.store.results`, its session :mod:`chalicelib.store.sess
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from boto3.dynamodb.conditions import Key
 
 from chalicelib import job_status
+from chalicelib.records import JobFields, JobRecord
 from chalicelib.store.aws import dynamo_value, put_new, table, update_if
 from chalicelib.store.item_keys import job_key, order_sk, session_queue_pk, task_id_key, user_jobs_pk
 from chalicelib.store.items import decode
@@ -26,7 +28,27 @@ from chalicelib.store.items import decode
 FINAL_STATUSES: tuple[str, ...] = job_status.FINAL
 
 
-def insert_job(job: dict[str, Any]) -> None:
+def from_item(item: Mapping[str, Any]) -> JobRecord:
+    """A stored Job item as its record: keys and index attributes dropped, Decimals decoded."""
+    return cast(JobRecord, decode(item))
+
+
+def to_item(job: JobRecord) -> dict[str, Any]:
+    """A Job record as its item: its key, the owner index, and the session queue while it waits in one."""
+    item: dict[str, Any] = {
+        **job_key(job["exec_id"]),
+        "gsi2pk": user_jobs_pk(job["owner"]),
+        "gsi2sk": order_sk(job["task_id"]),
+        **dynamo_value(job),
+    }
+    session_id = job.get("session_id")
+    if session_id and job["status"] not in FINAL_STATUSES:
+        item["gsi1pk"] = session_queue_pk(session_id)
+        item["gsi1sk"] = order_sk(job["task_id"])
+    return item
+
+
+def insert_job(job: JobRecord) -> None:
     """Store a new job: its task-id pointer first, then the job, each a put-if-absent.
 
     Two single-item writes instead of a transaction: the task id comes from the atomic
@@ -34,15 +56,7 @@ def insert_job(job: dict[str, Any]) -> None:
     a pointer to no job (answered as "no job with taskID"), never a job without its id.
     A transaction would cost twice the write units for no added safety.
     """
-    item = {
-        **job_key(job["exec_id"]),
-        "gsi2pk": user_jobs_pk(job["owner"]),
-        "gsi2sk": order_sk(job["task_id"]),
-        **dynamo_value(job),
-    }
-    if job.get("session_id") and job["status"] not in FINAL_STATUSES:
-        item["gsi1pk"] = session_queue_pk(job["session_id"])
-        item["gsi1sk"] = order_sk(job["task_id"])
+    item = to_item(job)
     pointer = {**task_id_key(job["task_id"]), "exec_id": job["exec_id"]}
     if not put_new(pointer):
         raise RuntimeError(f"task id {job['task_id']} is already taken; the job counter was reset")
@@ -50,10 +64,10 @@ def insert_job(job: dict[str, Any]) -> None:
         raise RuntimeError(f"exec id {job['exec_id']} is already taken")
 
 
-def get_job(exec_id: str) -> dict[str, Any] | None:
+def get_job(exec_id: str) -> JobRecord | None:
     """The job, or None."""
     item = table().get_item(Key=job_key(exec_id), ConsistentRead=True).get("Item")
-    return decode(item) if item else None
+    return from_item(item) if item else None
 
 
 def exec_id_for_task(task_id: int) -> str | None:
@@ -66,10 +80,10 @@ def transition(
     exec_id: str,
     from_statuses: tuple[str, ...],
     to_status: str,
-    fields: dict[str, Any] | None = None,
+    fields: JobFields | None = None,
     *,
     dequeue: bool = False,
-) -> dict[str, Any] | None:
+) -> JobRecord | None:
     """Move a job to ``to_status`` only if its status is one of ``from_statuses``.
 
     ``fields`` are set in the same write; ``dequeue`` removes it from its session queue.
@@ -77,58 +91,59 @@ def transition(
     A move the life-cycle table (``chalicelib.job_status``) does not allow raises ValueError.
     """
     job_status.check(tuple(from_statuses), to_status)
-    fields = {**(fields or {}), "status": str(to_status), "updated_at": _now_iso()}
+    values: dict[str, Any] = {**(fields or {}), "status": str(to_status), "updated_at": _now_iso()}
     allowed = {f":from{i}": str(s) for i, s in enumerate(from_statuses)}
     got = update_if(
         job_key(exec_id),
-        fields,
+        values,
         f"attribute_exists(pk) AND #status IN ({', '.join(allowed)})",
         names={"#status": "status"},
         values=allowed,
         remove=("gsi1pk", "gsi1sk") if dequeue or to_status in FINAL_STATUSES else (),
         return_item=True,
     )
-    return decode(got) if got is not None else None
+    return from_item(got) if got is not None else None
 
 
 def move(
     exec_id: str,
     to_status: str,
-    fields: dict[str, Any] | None = None,
+    fields: JobFields | None = None,
     *,
     only_from: tuple[str, ...] | None = None,
     dequeue: bool = False,
-) -> dict[str, Any] | None:
+) -> JobRecord | None:
     """:func:`transition` from every status the life-cycle table allows to move to ``to_status``
     (narrowed to ``only_from``): the write condition comes from the table, not from the caller."""
     return transition(exec_id, job_status.sources(to_status, only_from), to_status, fields, dequeue=dequeue)
 
 
-def update_job_fields(exec_id: str, fields: dict[str, Any], *, unless_final: bool = True) -> bool:
+def update_job_fields(exec_id: str, fields: JobFields, *, unless_final: bool = True) -> bool:
     """Set ``fields`` (progress, handles, flags) without moving the status; False if the job is final."""
+    values: dict[str, Any] = {**fields}
     if not unless_final:
-        return update_if(job_key(exec_id), fields, "attribute_exists(pk)") is not None
+        return update_if(job_key(exec_id), values, "attribute_exists(pk)") is not None
     finals = {f":fin{i}": s for i, s in enumerate(FINAL_STATUSES)}
     condition = f"attribute_exists(pk) AND NOT #status IN ({', '.join(finals)})"
-    return update_if(job_key(exec_id), fields, condition, names={"#status": "status"}, values=finals) is not None
+    return update_if(job_key(exec_id), values, condition, names={"#status": "status"}, values=finals) is not None
 
 
-def _index_page(index: str, partition: str, limit: int, *, oldest_first: bool) -> list[dict[str, Any]]:
+def _index_page(index: str, partition: str, limit: int, *, oldest_first: bool) -> list[JobRecord]:
     page = table().query(
         IndexName=index,
         KeyConditionExpression=Key(f"{index}pk").eq(partition),
         ScanIndexForward=oldest_first,
         Limit=limit,
     )
-    return [decode(i) for i in page.get("Items", [])]
+    return [from_item(i) for i in page.get("Items", [])]
 
 
-def queued_jobs(session_id: str, limit: int = 10) -> list[dict[str, Any]]:
+def queued_jobs(session_id: str, limit: int = 10) -> list[JobRecord]:
     """Jobs waiting in ``session_id``'s queue, oldest first."""
     return _index_page("gsi1", session_queue_pk(session_id), limit, oldest_first=True)
 
 
-def user_jobs(owner: str, limit: int = 50) -> list[dict[str, Any]]:
+def user_jobs(owner: str, limit: int = 50) -> list[JobRecord]:
     """The owner's most recent jobs, newest first."""
     return _index_page("gsi2", user_jobs_pk(owner), limit, oldest_first=False)
 

@@ -7,26 +7,42 @@ live index (``gsi1pk = LIVESESSIONS``) the heartbeat monitor reads; :func:`retir
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
+from chalicelib.records import SessionFields, SessionRecord
 from chalicelib.store.aws import dynamo_value, query_all, table, update_if
 from chalicelib.store.errors import is_condition_failure
 from chalicelib.store.item_keys import LIVE_SESSIONS_PK, session_key
 from chalicelib.store.items import decode
 
 
-def get_session(session_id: str) -> dict[str, Any] | None:
+def from_item(item: Mapping[str, Any]) -> SessionRecord:
+    """A stored session item as its record: keys and index attributes dropped, Decimals decoded."""
+    return cast(SessionRecord, decode(item))
+
+
+def to_item(session: SessionRecord, *, live: bool = False) -> dict[str, Any]:
+    """A session record as its item: its key, and with ``live`` the live index the heartbeat monitor reads."""
+    item: dict[str, Any] = {**session_key(session["session_id"]), **dynamo_value(session)}
+    if live:
+        item.update({"gsi1pk": LIVE_SESSIONS_PK, "gsi1sk": session["session_id"]})
+    return item
+
+
+def get_session(session_id: str) -> SessionRecord | None:
     """The session record, or None."""
     item = table().get_item(Key=session_key(session_id), ConsistentRead=True).get("Item")
-    return decode(item) if item else None
+    return from_item(item) if item else None
 
 
-def put_session(session: dict[str, Any], *, expected_generation: int | None) -> bool:
-    """Write a session record if its ``generation`` is still ``expected_generation`` (None: must not exist)."""
-    item = {**session_key(session["session_id"]), **dynamo_value(session)}
+def put_session(session: SessionRecord, *, expected_generation: int | None, live: bool = False) -> bool:
+    """Write a session record if its ``generation`` is still ``expected_generation`` (None: must not exist);
+    ``live``: in the live index (a driver starting)."""
+    item = to_item(session, live=live)
     kwargs: dict[str, Any] = {"Item": item}
     if expected_generation is None:
         kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
@@ -42,22 +58,22 @@ def put_session(session: dict[str, Any], *, expected_generation: int | None) -> 
     return True
 
 
-def update_session_fields(session_id: str, generation: int, fields: dict[str, Any]) -> bool:
+def update_session_fields(session_id: str, generation: int, fields: SessionFields) -> bool:
     """Set ``fields`` on the session while it is still at ``generation`` (heartbeats, state)."""
-    return update_if(session_key(session_id), fields, "generation = :g", values={":g": generation}) is not None
+    return update_if(session_key(session_id), {**fields}, "generation = :g", values={":g": generation}) is not None
 
 
-def beat_session(session_id: str, generation: int, fields: dict[str, Any]) -> dict[str, Any] | None:
+def beat_session(session_id: str, generation: int, fields: SessionFields) -> SessionRecord | None:
     """A heartbeat: set ``fields`` while the session is at ``generation``; the item after (one request,
     so the driver also learns ``stop_requested``), or None when the session moved on."""
-    got = update_if(session_key(session_id), fields, "generation = :g", values={":g": generation}, return_item=True)
-    return decode(got) if got is not None else None
+    got = update_if(session_key(session_id), {**fields}, "generation = :g", values={":g": generation}, return_item=True)
+    return from_item(got) if got is not None else None
 
 
-def retire_session(session_id: str, generation: int, fields: dict[str, Any]) -> bool:
+def retire_session(session_id: str, generation: int, fields: SessionFields) -> bool:
     """Set ``fields`` and drop the session from the live index, while it is still at ``generation``."""
     got = update_if(
-        session_key(session_id), fields, "generation = :g", values={":g": generation}, remove=("gsi1pk", "gsi1sk")
+        session_key(session_id), {**fields}, "generation = :g", values={":g": generation}, remove=("gsi1pk", "gsi1sk")
     )
     return got is not None
 
@@ -67,10 +83,10 @@ def delete_session(session_id: str) -> None:
     table().delete_item(Key=session_key(session_id))
 
 
-def live_sessions() -> list[dict[str, Any]]:
+def live_sessions() -> list[SessionRecord]:
     """Every session whose driver is starting or running (for the heartbeat monitor)."""
     kwargs: dict[str, Any] = {
         "IndexName": "gsi1",
         "KeyConditionExpression": Key("gsi1pk").eq(LIVE_SESSIONS_PK),
     }
-    return [decode(i) for i in query_all(**kwargs)]
+    return [from_item(i) for i in query_all(**kwargs)]

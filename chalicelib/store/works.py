@@ -8,32 +8,43 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import Conflict, NotFound, StateConflict, VersionConflict
+from chalicelib.records import WorkRecord
 from chalicelib.store.aws import client, query_all, table, to_dynamo
 from chalicelib.store.errors import cancelled_indexes, is_condition_failure
+from chalicelib.store.item_keys import scheduled_pk, user_works_pk, work_key, work_name_key
 from chalicelib.store.items import decode
 
 
-def _schedule_index(item: dict[str, Any]) -> dict[str, Any]:
+def _schedule_index(item: Mapping[str, Any]) -> dict[str, Any]:
     """``item`` with its ``gsi2`` schedule projection set (live, has a frequency) or removed."""
     out = {k: v for k, v in item.items() if k not in ("gsi2pk", "gsi2sk")}
     if out.get("run_frequency") and not out.get("deleted_at"):
-        out["gsi2pk"] = f"SCHEDULED#{out['run_frequency']}"
+        out["gsi2pk"] = scheduled_pk(out["run_frequency"])
         out["gsi2sk"] = str(out["work_id"])
     return out
 
 
-def _work_key(work_id: str) -> dict[str, str]:
-    return {"pk": f"WORK#{work_id}", "sk": "WORK"}
+def from_item(item: Mapping[str, Any]) -> WorkRecord:
+    """A stored work item as its record: keys and index attributes dropped, Decimals decoded."""
+    return cast(WorkRecord, decode(item))
 
 
-def _claim_key(user_id: str, name: str) -> dict[str, str]:
-    return {"pk": f"WORKNAME#{user_id}#{name}", "sk": "WORKNAME"}
+def to_item(work: WorkRecord, order_key: str) -> dict[str, Any]:
+    """A new work's item: its key, its place among its user's works (``order_key``), the schedule index."""
+    return _schedule_index(
+        {**work_key(work["work_id"]), "gsi1pk": user_works_pk(work["user_id"]), "gsi1sk": order_key, **work}
+    )
+
+
+def _claim_key(user_id: str, name: str | None) -> dict[str, str]:
+    return work_name_key(user_id, str(name))
 
 
 def _transact(items: list[dict[str, Any]], name: str, version_index: int | None) -> None:
@@ -48,17 +59,10 @@ def _transact(items: list[dict[str, Any]], name: str, version_index: int | None)
         raise Conflict(f"a work named {name!r} already exists", field="name") from err
 
 
-def insert_work(work: dict[str, Any], order_key: str) -> None:
+def insert_work(work: WorkRecord, order_key: str) -> None:
     """Store a new work and claim its name; :class:`Conflict` when the name is taken."""
     tname = table().name
-    item = _schedule_index(
-        {
-            **_work_key(work["work_id"]),
-            "gsi1pk": f"USERWORKS#{work['user_id']}",
-            "gsi1sk": order_key,
-            **work,
-        }
-    )
+    item = to_item(work, order_key)
     claim = {**_claim_key(work["user_id"], work["name"]), "work_id": work["work_id"]}
     _transact(
         [
@@ -70,14 +74,14 @@ def insert_work(work: dict[str, Any], order_key: str) -> None:
     )
 
 
-def get_work(work_id: str) -> dict[str, Any] | None:
+def get_work(work_id: str) -> WorkRecord | None:
     """The stored work (deleted ones included), or None."""
-    item = table().get_item(Key=_work_key(work_id), ConsistentRead=True).get("Item")
-    return decode(item) if item else None
+    item = table().get_item(Key=work_key(work_id), ConsistentRead=True).get("Item")
+    return from_item(item) if item else None
 
 
 def replace_work(
-    work: dict[str, Any],
+    work: WorkRecord,
     expected_version: int,
     old_name: str,
     *,
@@ -90,7 +94,7 @@ def replace_work(
     name (soft delete); ``forbid_active`` refuses the write while a task of the work is active.
     """
     tname = table().name
-    current = table().get_item(Key=_work_key(work["work_id"]), ConsistentRead=True).get("Item")
+    current = table().get_item(Key=work_key(work["work_id"]), ConsistentRead=True).get("Item")
     if current is None:
         raise NotFound("work not found")
     item = _schedule_index({**current, **work})
@@ -128,17 +132,17 @@ def replace_work(
     try:
         _transact(ops, work["name"], 0)
     except VersionConflict:
-        latest = get_work(work["work_id"]) or {}
-        if forbid_active and latest.get("active_task_id") and latest.get("version") == expected_version:
+        latest = get_work(work["work_id"])
+        if forbid_active and latest and latest.get("active_task_id") and latest.get("version") == expected_version:
             raise StateConflict("the work has an active task; cancel it first") from None
         raise
 
 
-def list_user_works(user_id: str) -> list[dict[str, Any]]:
+def list_user_works(user_id: str) -> list[WorkRecord]:
     """Every work of ``user_id`` (deleted ones included), newest first."""
     kwargs: dict[str, Any] = {
         "IndexName": "gsi1",
-        "KeyConditionExpression": Key("gsi1pk").eq(f"USERWORKS#{user_id}"),
+        "KeyConditionExpression": Key("gsi1pk").eq(user_works_pk(user_id)),
         "ScanIndexForward": False,
     }
-    return [decode(i) for i in query_all(**kwargs)]
+    return [from_item(i) for i in query_all(**kwargs)]
