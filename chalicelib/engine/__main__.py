@@ -2,7 +2,8 @@
 | ``pool --pool-id ID`` (a warm pool driver, :mod:`chalicelib.engine.pool_driver`).
 
 Options: ``--master URL`` (Spark master; default: the session's config, then ``SPARKGATE_SPARK_MASTER``),
-``--env KEY=VALUE`` (repeatable; set before anything reads the environment, used by EmrRunner).
+``--env KEY=VALUE`` (repeatable; set before anything reads the environment, used by EmrRunner),
+``--doorbell`` (the runner rings the driver, SIGUSR1, whenever it queues a Job: ``LocalRunner``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             cmd.add_argument("--exec-id", required=True)
         cmd.add_argument("--master", default=None)
         cmd.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+        cmd.add_argument("--doorbell", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     from chalicelib.engine import supervisor as driver
 
     driver.install_signal_handlers()
+    if args.doorbell:
+        driver.rely_on_doorbell()
     if args.mode == "pool":
         from chalicelib.engine.pool_driver import serve_pool
 

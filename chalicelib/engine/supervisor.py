@@ -39,13 +39,24 @@ from chalicelib.store import results as result_store
 from chalicelib.store import sessions as session_store
 from chalicelib.timeutil import now_iso
 
-POLL_BUSY_SECONDS = 0.02  # queue poll while recently active
+POLL_BUSY_SECONDS = 0.02  # queue poll while recently active, when nobody rings the doorbell (EMR) ...
+POLL_BUSY_RUNG_SECONDS = 0.5  # ... and when the runner rings it on every submit (``LocalRunner.wake``)
 POLL_IDLE_SECONDS = 0.5  # ... when idle, growing by POLL_BACKOFF per poll ...
 POLL_IDLE_MAX_SECONDS = 10.0  # ... up to this (a submitter's wake rings the doorbell at once)
 POLL_BACKOFF = 1.5
 BUSY_WINDOW_SECONDS = 30.0  # "recently active"
 #: Set by SIGUSR1 (the runner's ``wake``, sent after a Job is queued): a waiting driver looks now.
 DOORBELL = threading.Event()
+_BUSY_POLL = [POLL_BUSY_SECONDS]
+
+
+def rely_on_doorbell() -> None:
+    """The runner rings this driver (SIGUSR1, ``--doorbell``) whenever a Job is queued for it: while
+    busy it then polls the queue every ``POLL_BUSY_RUNG_SECONDS``, not every 20 ms (each poll is a
+    query the embedded AWS answers under the stack's GIL, beside the requests users wait for)."""
+    _BUSY_POLL[0] = POLL_BUSY_RUNG_SECONDS
+
+
 #: At most this much of a kernel's ``error_detail`` (a failed statement's engine stack) is logged.
 ENGINE_STACK_CHARS = 20 * 1024
 WATCH_SECONDS = 0.2  # cancel/timeout check and log flush while a job runs
@@ -697,7 +708,7 @@ class SessionDriver:
     def _loop(self) -> str:
         last_active = time.monotonic()
         next_memory = time.monotonic()
-        poll = POLL_BUSY_SECONDS
+        poll = _BUSY_POLL[0]
         while True:
             if self._should_stop():
                 return "superseded" if self.heartbeat.superseded.is_set() else "stopped"
@@ -716,7 +727,7 @@ class SessionDriver:
                 last_active = time.monotonic()
                 continue
             if idle < BUSY_WINDOW_SECONDS:
-                poll = POLL_BUSY_SECONDS
+                poll = _BUSY_POLL[0]
                 self.heartbeat.idle.clear()
             else:
                 poll = min(POLL_IDLE_MAX_SECONDS, max(POLL_IDLE_SECONDS, poll * POLL_BACKOFF))

@@ -28,7 +28,7 @@ from werkzeug.serving import ThreadedWSGIServer
 from chalicelib.local import moto_fixes
 from chalicelib.local.credentials import Credentials
 from chalicelib.local.inprocess import InProcessSession
-from chalicelib.local.journal import Journal, Journaled, read_wsgi_body, replay
+from chalicelib.local.journal import DYNAMODB_WRITES, Journal, Journaled, read_wsgi_body, replay
 from chalicelib.local.keepalive import ConnectionTracker, KeepAliveHandler
 from chalicelib.local.sigv4 import Refusal, SigV4Verifier
 
@@ -36,6 +36,9 @@ StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _DYNAMODB_LOCK = threading.RLock()
+#: set after every DynamoDB write the embedded AWS applies: the stream pump waits on it instead of
+#: polling the stream (:class:`~chalicelib.local.stream_pump.StreamPump`'s ``wake``)
+TABLE_WRITTEN = threading.Event()
 #: orders the bucket's writes in the write-ahead log as moto applies them
 _S3_LOCK = threading.RLock()
 
@@ -56,7 +59,11 @@ def serialize_dynamodb() -> None:
     @functools.wraps(original)
     def call_action(self: DynamoHandler, *args: Any, **kwargs: Any) -> Any:
         with _DYNAMODB_LOCK:
-            return original(self, *args, **kwargs)
+            answer = original(self, *args, **kwargs)
+        with contextlib.suppress(Exception):
+            if self._get_action() in DYNAMODB_WRITES:
+                TABLE_WRITTEN.set()
+        return answer
 
     call_action._sparkgate_serialized = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]

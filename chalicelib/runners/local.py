@@ -73,7 +73,7 @@ class LocalRunner(Runner):
         return env
 
     def _spawn(self, args: list[str], name: str, master: str, envs: dict[str, str]) -> dict[str, Any]:
-        return self.spawn([*self.command, *args, "--master", master], name, envs)
+        return self.spawn([*self.command, *args, "--master", master, "--doorbell"], name, envs)
 
     def spawn(self, command: list[str], name: str, envs: dict[str, str] | None = None) -> dict[str, Any]:
         """Start ``command`` in its own process group, output to ``<state_dir>/drivers/<name>.log``; its handle."""

@@ -211,3 +211,44 @@ def test_only_wire_form_values_take_the_fast_path() -> None:
     assert wire_attribute({"M": {"a": {"L": [{"S": "x"}]}}}) == {"M": {"a": {"L": [{"S": "x"}]}}}
     for odd in ({"B": "AAE="}, {"S": 1}, {"N": 2}, {"S": "a", "N": "1"}, {"M": {"a": {"B": b"x"}}}, {"L": [1]}, "S"):
         assert wire_attribute(odd) is None, odd
+
+
+def test_the_pump_reads_the_stream_when_the_table_is_written_not_on_a_timer(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the embedded AWS's write event the pump sleeps until a write (a minute here), not 20 ms."""
+    import threading
+
+    from chalicelib.local import stream_pump
+    from chalicelib.local.aws import TABLE_WRITTEN, serialize_dynamodb
+    from chalicelib.store import works as work_store
+
+    serialize_dynamodb()
+    monkeypatch.setattr(stream_pump, "IDLE_READ_SECONDS", 60.0)
+    got = threading.Event()
+    reads = [0]
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if any(r["dynamodb"]["Keys"]["pk"]["S"] == "WORK#w9" for r in event["Records"]):
+            got.set()
+        return {"batchItemFailures": []}
+
+    pump = stream_pump.StreamPump(handler, _name(), wake=TABLE_WRITTEN)
+    counted = pump.poll_once
+
+    def poll_once() -> bool:
+        reads[0] += 1
+        return counted()
+
+    monkeypatch.setattr(pump, "poll_once", poll_once)
+    pump.start()
+    try:
+        assert pump.ready.wait(10)
+        _ddb().get_item(TableName=_name(), Key={"pk": {"S": "none"}, "sk": {"S": "none"}})  # a read rings nothing
+        idle_reads = reads[0]
+        work_store.insert_work({"work_id": "w9", "user_id": "u1", "name": "rung", "version": 1}, "0009")
+        assert got.wait(10), "the write did not wake the pump"
+        assert idle_reads <= 2  # the first read, and at most one for a write before the test's own
+    finally:
+        pump.stop()
+    assert not pump.is_alive()  # stop wakes it too
