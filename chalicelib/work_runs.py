@@ -308,19 +308,6 @@ def failed_job(owner: Principal, task: TaskRecord, work: WorkRecord, error: str)
     return moved or job
 
 
-def dispatch(job: JobRecord) -> None:
-    """Start the compute for ``job``: jar and Flink runs through ``runners.jar``, the rest via sessions."""
-    if job.get("run_type") in ("jar", "flink"):
-        from chalicelib.runners.jar import start_artefact_run
-
-        start_artefact_run(job)
-        return
-    import importlib
-
-    sessions: Any = importlib.import_module("chalicelib.sessions")
-    sessions.dispatch(job)
-
-
 def cancel_compute(job: JobRecord) -> None:
     """Stop the driver behind ``job`` (batch drivers only; queued jobs never started one)."""
     handle = job.get("runner_handle")
