@@ -149,7 +149,8 @@ def wake(driver: SessionRecord | None) -> None:
 
 
 def dispatch(job: JobRecord) -> SessionRecord:
-    """Get ``job`` (just made by ``jobs.new_job``) running: its session's driver, or a batch driver of its own.
+    """Get ``job`` (just made by ``jobs.new_job``) running: its session's driver, or a batch driver of its own
+    (``submit.dispatch`` calls it for every Job but artefact runs, and rings a session's driver after).
 
     Answers the driver record (a session item). A batch driver that cannot start fails the job.
     """
