@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from chalicelib import jobs
+from chalicelib import submit as submit_path
 from chalicelib.config import settings
 from chalicelib.errors import BadRequest, Forbidden, NotFound
 from chalicelib.models import entrance as requests
@@ -47,8 +48,6 @@ def _start(
     connection_id: str | None,
     app: str | None,
 ) -> dict[str, Any]:
-    from chalicelib import sessions
-
     session_id = entrance_session_id(principal, engine)
     request = jobs.JobRequest(
         owner=principal,
@@ -61,16 +60,13 @@ def _start(
         submitter_connection=connection_id,
         extra={"engine_type": engine, "request_app": app},
     )
-    jobs.check_request(request)  # a request that cannot run starts no driver
-    # the driver first: at the session cap nothing is queued (QuotaExceeded); a warm driver just answers
-    driver = sessions.ensure_session_driver(
-        session_id,
-        principal.user_id,
-        {"master": settings().spark_master, "app_name": f"sparkgate-{principal.username}"},
+    # the driver first: a request that cannot run, or is over the session cap (QuotaExceeded), queues
+    # nothing; a warm driver just answers, a cold start opens the Job's log (docs/architecture.md)
+    job = submit_path.submit(
+        request,
+        order=submit_path.DRIVER_FIRST,
+        driver_config={"master": settings().spark_master, "app_name": f"sparkgate-{principal.username}"},
     )
-    request.opening_log = jobs.opening_log(driver)  # a cold start says so in the Job's log
-    job = jobs.new_job(request)  # QuotaExceeded at the Job cap
-    sessions.wake(driver)
     return {"execID": job["exec_id"], "taskID": job["task_id"]}
 
 

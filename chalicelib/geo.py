@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from chalicelib import jobs, map_kinds, quotas, user_files
+from chalicelib import jobs, map_kinds, quotas, submit, user_files
 from chalicelib.config import settings
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.models import geo as requests
@@ -161,35 +161,34 @@ def create_session(principal: Principal, body: dict[str, Any]) -> dict[str, Any]
 # ---- geo Jobs -----------------------------------------------------------------------------------
 
 
-def _ensure_driver(principal: Principal, scope: str, record: dict[str, Any]) -> SessionRecord:
-    """Start the session's driver unless it runs (answers the driver record); a new driver loads the
-    session's catalog itself (``geo_catalog`` in its config) before it takes a Job."""
-    from chalicelib import sessions
-
+def _driver_config(principal: Principal, scope: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The session's driver settings; a new driver loads the session's catalog itself (``geo_catalog``)
+    before it takes a Job."""
     ref = {"user_id": principal.user_id, "scope": scope, "session": record["session"]}
-    return sessions.ensure_session_driver(
-        record["session_id"], principal.user_id, {**record["config"], "geo_catalog": ref}
-    )
+    return {**record["config"], "geo_catalog": ref}
 
 
-def _queue(
-    principal: Principal, record: dict[str, Any], op: dict[str, Any], code: str, driver: SessionRecord | None = None
-) -> JobRecord:
+def _ensure_driver(principal: Principal, scope: str, record: dict[str, Any]) -> SessionRecord:
+    """Start the session's driver unless it runs (answers the driver record)."""
     from chalicelib import sessions
 
-    job = jobs.new_job(
-        jobs.JobRequest(
-            owner=principal,
-            code=code or op["op"],
-            run_type="geo",
-            kind="geo",
-            session_id=record["session_id"],
-            extra={"geo_op": op, "scope": record.get("scope"), "geo_session": record["session"]},
-            opening_log=jobs.opening_log(driver),  # a cold start says so in the Job's log
-        )
+    return sessions.ensure_session_driver(
+        record["session_id"], principal.user_id, _driver_config(principal, scope, record)
     )
-    sessions.wake(driver)
-    return job
+
+
+def _queue(principal: Principal, scope: str, record: dict[str, Any], op: dict[str, Any], code: str) -> JobRecord:
+    """Queue ``op`` for the scope session's driver, starting the driver first (``submit.DRIVER_FIRST``: the
+    catalog's session is there, a cold start opens the Job's log, the session cap queues nothing)."""
+    request = jobs.JobRequest(
+        owner=principal,
+        code=code or op["op"],
+        run_type="geo",
+        kind="geo",
+        session_id=record["session_id"],
+        extra={"geo_op": op, "scope": record.get("scope"), "geo_session": record["session"]},
+    )
+    return submit.submit(request, order=submit.DRIVER_FIRST, driver_config=_driver_config(principal, scope, record))
 
 
 def job_result(job: JobRecord) -> dict[str, Any]:
@@ -245,9 +244,7 @@ def run(principal: Principal, scope_name: Any, session_name: Any, op: dict[str, 
     """Queue ``op`` in the scope session's driver (starting it if needed) and wait for the answer."""
     scope = _scope(principal, scope_name)
     record = _session(principal, scope, session_name)
-    driver = _ensure_driver(principal, scope, record)
-    job = _queue(principal, record, op, code, driver)
-    return _wait(job)
+    return _wait(_queue(principal, scope, record, op, code))
 
 
 def command(principal: Principal, body: dict[str, Any]) -> Outcome:
@@ -287,13 +284,12 @@ def define_tables(
     """Run /loadfile or /createtable and record each definition in the catalog once it succeeded."""
     scope = _scope(principal, request.scope)
     record = _session(principal, scope, request.session)
-    driver = _ensure_driver(principal, scope, record)
     job = _queue(
         principal,
+        scope,
         record,
         {"op": op, "tables": definitions},
         f"{op} " + ", ".join(d["name"] for d in definitions),
-        driver,
     )
     outcome = _wait(job)
     if outcome.result is not None:

@@ -126,6 +126,7 @@ def new_job(request: JobRequest) -> JobRecord:
     """Build and store a Job in status Scheduled (queued for its session, or for its own driver).
 
     The Job takes one of its owner's active-Job slots first (``request.quota``): QuotaExceeded at the cap.
+    Surfaces do not call this directly: ``submit.submit`` stores the Job and starts its driver, in one order.
     """
     run_type, runtime_seconds = check_request(request)
     exec_id = request.exec_id or uuid.uuid4().hex

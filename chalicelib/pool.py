@@ -49,10 +49,10 @@ def poolable(config: dict[str, Any] | None) -> bool:
 
 
 def _runner(handle: dict[str, Any] | None = None) -> Runner:
-    """The runner sessions use (``sessions.use_runner`` in tests), so pool drivers and sessions agree."""
-    from chalicelib import sessions
+    """The one runner choice (``chalicelib.runners.runner``), so pool drivers and sessions agree."""
+    from chalicelib.runners import runner
 
-    return sessions._runner(handle)
+    return runner(handle)
 
 
 def _dead(entry: dict[str, Any], now: float) -> bool:

@@ -16,31 +16,24 @@ import contextlib
 import time
 from typing import Any
 
-from chalicelib import jobs, quotas
+from chalicelib import jobs, quotas, runners
 from chalicelib.config import settings
 from chalicelib.engine.config import ERR_DRIVER_DIED, batch_driver_id, session_config
 from chalicelib.errors import Forbidden, QuotaExceeded
 from chalicelib.records import JobFields, JobRecord, SessionFields, SessionRecord
-from chalicelib.runners import Runner, get_runner, runner_for_handle
+from chalicelib.runners import Runner
 from chalicelib.store import jobs as job_store
 from chalicelib.store import sessions as session_store
 from chalicelib.timeutil import now_iso
 
 LIVE_STATES = ("starting", "running", "stopping")
 
-_runner_override: Runner | None = None
-
-
-def use_runner(runner: Runner | None) -> None:
-    """Use ``runner`` instead of the configured one (tests, the bench); None restores the default."""
-    global _runner_override
-    _runner_override = runner
+#: Tests and the bench choose the runner here; the choice is ``chalicelib.runners``' (one for every caller).
+use_runner = runners.use_runner
 
 
 def _runner(handle: dict[str, Any] | None = None) -> Runner:
-    if _runner_override is not None:
-        return _runner_override
-    return runner_for_handle(handle) if handle else get_runner()
+    return runners.runner(handle)
 
 
 def entrance_session_id(user_id: str, engine_type: str = "spark") -> str:
@@ -156,7 +149,8 @@ def wake(driver: SessionRecord | None) -> None:
 
 
 def dispatch(job: JobRecord) -> SessionRecord:
-    """Get ``job`` (just made by ``jobs.new_job``) running: its session's driver, or a batch driver of its own.
+    """Get ``job`` (just made by ``jobs.new_job``) running: its session's driver, or a batch driver of its own
+    (``submit.dispatch`` calls it for every Job but artefact runs, and rings a session's driver after).
 
     Answers the driver record (a session item). A batch driver that cannot start fails the job.
     """

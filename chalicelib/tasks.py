@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, cast
 
-from chalicelib import jobs, work_runs
+from chalicelib import jobs, submit, work_runs
 from chalicelib.config import settings
 from chalicelib.engine.config import batch_driver_id
 from chalicelib.errors import BadRequest, NotFound, StateConflict
@@ -283,25 +283,27 @@ def start_task(
                 f"work {work['work_id']} already has an active task ({latest.get('active_task_id')}); "
                 "cancel it or wait for it to end"
             ) from None
+    attached = True
+
+    def attach(job: JobRecord) -> bool:
+        # the task was ended meanwhile (cancelled, or judged abandoned): its Job must not run
+        nonlocal attached
+        attached = task_store.attach_job(task["task_id"], job["exec_id"], int(job["task_id"]))
+        if not attached:
+            ended: JobFields = {"error": "its task ended before the Job started", "ended_at": now_iso()}
+            job_store.transition(job["exec_id"], jobs.ACTIVE, jobs.CANCELLED, ended)
+        return attached
+
     try:
         request = work_runs.build_request(work, principal, task)
-        job = jobs.new_job(request)
+        # stored first, attached to the task, then started: a crash leaves a queued Job the sweep fails
+        job = submit.submit(request, order=submit.STORE_FIRST, before_dispatch=attach)
     except (work_runs.RunError, BadRequest) as err:
         job = work_runs.failed_job(principal, task, work, str(getattr(err, "message", err)))
-    if not task_store.attach_job(task["task_id"], job["exec_id"], int(job["task_id"])):
-        # the task was ended meanwhile (cancelled, or judged abandoned): its Job must not run
-        ended: JobFields = {"error": "its task ended before the Job started", "ended_at": now_iso()}
-        job_store.transition(job["exec_id"], jobs.ACTIVE, jobs.CANCELLED, ended)
+        attach(job)
+    if not attached:
         return _load(task_store.get_task(task["task_id"]) or task)
     task.update({"exec_id": job["exec_id"], "job_task_id": job["task_id"], "active": True})
-    if job["status"] not in jobs.FINAL:
-        try:
-            work_runs.dispatch(job)
-        except Exception as err:
-            logger.exception("task dispatch failed", extra={"task_id": task["task_id"]})
-            job_store.transition(
-                job["exec_id"], jobs.ACTIVE, jobs.FAILED, {"error": f"could not start: {err}", "ended_at": now_iso()}
-            )
     return _load(task)
 
 

@@ -308,27 +308,14 @@ def failed_job(owner: Principal, task: TaskRecord, work: WorkRecord, error: str)
     return moved or job
 
 
-def dispatch(job: JobRecord) -> None:
-    """Start the compute for ``job``: jar and Flink runs through ``runners.jar``, the rest via sessions."""
-    if job.get("run_type") in ("jar", "flink"):
-        from chalicelib.runners.jar import start_artefact_run
-
-        start_artefact_run(job)
-        return
-    import importlib
-
-    sessions: Any = importlib.import_module("chalicelib.sessions")
-    sessions.dispatch(job)
-
-
 def cancel_compute(job: JobRecord) -> None:
     """Stop the driver behind ``job`` (batch drivers only; queued jobs never started one)."""
     handle = job.get("runner_handle")
     if not handle:
         return
-    from chalicelib.runners import runner_for_handle
+    from chalicelib.runners import runner
 
-    runner_for_handle(handle).cancel(handle)
+    runner(handle).cancel(handle)
 
 
 def driver_alive(job: JobRecord) -> bool:
@@ -336,9 +323,9 @@ def driver_alive(job: JobRecord) -> bool:
     handle = job.get("runner_handle")
     if not handle:
         return False
-    from chalicelib.runners import runner_for_handle
+    from chalicelib.runners import runner
 
-    return runner_for_handle(handle).probe(handle) == "running"
+    return runner(handle).probe(handle) == "running"
 
 
 def stop_driver(job: JobRecord, wait: float) -> None:
@@ -350,13 +337,13 @@ def stop_driver(job: JobRecord, wait: float) -> None:
     handle = job.get("runner_handle") or (fresh.get("runner_handle") if fresh else None)
     if not handle:
         return
-    from chalicelib.runners import runner_for_handle
+    from chalicelib.runners import runner
 
-    runner = runner_for_handle(handle)
+    chosen = runner(handle)
     deadline = time.monotonic() + wait
-    while runner.probe(handle) == "running":
+    while chosen.probe(handle) == "running":
         if time.monotonic() >= deadline:
-            runner.cancel(handle)
+            chosen.cancel(handle)
             return
         time.sleep(0.25)
 
@@ -373,9 +360,9 @@ def reconcile_artefact_run(job: JobRecord) -> JobRecord:
     handle = job.get("runner_handle")
     if not job.get("artefact_run") or not handle or job["status"] in jobs.FINAL:
         return job
-    from chalicelib.runners import runner_for_handle
+    from chalicelib.runners import runner
 
-    state = runner_for_handle(handle).state(handle)
+    state = runner(handle).state(handle)
     exec_id = job["exec_id"]
     moved: JobRecord | None = None
     if state.probe == "running":

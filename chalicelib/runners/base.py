@@ -34,7 +34,9 @@ class RunnerError(RuntimeError):
 
 
 class Runner(ABC):
-    """Starts engine drivers somewhere (this machine, an EMR cluster)."""
+    """Starts engine drivers (and artefact runs) somewhere (this machine, an EMR cluster).
+
+    Callers get one through ``chalicelib.runners.runner``, never by constructing one themselves."""
 
     #: Name stored in every handle (``handle["runner"]``).
     name: str = "base"
@@ -50,6 +52,11 @@ class Runner(ABC):
     def start_pool(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Start a warm pool driver for ``entry`` (``chalicelib.pool``); runners without a pool refuse."""
         raise RunnerError(f"the {self.name} runner keeps no warm pool")
+
+    def start_artefact(self, job: JobRecord) -> dict[str, Any]:
+        """Start ``job``'s artefact run (SPARK_JAR, FLINK_*: ``job["artefact_run"]``, see ``runners.jar``);
+        answers its handle. Runners that run no artefacts refuse."""
+        raise RunnerError(f"the {self.name} runner runs no artefacts")
 
     def wake(self, handle: dict[str, Any]) -> None:  # noqa: B027 - a hint most runners cannot give
         """Tell the driver behind ``handle`` to look at the store now (a hint; drivers also poll)."""

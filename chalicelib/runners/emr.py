@@ -372,6 +372,37 @@ class EmrRunner(Runner):
         config = dict(job.get("session_config") or {})
         return self._add_step(f"sparkgate batch {job['exec_id']}", batch_args(job), config, job.get("owner"))
 
+    @staticmethod
+    def artefact_step(job: JobRecord) -> dict[str, Any]:
+        """The EMR step (``command-runner.jar``) that runs ``job``'s artefact (``job["artefact_run"]``).
+
+        No user text is ever parsed by a shell: every value is one element of the argument list
+        ``command-runner.jar`` executes; FLINK_SQL's copy-then-run is :data:`FLINK_SQL_SCRIPT`, a constant
+        program that receives the URI as a positional parameter. :meth:`start_artefact` submits it under
+        the owner's runtime role.
+        """
+        run: dict[str, Any] = job["artefact_run"]
+        exec_id = check_exec_id(job["exec_id"])
+        artefact = check_artefact_uri(run.get("artefact"))
+        args = check_step_args(run.get("args") or [])
+        if run.get("engine") == "flink" and run.get("sql"):
+            command = ["bash", "-c", FLINK_SQL_SCRIPT, "sparkgate-flink-sql", artefact]
+        else:
+            main_class = check_java_class(run.get("main_class"))
+            if run.get("engine") == "flink":
+                command = ["flink", "run", "-m", "yarn-cluster", "-c", main_class, artefact, *args]
+            else:
+                command = ["spark-submit", "--deploy-mode", "cluster", "--class", main_class, artefact, *args]
+        return {
+            "Name": f"sparkgate-task-{exec_id}",
+            "ActionOnFailure": "CONTINUE",
+            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": command},
+        }
+
+    def start_artefact(self, job: JobRecord) -> dict[str, Any]:
+        """Add ``job``'s artefact step (:meth:`artefact_step`) under its owner's runtime role."""
+        return self.submit_step(self.artefact_step(job), job.get("owner"))
+
     def probe(self, handle: dict[str, Any]) -> Probe:
         """The step's state by ``describe_step``."""
         return self.state(handle).probe

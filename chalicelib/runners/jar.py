@@ -2,14 +2,16 @@
 
 Kept apart from the engine on purpose: a jar is not Python, so there is no engine code to run.
 
-- Locally, :func:`start_artefact_run` starts ``python -m chalicelib.runners.jar --exec-id ID``, a tiny
+- :func:`start_artefact_run` asks the runner (``chalicelib.runners.runner``) to start the run
+  (``Runner.start_artefact``) and stores the handle it answers.
+- Locally, the LocalRunner starts ``python -m chalicelib.runners.jar --exec-id ID``, a tiny
   supervisor that moves the Job to Running, runs ``spark-submit --class <main> <jar> <args>`` in the
   owner's sandbox (:mod:`chalicelib.runners.spark_jar`: their uid, no credentials) (Flink
   works: a sandboxed local Flink, :mod:`chalicelib.runners.flink`), copies its output into the Job
   log, honours ``cancel_requested`` and ends the Job Succeed / Failed / Cancelled. Its handle is a
   LocalRunner handle, so the LocalRunner probes and cancels it.
-- On EMR, :func:`emr_step` builds the ``command-runner.jar`` step (spark-submit, or flink for Flink
-  works) and :func:`start_artefact_run` adds it to the cluster.
+- On EMR, the EmrRunner builds the ``command-runner.jar`` step (spark-submit, or flink for Flink
+  works; ``EmrRunner.artefact_step``) and adds it to the cluster under the owner's runtime role.
 """
 
 from __future__ import annotations
@@ -69,49 +71,19 @@ def spark_submit_path() -> str:
 
 
 def emr_step(job: JobRecord) -> dict[str, Any]:
-    """The EMR step (``command-runner.jar``) that runs ``job``'s artefact on the cluster.
+    """The EMR step that runs ``job``'s artefact: ``EmrRunner.artefact_step`` (the one place that knows it)."""
+    from chalicelib.runners.emr import EmrRunner
 
-    No user text is ever parsed by a shell: every value is one element of the argument list
-    ``command-runner.jar`` executes; FLINK_SQL's copy-then-run is ``emr.FLINK_SQL_SCRIPT``, a constant
-    program that receives the URI as a positional parameter. The caller must submit the step under
-    the owner's runtime role (``EmrRunner().submit_step(emr_step(job), job["owner"])``).
-    """
-    from chalicelib.runners import emr
-
-    run: dict[str, Any] = job["artefact_run"]
-    exec_id = emr.check_exec_id(job["exec_id"])
-    artefact = emr.check_artefact_uri(run.get("artefact"))
-    args = emr.check_step_args(run.get("args") or [])
-    if run.get("engine") == "flink" and run.get("sql"):
-        command = ["bash", "-c", emr.FLINK_SQL_SCRIPT, "sparkgate-flink-sql", artefact]
-    else:
-        main_class = emr.check_java_class(run.get("main_class"))
-        if run.get("engine") == "flink":
-            command = ["flink", "run", "-m", "yarn-cluster", "-c", main_class, artefact, *args]
-        else:
-            command = ["spark-submit", "--deploy-mode", "cluster", "--class", main_class, artefact, *args]
-    return {
-        "Name": f"sparkgate-task-{exec_id}",
-        "ActionOnFailure": "CONTINUE",
-        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": command},
-    }
+    return EmrRunner.artefact_step(job)
 
 
 def start_artefact_run(job: JobRecord) -> dict[str, Any]:
-    """Start ``job``'s artefact run on the configured runner; stores and answers its handle."""
+    """Start ``job``'s artefact run through the runner (``runners.runner().start_artefact``); stores and
+    answers its handle."""
+    from chalicelib.runners import runner
     from chalicelib.store import jobs as job_store
 
-    cfg = settings()
-    handle: dict[str, Any]
-    if cfg.runner == "emr":
-        from chalicelib.runners.emr import EmrRunner
-
-        handle = EmrRunner(cfg).submit_step(emr_step(job), job.get("owner"))
-    else:
-        from chalicelib.runners.local import LocalRunner
-
-        command = [sys.executable, "-m", "chalicelib.runners.jar", "--exec-id", str(job["exec_id"])]
-        handle = LocalRunner(cfg).spawn(command, f"artefact-{job['exec_id']}")
+    handle = runner().start_artefact(job)
     job_store.update_job_fields(str(job["exec_id"]), {"runner_handle": handle})
     return handle
 

@@ -119,6 +119,11 @@ class LocalRunner(Runner):
         master = str(config.get("master") or self.cfg.spark_master)
         return self._spawn(batch_args(job), f"batch-{job['exec_id']}", master, dict(config.get("envs") or {}))
 
+    def start_artefact(self, job: JobRecord) -> dict[str, Any]:
+        """Start the artefact supervisor ``python -m chalicelib.runners.jar --exec-id ...`` for ``job``."""
+        command = [sys.executable, "-m", "chalicelib.runners.jar", "--exec-id", str(job["exec_id"])]
+        return self.spawn(command, f"artefact-{job['exec_id']}")
+
     def start_pool(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Start ``python -m chalicelib.engine pool --pool-id ...`` (a warm driver, see ``chalicelib.pool``)."""
         return self._spawn(pool_args(entry), f"pool-{entry['pool_id']}", self.cfg.spark_master, {})

@@ -146,10 +146,10 @@ def _tasks(api: Api, token: str, work_id: str) -> list[dict[str, Any]]:
 
 
 def test_a_draft_once_work_waits_for_its_work_directory(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import work_runs
+    from chalicelib import submit
     from chalicelib.work_schedule import run_due_works
 
-    monkeypatch.setattr(work_runs, "dispatch", lambda job: None)
+    monkeypatch.setattr(submit, "dispatch", lambda job: None)
     token = api.new_user("alice")
     work = _work(api, token)  # the README's example: no work_directory, run_frequency defaults to once
     assert work["run_frequency"] == "once" and work["work_directory"] is None
@@ -165,12 +165,12 @@ def test_a_draft_once_work_waits_for_its_work_directory(api: Api, monkeypatch: p
 
 
 def test_scheduled_runs_record_the_owners_username(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import work_runs
+    from chalicelib import submit
     from chalicelib.store import tasks as task_store
     from chalicelib.store import works as work_store
     from chalicelib.work_schedule import owner_username, run_due_works
 
-    monkeypatch.setattr(work_runs, "dispatch", lambda job: None)
+    monkeypatch.setattr(submit, "dispatch", lambda job: None)
     token = api.new_user("alice")
     work = _work(api, token, work_directory="count_trips.sql", extra_params=["-Dcsv=x", "-Dmin_fare=1"])
     (task_id,) = run_due_works(datetime.now(UTC) + timedelta(minutes=1))
@@ -188,9 +188,9 @@ def test_scheduled_runs_record_the_owners_username(api: Api, monkeypatch: pytest
 
 
 def test_the_task_list_shows_a_failed_tasks_error_and_its_job(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import work_runs
+    from chalicelib import submit
 
-    monkeypatch.setattr(work_runs, "dispatch", lambda job: None)
+    monkeypatch.setattr(submit, "dispatch", lambda job: None)
     token = api.new_user("alice")
     # a variable the SQL needs is missing: the run cannot start, its task fails at once with the reason
     work = _work(api, token, work_directory="count_trips.sql")

@@ -431,12 +431,12 @@ def test_other_users_ids_are_indistinguishable_from_unknown_ones(
 ) -> None:
     from pathlib import Path
 
-    from chalicelib import jobs, sessions, work_runs
+    from chalicelib import jobs, sessions, submit
     from chalicelib.store import jobs as job_store
     from chalicelib.tokens import verify_token
 
     monkeypatch.setenv("SPARKGATE_WORK_ROOTS", str(Path(__file__).resolve().parents[1] / "fixtures"))
-    monkeypatch.setattr(work_runs, "dispatch", lambda request: None)
+    monkeypatch.setattr(submit, "dispatch", lambda request: None)
     monkeypatch.setattr(sessions, "ensure_session_driver", lambda *a, **k: {"session_id": "x", "generation": 1})
     monkeypatch.setenv("SPARKGATE_SYNC_WAIT_SECONDS", "0")
     alice, bob = api.new_user("alice"), api.new_user("bob")

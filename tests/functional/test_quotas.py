@@ -103,11 +103,11 @@ def test_job_cap_in_the_geo_envelope(api: Api, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_job_cap_fails_a_works_run_with_the_reason(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import work_runs
+    from chalicelib import submit
 
     monkeypatch.setenv("SPARKGATE_MAX_ACTIVE_JOBS_PER_USER", "1")
     monkeypatch.setenv("SPARKGATE_WORK_ROOTS", str(FIXTURES))
-    monkeypatch.setattr(work_runs, "dispatch", lambda job: None)
+    monkeypatch.setattr(submit, "dispatch", lambda job: None)
     alice = _user(api, "alice")
     ids = []
     for name in ("a", "b"):

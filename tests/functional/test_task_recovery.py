@@ -29,11 +29,11 @@ class Crash(BaseException):
 @pytest.fixture
 def dispatched(aws: None, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Jobs handed to dispatch (recorded, not run); works run tests/fixtures/count_trips.sql."""
-    from chalicelib import work_runs
+    from chalicelib import submit
 
     monkeypatch.setenv("SPARKGATE_WORK_ROOTS", str(FIXTURES))
     seen: list[dict[str, Any]] = []
-    monkeypatch.setattr(work_runs, "dispatch", seen.append)
+    monkeypatch.setattr(submit, "dispatch", seen.append)
     return seen
 
 
@@ -189,11 +189,11 @@ def test_a_slow_starter_that_lost_to_the_sweep_never_runs_its_job(
 def test_crash_before_dispatch_fails_the_queued_job_after_the_grace_period(
     owner: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib import tasks, work_runs
+    from chalicelib import submit, tasks
     from chalicelib.store import jobs as job_store
 
     work = _work(owner, type="STREAMING")
-    orphan = _start_and_crash(owner, work, monkeypatch, work_runs, "dispatch")
+    orphan = _start_and_crash(owner, work, monkeypatch, submit, "dispatch")
     task = tasks.owned_task(owner, orphan)
     assert task["status"] == 2 and task["exec_id"]  # the Job exists, queued, with no driver ever started
     assert tasks.sweep_active() == 0

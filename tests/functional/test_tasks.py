@@ -19,13 +19,13 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 @pytest.fixture
 def dispatched(monkeypatch: pytest.MonkeyPatch, api: Api) -> list[dict[str, Any]]:
     """Record dispatched jobs instead of starting drivers; artefacts come from tests/fixtures."""
-    from chalicelib import work_runs
+    from chalicelib import submit
 
     monkeypatch.setenv("SPARKGATE_WORK_ROOTS", str(FIXTURES))
     monkeypatch.delenv("SPARKGATE_FLINK_HOME", raising=False)
     monkeypatch.setattr("chalicelib.runners.flink.packaged_home", lambda: None)  # as if apache-flink were absent
     seen: list[dict[str, Any]] = []
-    monkeypatch.setattr(work_runs, "dispatch", seen.append)
+    monkeypatch.setattr(submit, "dispatch", seen.append)
     return seen
 
 

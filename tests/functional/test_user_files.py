@@ -295,13 +295,13 @@ def test_work_directory_is_checked_when_saved(tenants: Tenants) -> None:
 
 
 def test_a_run_reads_only_the_owners_artefact(tenants: Tenants, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import work_runs
+    from chalicelib import submit
     from chalicelib.config import settings
     from chalicelib.store.aws import client
 
     t = tenants
     dispatched: list[dict[str, Any]] = []
-    monkeypatch.setattr(work_runs, "dispatch", dispatched.append)
+    monkeypatch.setattr(submit, "dispatch", dispatched.append)
 
     def run(work_id: str) -> dict[str, Any]:
         status, body, _ = t.api.call("POST", f"/api/v1/works/{work_id}/tasks", None, t.alice)

@@ -15,7 +15,7 @@ from tests.functional.test_tasks import FIXTURES
 @pytest.fixture
 def done_at_once(monkeypatch: pytest.MonkeyPatch, api: Api) -> list[dict[str, Any]]:
     """Dispatch ends every job Succeed at once, so the work is free for its next slot."""
-    from chalicelib import work_runs
+    from chalicelib import submit
     from chalicelib.store import jobs as job_store
 
     monkeypatch.setenv("SPARKGATE_WORK_ROOTS", str(FIXTURES))
@@ -26,7 +26,7 @@ def done_at_once(monkeypatch: pytest.MonkeyPatch, api: Api) -> list[dict[str, An
         job_store.transition(job["exec_id"], ("Scheduled",), "Running", {"started_at": "2024-01-01T00:00:00Z"})
         job_store.transition(job["exec_id"], ("Running",), "Succeed", {"ended_at": "2024-01-01T00:00:05Z"})
 
-    monkeypatch.setattr(work_runs, "dispatch", dispatch)
+    monkeypatch.setattr(submit, "dispatch", dispatch)
     return seen
 
 
@@ -120,10 +120,10 @@ def test_paused_deleted_and_once(api: Api, done_at_once: list[dict[str, Any]]) -
 def test_busy_work_skips_its_slot(
     api: Api, monkeypatch: pytest.MonkeyPatch, done_at_once: list[dict[str, Any]]
 ) -> None:
-    from chalicelib import work_runs
+    from chalicelib import submit
     from chalicelib.work_schedule import run_due_works
 
-    monkeypatch.setattr(work_runs, "dispatch", lambda job: None)  # the run stays queued: the work is busy
+    monkeypatch.setattr(submit, "dispatch", lambda job: None)  # the run stays queued: the work is busy
     token = api.new_user("alice")
     _work(api, token, "hourly")
     h = _next_hour()
