@@ -150,7 +150,7 @@ def test_local_runner_starts_probes_and_cancels_a_process(tmp_path: Path) -> Non
     runner.cancel(handle)
     assert runner.probe(handle) in ("finished", "failed")
     log = Path(handle["log_path"]).read_text()
-    assert "['session', '--session-id', 's-9', '--generation', '2', '--master', 'local[1]']" in log
+    assert "['session', '--session-id', 's-9', '--generation', '2', '--master', 'local[1]', '--doorbell']" in log
     # a recycled pid (different start time) is never taken for the driver, nor signalled
     assert runner.probe({**handle, "start_time": 1}) == "finished"
 
