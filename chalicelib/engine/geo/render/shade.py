@@ -249,14 +249,56 @@ def draw_discs(grid_shape: tuple[int, int], ys: Ints, xs: Ints, sizes: Floats, r
         sel = sizes == s
         dxs, dys, covs = disc_offsets(float(s), opacity)
         py, px, col = ys[sel], xs[sel], rgba[sel]
-        for dx, dy, cov in zip(dxs.tolist(), dys.tolist(), covs.tolist(), strict=True):
-            tx, ty = px + dx, py + dy
-            ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
-            a = col[ok, 3:4] * cov
-            dst = out[ty[ok], tx[ok]]
-            src = np.concatenate([col[ok, :3] * a, a * a], axis=1)
-            out[ty[ok], tx[ok]] = src + (1 - a) * dst
+        if not _blend_dense(out, py, px, col, dxs, dys, covs):
+            for dx, dy, cov in zip(dxs.tolist(), dys.tolist(), covs.tolist(), strict=True):
+                tx, ty = px + dx, py + dy
+                ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
+                a = col[ok, 3:4] * cov
+                dst = out[ty[ok], tx[ok]]
+                src = np.concatenate([col[ok, :3] * a, a * a], axis=1)
+                out[ty[ok], tx[ok]] = src + (1 - a) * dst
     return _gl_bytes(out)
+
+
+#: Discs are blended on the dense window around them once they light at least
+#: 1/DENSE_MIN_SHARE of it; sparser ones are scattered point by point.
+DENSE_MIN_SHARE = 2
+
+
+def _blend_dense(out: Floats, py: Ints, px: Ints, col: Floats, dxs: Ints, dys: Ints, covs: Floats) -> bool:
+    """The scatter loop of :func:`draw_discs` for discs at distinct pixels ``(py, px)``, done
+    on whole shifted slices of the window they reach: per offset, in the same order, every
+    hit pixel gets the very same float operations, the others keep their value.  False
+    (nothing drawn) when the discs are too sparse in that window."""
+    h, w = out.shape[:2]
+    if len(py) == 0 or len(dxs) == 0:
+        return False
+    y0 = max(min(int(py.min()), int(py.min()) + int(dys.min())), 0)
+    y1 = min(max(int(py.max()), int(py.max()) + int(dys.max())) + 1, h)
+    x0 = max(min(int(px.min()), int(px.min()) + int(dxs.min())), 0)
+    x1 = min(max(int(px.max()), int(px.max()) + int(dxs.max())) + 1, w)
+    wh, ww = y1 - y0, x1 - x0
+    if len(py) * DENSE_MIN_SHARE < wh * ww:
+        return False
+    lit = np.zeros((wh, ww), dtype=bool)
+    lit[py - y0, px - x0] = True
+    if int(lit.sum()) != len(py):
+        return False  # two discs at one pixel: the scatter loop's order matters
+    colour = np.zeros((wh, ww, 4), dtype=np.float64)
+    colour[py - y0, px - x0] = col
+    win = out[y0:y1, x0:x1]
+    for dx, dy, cov in zip(dxs.tolist(), dys.tolist(), covs.tolist(), strict=True):
+        # targets (y + dy, x + dx) of the sources (y, x), both in the window
+        ty0, ty1, tx0, tx1 = max(dy, 0), min(wh + dy, wh), max(dx, 0), min(ww + dx, ww)
+        if ty0 >= ty1 or tx0 >= tx1:
+            continue
+        hit = lit[ty0 - dy : ty1 - dy, tx0 - dx : tx1 - dx]
+        src_col = colour[ty0 - dy : ty1 - dy, tx0 - dx : tx1 - dx]
+        dst = win[ty0:ty1, tx0:tx1]
+        a = src_col[..., 3:4] * cov
+        src = np.concatenate([src_col[..., :3] * a, a * a], axis=-1)
+        dst[...] = np.where(hit[..., None], src + (1 - a) * dst, dst)
+    return True
 
 
 def _gl_bytes(rgba: Floats) -> npt.NDArray[np.uint8]:

@@ -50,3 +50,37 @@ def test_window_equals_whole_grid(name: str) -> None:
         got = shade.heat_u8(weights, zoom)
     assert got.dtype == np.uint8 and got.shape == expected.shape
     assert np.array_equal(got, expected)
+
+
+def _discs(shape: tuple[int, int], n: int, sizes: list[float], colours: int, region: tuple[int, int, int, int] | None):
+    h, w = shape
+    rh, rw, oy, ox = region or (h, w, 0, 0)
+    ys, xs = np.divmod(RNG.choice(rh * rw, n, replace=False), rw)
+    ys, xs = ys + oy, xs + ox
+    order = np.lexsort((xs, ys))
+    ys, xs = ys[order], xs[order]
+    sz = RNG.choice(sizes, n).astype(float)
+    if colours == 1:
+        rgba = np.tile([0.2, 0.5, 0.9, 0.5], (n, 1))
+    else:
+        rgba = np.column_stack([RNG.random((n, 3)), np.full(n, 0.8)])
+    return ys, xs, sz, rgba
+
+
+DISCS = {
+    "dense block, many colours": ((300, 340), 12000, [3], 2, (110, 120, 100, 90)),
+    "dense block, one colour": ((300, 340), 12000, [3], 1, (110, 120, 100, 90)),
+    "touching every edge": ((50, 60), 2500, [5], 2, None),
+    "several sizes": ((120, 130), 9000, [1, 3, 7, 12], 2, None),
+    "in a corner": ((40, 40), 300, [9], 2, (20, 20, 0, 0)),
+    "sparse (scattered)": ((300, 340), 200, [3], 2, None),
+}
+
+
+@pytest.mark.parametrize("name", list(DISCS))
+def test_dense_discs_equal_scattered(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    shape, n, sizes, colours, region = DISCS[name]
+    ys, xs, sz, rgba = _discs(shape, n, sizes, colours, region)
+    got = shade.draw_discs(shape, ys, xs, sz, rgba)
+    monkeypatch.setattr(shade, "DENSE_MIN_SHARE", 10**12)  # always the per-point scatter
+    assert np.array_equal(got, shade.draw_discs(shape, ys, xs, sz, rgba))
