@@ -248,7 +248,11 @@ def read_slice(
         fs, path = _open(uri)
         with fs.open_input_file(path) as handle:
             reader = pq.ParquetFile(handle)
-            for batch in reader.iter_batches(batch_size=batch_rows, row_groups=list(row_groups), columns=unique):
+            # one thread per task: the tasks already run side by side on the executors' cores
+            batches = reader.iter_batches(
+                batch_size=batch_rows, row_groups=list(row_groups), columns=unique, use_threads=False
+            )
+            for batch in batches:
                 if where is not None:
                     batch = batch.filter(pa.array(predicates.evaluate(where, batch)))
                 yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], names=list(columns))

@@ -214,14 +214,16 @@ def _convert(
     point_udfs: Mapping[str, tuple[str, str]],
 ) -> Predicate:
     cls = _cls(expr)
-    kids = [expr.children().apply(i) for i in range(expr.children().size())]
+    children = expr.children()  # one proxy: every py4j call is a round trip to the JVM
+    kids = [children.apply(i) for i in range(children.size())]
     if cls in ("And", "Or"):
         parts = tuple(_convert(k, relation_columns, udf_results, point_udfs) for k in kids)
         return And(parts) if cls == "And" else Or(parts)
     if cls in _OPS:
         return _compare(kids[0], kids[1], _OPS[cls], relation_columns)
     if cls == "Not" and _cls(kids[0]) == "EqualTo":
-        inner = [kids[0].children().apply(i) for i in range(2)]
+        inner_children = kids[0].children()
+        inner = [inner_children.apply(i) for i in range(2)]
         return _compare(inner[0], inner[1], "!=", relation_columns)
     if cls in ("IsNull", "IsNotNull"):
         name, _ = _column(kids[0], relation_columns)

@@ -24,14 +24,11 @@ from chalicelib.engine.geo.render.params import (
     viewport,
 )
 from chalicelib.engine.geo.render.shade import (
-    HEAT_FRAGMENT_COVERAGE,
-    HEAT_FRAGMENTS,
     bound_ratio,
     draw_discs,
     encode_png,
     fill_polygons,
-    heat_grid,
-    heat_ramp,
+    heat_u8,
     image_png,
     paste_clipped,
     ramp,
@@ -58,12 +55,7 @@ def heatmap(df: Source, params: dict[str, Any]) -> bytes:
     vp = viewport(params)
     zoom = number(params, "map_zoom_level", 10, lo=0, hi=22)
     _, sums = bin_points(df, vp, 1)
-    value = heat_grid(sums[0], zoom)
-    a = value * HEAT_FRAGMENT_COVERAGE
-    cover = 1.0 - (1.0 - a) ** HEAT_FRAGMENTS
-    rgb = heat_ramp(value)
-    rgba = np.concatenate([rgb * cover[..., None], (a * cover)[..., None]], axis=-1)
-    return encode_png(to_u8(rgba))
+    return encode_png(heat_u8(sums[0], zoom))
 
 
 def weighted(df: Source, params: dict[str, Any]) -> bytes:

@@ -105,8 +105,12 @@ def _convolve_sep(img: Floats, kernel: Floats) -> Floats:
     return out
 
 
-def _box_mean(img: Floats, r: int) -> Floats:
-    """Arctern's MeanKernel: mean over the (2r+1)^2 window clipped to the image."""
+def _box_mean(img: Floats, r: int, full: tuple[int, int] | None = None, origin: tuple[int, int] = (0, 0)) -> Floats:
+    """Arctern's MeanKernel: mean over the (2r+1)^2 window clipped to the image.
+
+    ``img`` may be a window of a bigger image (of shape ``full``, window corner ``origin``)
+    that is zero around the window: the divisor (the window size clipped to the image) is
+    the full image's."""
     r = min(r, 10)
     out = img
     for axis in (0, 1):
@@ -117,8 +121,9 @@ def _box_mean(img: Floats, r: int) -> Floats:
         hi[axis] = slice(2 * r + 1, 2 * r + 1 + n)
         lo[axis] = slice(0, n)
         out = c[tuple(hi)] - c[tuple(lo)]
-    ones_y = np.convolve(np.ones(img.shape[0]), np.ones(2 * r + 1), mode="same")
-    ones_x = np.convolve(np.ones(img.shape[1]), np.ones(2 * r + 1), mode="same")
+    height, width = full or img.shape
+    ones_y = np.convolve(np.ones(height), np.ones(2 * r + 1), mode="same")[origin[0] : origin[0] + img.shape[0]]
+    ones_x = np.convolve(np.ones(width), np.ones(2 * r + 1), mode="same")[origin[1] : origin[1] + img.shape[1]]
     return out / np.outer(ones_y, ones_x)
 
 
@@ -131,17 +136,65 @@ def heat_ramp(value: Floats) -> Floats:
     return np.stack([np.interp(value, stops, _HEAT_STOPS[:, ch]) for ch in range(3)], axis=-1)
 
 
-def heat_grid(weights: Floats, zoom: float) -> Floats:
-    """Arctern's heat kernel on a weight grid; returns values normalised to [0, 1]."""
+def _heat_radii(zoom: float) -> tuple[Floats, int, int]:
+    """The heat kernel of ``zoom``: the gaussian, then the two box radii (clipped as applied)."""
     d = int(2 ** (zoom * 0.4))
     ksize = d * 2 + 3
-    kernel = _gaussian_1d(ksize)
-    heat = _convolve_sep(weights, kernel)
     mean_radius = int(math.log((ksize - 3) / 2) / 0.4) if d > 0 else 0
-    heat = _box_mean(heat, mean_radius // 2 + 1)
-    heat = _box_mean(heat, mean_radius + 1)
-    mx = heat.max()
+    return _gaussian_1d(ksize), min(mean_radius // 2 + 1, 10), min(mean_radius + 1, 10)
+
+
+def heat_grid(
+    weights: Floats, zoom: float, full: tuple[int, int] | None = None, origin: tuple[int, int] = (0, 0)
+) -> Floats:
+    """Arctern's heat kernel on a weight grid; returns values normalised to [0, 1].
+
+    With ``full``, ``weights`` is a window (corner ``origin``) of a zero grid of that shape
+    holding all of its non-zero cells, with room for the kernel's reach on every side that
+    is not the grid's edge (see :func:`heat_u8`): the result is that window of the full
+    grid's result."""
+    kernel, r1, r2 = _heat_radii(zoom)
+    heat = _convolve_sep(weights, kernel)
+    heat = _box_mean(heat, r1, full, origin)
+    heat = _box_mean(heat, r2, full, origin)
+    mx = heat.max() if heat.size else 0.0
+    if full is not None and heat.shape != full:
+        mx = max(mx, 0.0)  # the cells outside the window are 0
     return heat / mx if mx > 0 else np.zeros_like(heat)
+
+
+#: Beyond this magnitude a weight could overflow the blur's running sums (inf - inf is NaN
+#: everywhere after it), so the heat map is then computed on the whole grid.
+_CROP_MAX_WEIGHT = 1e200
+
+
+def heat_u8(weights: Floats, zoom: float) -> npt.NDArray[np.uint8]:
+    """The heat map's 8-bit RGBA (GL order) of a weight grid.
+
+    The kernel reaches a bounded distance (gaussian radius + both box radii), and a zero
+    heat value is a transparent black pixel, so only the window around the non-zero
+    weights is computed: every operation in it is the whole grid's, in the same order
+    (the blur's running sums start from exact zeros), so the bytes are the same."""
+    h, w = weights.shape
+    out = np.zeros((h, w, 4), dtype=np.uint8)
+    finite = np.isfinite(weights).all() and float(np.abs(weights).max(initial=0.0)) <= _CROP_MAX_WEIGHT
+    if finite:
+        rows = np.flatnonzero(weights.any(axis=1))
+        cols = np.flatnonzero(weights.any(axis=0))
+        if len(rows) == 0:
+            return out
+        kernel, r1, r2 = _heat_radii(zoom)
+        reach = len(kernel) // 2 + r1 + r2 + 2
+        r0, r1_ = max(int(rows[0]) - reach, 0), min(int(rows[-1]) + reach + 1, h)
+        c0, c1 = max(int(cols[0]) - reach, 0), min(int(cols[-1]) + reach + 1, w)
+    else:
+        r0, r1_, c0, c1 = 0, h, 0, w
+    value = heat_grid(weights[r0:r1_, c0:c1], zoom, (h, w), (r0, c0))
+    a = value * HEAT_FRAGMENT_COVERAGE
+    cover = 1.0 - (1.0 - a) ** HEAT_FRAGMENTS
+    rgb = heat_ramp(value)
+    out[r0:r1_, c0:c1] = to_u8(np.concatenate([rgb * cover[..., None], (a * cover)[..., None]], axis=-1))
+    return out
 
 
 # Arctern draws every heat pixel as a 1 px smooth GL point at a pixel corner: each
@@ -196,14 +249,56 @@ def draw_discs(grid_shape: tuple[int, int], ys: Ints, xs: Ints, sizes: Floats, r
         sel = sizes == s
         dxs, dys, covs = disc_offsets(float(s), opacity)
         py, px, col = ys[sel], xs[sel], rgba[sel]
-        for dx, dy, cov in zip(dxs.tolist(), dys.tolist(), covs.tolist(), strict=True):
-            tx, ty = px + dx, py + dy
-            ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
-            a = col[ok, 3:4] * cov
-            dst = out[ty[ok], tx[ok]]
-            src = np.concatenate([col[ok, :3] * a, a * a], axis=1)
-            out[ty[ok], tx[ok]] = src + (1 - a) * dst
+        if not _blend_dense(out, py, px, col, dxs, dys, covs):
+            for dx, dy, cov in zip(dxs.tolist(), dys.tolist(), covs.tolist(), strict=True):
+                tx, ty = px + dx, py + dy
+                ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
+                a = col[ok, 3:4] * cov
+                dst = out[ty[ok], tx[ok]]
+                src = np.concatenate([col[ok, :3] * a, a * a], axis=1)
+                out[ty[ok], tx[ok]] = src + (1 - a) * dst
     return _gl_bytes(out)
+
+
+#: Discs are blended on the dense window around them once they light at least
+#: 1/DENSE_MIN_SHARE of it; sparser ones are scattered point by point.
+DENSE_MIN_SHARE = 2
+
+
+def _blend_dense(out: Floats, py: Ints, px: Ints, col: Floats, dxs: Ints, dys: Ints, covs: Floats) -> bool:
+    """The scatter loop of :func:`draw_discs` for discs at distinct pixels ``(py, px)``, done
+    on whole shifted slices of the window they reach: per offset, in the same order, every
+    hit pixel gets the very same float operations, the others keep their value.  False
+    (nothing drawn) when the discs are too sparse in that window."""
+    h, w = out.shape[:2]
+    if len(py) == 0 or len(dxs) == 0:
+        return False
+    y0 = max(min(int(py.min()), int(py.min()) + int(dys.min())), 0)
+    y1 = min(max(int(py.max()), int(py.max()) + int(dys.max())) + 1, h)
+    x0 = max(min(int(px.min()), int(px.min()) + int(dxs.min())), 0)
+    x1 = min(max(int(px.max()), int(px.max()) + int(dxs.max())) + 1, w)
+    wh, ww = y1 - y0, x1 - x0
+    if len(py) * DENSE_MIN_SHARE < wh * ww:
+        return False
+    lit = np.zeros((wh, ww), dtype=bool)
+    lit[py - y0, px - x0] = True
+    if int(lit.sum()) != len(py):
+        return False  # two discs at one pixel: the scatter loop's order matters
+    colour = np.zeros((wh, ww, 4), dtype=np.float64)
+    colour[py - y0, px - x0] = col
+    win = out[y0:y1, x0:x1]
+    for dx, dy, cov in zip(dxs.tolist(), dys.tolist(), covs.tolist(), strict=True):
+        # targets (y + dy, x + dx) of the sources (y, x), both in the window
+        ty0, ty1, tx0, tx1 = max(dy, 0), min(wh + dy, wh), max(dx, 0), min(ww + dx, ww)
+        if ty0 >= ty1 or tx0 >= tx1:
+            continue
+        hit = lit[ty0 - dy : ty1 - dy, tx0 - dx : tx1 - dx]
+        src_col = colour[ty0 - dy : ty1 - dy, tx0 - dx : tx1 - dx]
+        dst = win[ty0:ty1, tx0:tx1]
+        a = src_col[..., 3:4] * cov
+        src = np.concatenate([src_col[..., :3] * a, a * a], axis=-1)
+        dst[...] = np.where(hit[..., None], src + (1 - a) * dst, dst)
+    return True
 
 
 def _gl_bytes(rgba: Floats) -> npt.NDArray[np.uint8]:
