@@ -31,7 +31,7 @@ from chalicelib.config import settings
 from chalicelib.engine.config import default_session_config
 from chalicelib.push import Change
 from chalicelib.records import SessionRecord
-from chalicelib.runners import Runner, RunnerError
+from chalicelib.runners import RunnerError, runner
 from chalicelib.store import pool as pool_store
 from chalicelib.store import users as user_store
 
@@ -48,18 +48,11 @@ def poolable(config: dict[str, Any] | None) -> bool:
     return all((given.get(k) or defaults[k]) == defaults[k] for k in _SPARK_KEYS)
 
 
-def _runner(handle: dict[str, Any] | None = None) -> Runner:
-    """The one runner choice (``chalicelib.runners.runner``), so pool drivers and sessions agree."""
-    from chalicelib.runners import runner
-
-    return runner(handle)
-
-
 def _dead(entry: dict[str, Any], now: float) -> bool:
     handle = entry.get("runner_handle")
     if handle:
         with contextlib.suppress(Exception):
-            if _runner(handle).probe(handle) in ("finished", "failed"):
+            if runner(handle).probe(handle) in ("finished", "failed"):
                 return True
     return entry.get("state") == "starting" and now - float(entry.get("created_epoch") or 0) > START_TIMEOUT_SECONDS
 
@@ -74,7 +67,7 @@ def _retire(entry: dict[str, Any], reason: str) -> bool:
     handle = entry.get("runner_handle")
     if moved and handle:
         with contextlib.suppress(Exception):
-            _runner(handle).cancel(handle)
+            runner(handle).cancel(handle)
     return moved is not None
 
 
@@ -95,7 +88,7 @@ def _start(kind: str, owner: str | None) -> str | None:
     if not pool_store.insert(entry):
         return None
     try:
-        handle = _runner().start_pool(entry)
+        handle = runner().start_pool(entry)
     except RunnerError as err:
         pool_store.move(pool_id, ("starting",), {"state": "retired", "stop_reason": f"could not start: {err}"})
         return None
@@ -185,6 +178,6 @@ def claim(owner: str, session: SessionRecord) -> dict[str, Any] | None:
             continue
         handle = dict(entry["runner_handle"])
         with contextlib.suppress(Exception):
-            _runner(handle).wake(handle)
+            runner(handle).wake(handle)
         return {**handle, "pool_id": pool_id}
     return None

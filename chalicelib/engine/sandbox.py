@@ -252,28 +252,30 @@ def uid_has_files(uid: int) -> bool:
     return False
 
 
+def _host_ready() -> bool:
+    """:func:`prepare_host` (reporting the folders it changed) when kernels are isolated; whether they are."""
+    if not isolated():
+        return False
+    changed = prepare_host()
+    if changed:
+        print(f"sparkgate engine: search bit (o+x) added for kernel uids on: {', '.join(changed)}", flush=True)
+    return True
+
+
 def fresh_uid() -> int | None:
     """A kernel uid nobody has and no file of the user root belongs to (a warm pool kernel's), or
     None when kernels are not isolated."""
-    if not isolated():
-        return None
     from chalicelib.store import users as user_store
 
-    prepare_host()
-    return user_store.take_kernel_uid(uid_base(), uid_has_files)
+    return user_store.take_kernel_uid(uid_base(), uid_has_files) if _host_ready() else None
 
 
 def owner_uid(owner: str) -> int | None:
     """The uid ``owner``'s kernels, jars and Flink jobs run under (taken once, kept), the host made
     ready for it (:func:`prepare_host`); None when kernels are not isolated."""
-    if not isolated():
-        return None
     from chalicelib.store import users as user_store
 
-    changed = prepare_host()
-    if changed:
-        print(f"sparkgate engine: search bit (o+x) added for kernel uids on: {', '.join(changed)}", flush=True)
-    return user_store.kernel_uid(owner, uid_base(), uid_has_files)
+    return user_store.kernel_uid(owner, uid_base(), uid_has_files) if _host_ready() else None
 
 
 # ---- the kernel's side (root until the end of enter) ---------------------------------------------
