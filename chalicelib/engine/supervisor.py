@@ -740,15 +740,16 @@ class SessionDriver:
             if job["status"] != JobStatus.SCHEDULED:
                 continue
             kernel = self._ensure_kernel()
-            if not self._update({"current_exec_id": job["exec_id"]}):
+            fields: JobFields = {
+                "started_at": now_iso(),
+                "driver_generation": self.generation,
+                "driver_host": kernel.host,
+            }
+            try:
+                claimed = job_store.claim_for_session(job, self.session_id, self.generation, fields)
+            except job_store.Superseded:
+                self.heartbeat.superseded.set()
                 return False
-            claimed = job_store.transition(
-                job["exec_id"],
-                (JobStatus.SCHEDULED,),
-                JobStatus.RUNNING,
-                {"started_at": now_iso(), "driver_generation": self.generation, "driver_host": kernel.host},
-                dequeue=True,
-            )
             if claimed is None:
                 continue
             JobRun(kernel, claimed, self.max_rows).run()

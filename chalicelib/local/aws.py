@@ -25,7 +25,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import ThreadedWSGIServer
 
-from chalicelib.local import moto_fixes
+from chalicelib.local import moto_fixes, query_index
 from chalicelib.local.credentials import Credentials
 from chalicelib.local.inprocess import InProcessSession
 from chalicelib.local.journal import DYNAMODB_WRITES, Journal, Journaled, read_wsgi_body, replay
@@ -49,9 +49,11 @@ def serialize_dynamodb() -> None:
     moto evaluates a condition and applies the write in separate steps without a lock, so two
     threads can both pass the same ``ConditionExpression``. The product's concurrency control rests on conditional
     writes; this restores the guarantee they need. It also installs :mod:`moto_fixes`
-    (transactions that roll back only the items they touched). Safe to call more than once.
+    (transactions that roll back only the items they touched) and :mod:`query_index` (a Query reads
+    its key's items, not the whole table), which this lock keeps current. Safe to call more than once.
     """
     moto_fixes.install()
+    query_index.install()
     if getattr(DynamoHandler.call_action, "_sparkgate_serialized", False):
         return
     original = DynamoHandler.call_action
@@ -59,7 +61,10 @@ def serialize_dynamodb() -> None:
     @functools.wraps(original)
     def call_action(self: DynamoHandler, *args: Any, **kwargs: Any) -> Any:
         with _DYNAMODB_LOCK:
-            answer = original(self, *args, **kwargs)
+            try:
+                answer = original(self, *args, **kwargs)
+            finally:
+                query_index.after_request(self._get_action(), self.body, self.dynamodb_backend.tables.get)
         with contextlib.suppress(Exception):
             if self._get_action() in DYNAMODB_WRITES:
                 TABLE_WRITTEN.set()

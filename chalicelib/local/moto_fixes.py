@@ -18,15 +18,21 @@
   ``{"N": ...}``, ``BOOL``, ``NULL``, string sets, and ``M``/``L`` of those) is written as it
   is, a copy; anything else (binary, which the serializer base64-encodes) takes moto's own path.
   The answer's bytes are the same (``tests/functional/test_moto_fixes.py`` compares them).
+- :func:`_method_names`: moto looks up the action's method by listing every function of the
+  handler class (``inspect.getmembers``) on every request, about a tenth of an in-process
+  ``GetItem``; a class's functions do not change while the server runs, so the list is kept per class.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 from typing import Any
 
+import moto.core.responses as moto_responses
 from moto.core.serialize import BaseJSONSerializer
+from moto.core.utils import method_names_from_class
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -221,9 +227,16 @@ def _serialize_type_structure(self: BaseJSONSerializer, serialized: Any, value: 
     _moto_serialize_structure(self, serialized, value, shape, key)
 
 
+@functools.cache
+def _method_names(clazz: type) -> list[str]:
+    names: list[str] = method_names_from_class(clazz)
+    return names
+
+
 def install() -> None:
     """Patch moto (idempotent)."""
     BaseJSONSerializer._serialize_type_structure = _serialize_type_structure  # type: ignore[method-assign]
+    moto_responses.method_names_from_class = _method_names  # type: ignore[assignment]
     if getattr(DynamoDBBackend.transact_write_items, "_sparkgate", False):
         return
     transact_write_items._sparkgate = True  # type: ignore[attr-defined]

@@ -128,6 +128,34 @@ def put_new(item: dict[str, Any]) -> bool:
     return True
 
 
+def update_request(
+    key: dict[str, Any],
+    fields: dict[str, Any],
+    condition: str,
+    *,
+    names: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    remove: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The UpdateItem arguments that set ``fields`` (and remove ``remove``) on ``key`` if ``condition`` holds.
+
+    ``names``/``values`` are the condition's own placeholders (values as Python values).
+    """
+    names = {**(names or {}), **{f"#f{i}": k for i, k in enumerate(fields)}}
+    values = {**(values or {}), **{f":v{i}": dynamo_value(v) for i, v in enumerate(fields.values())}}
+    parts = []
+    if fields:
+        parts.append("SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))))
+    if remove:
+        parts.append("REMOVE " + ", ".join(remove))
+    request: dict[str, Any] = {"Key": key, "UpdateExpression": " ".join(parts), "ConditionExpression": condition}
+    if names:
+        request["ExpressionAttributeNames"] = names
+    if values:
+        request["ExpressionAttributeValues"] = values
+    return request
+
+
 def update_if(
     key: dict[str, Any],
     fields: dict[str, Any],
@@ -143,18 +171,7 @@ def update_if(
     ``names``/``values`` are the condition's own placeholders. Answers the raw item after the
     write when ``return_item`` (else ``{}``), or None when the condition failed.
     """
-    names = {**(names or {}), **{f"#f{i}": k for i, k in enumerate(fields)}}
-    values = {**(values or {}), **{f":v{i}": dynamo_value(v) for i, v in enumerate(fields.values())}}
-    parts = []
-    if fields:
-        parts.append("SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))))
-    if remove:
-        parts.append("REMOVE " + ", ".join(remove))
-    kwargs: dict[str, Any] = {"Key": key, "UpdateExpression": " ".join(parts), "ConditionExpression": condition}
-    if names:
-        kwargs["ExpressionAttributeNames"] = names
-    if values:
-        kwargs["ExpressionAttributeValues"] = values
+    kwargs = update_request(key, fields, condition, names=names, values=values, remove=remove)
     if return_item:
         kwargs["ReturnValues"] = "ALL_NEW"
     try:
@@ -164,3 +181,27 @@ def update_if(
             return None
         raise
     return dict(got.get("Attributes", {})) if return_item else {}
+
+
+def update_all_if(requests: list[dict[str, Any]]) -> list[str]:
+    """The :func:`update_request` updates in one transaction: all are applied or none.
+
+    Answers ``[]`` when applied, else DynamoDB's cancellation reason code of each update, in order
+    (``"ConditionalCheckFailed"`` for a failed condition, ``"None"`` for one that would have passed,
+    ``"TransactionConflict"``...).
+    """
+    name = table().name
+    items = []
+    for request in requests:
+        update = {**request, "TableName": name, "Key": to_dynamo(request["Key"])}
+        if "ExpressionAttributeValues" in update:
+            update["ExpressionAttributeValues"] = to_dynamo(update["ExpressionAttributeValues"])
+        items.append({"Update": update})
+    try:
+        client("dynamodb").transact_write_items(TransactItems=items)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            raise
+        reasons = err.response.get("CancellationReasons") or [{}] * len(requests)
+        return [str(r.get("Code") or "Unknown") for r in reasons]
+    return []

@@ -20,9 +20,10 @@ from typing import Any, cast
 from boto3.dynamodb.conditions import Key
 
 from chalicelib import job_status
+from chalicelib.job_status import JobStatus
 from chalicelib.records import JobFields, JobRecord
-from chalicelib.store.aws import dynamo_value, put_new, table, update_if
-from chalicelib.store.item_keys import job_key, order_sk, session_queue_pk, task_id_key, user_jobs_pk
+from chalicelib.store.aws import dynamo_value, put_new, table, update_all_if, update_if, update_request
+from chalicelib.store.item_keys import job_key, order_sk, session_key, session_queue_pk, task_id_key, user_jobs_pk
 from chalicelib.store.items import decode
 
 FINAL_STATUSES: tuple[str, ...] = job_status.FINAL
@@ -103,6 +104,44 @@ def transition(
         return_item=True,
     )
     return from_item(got) if got is not None else None
+
+
+class Superseded(Exception):
+    """The session's driver generation moved on: this driver may no longer claim its Jobs."""
+
+
+def claim_for_session(job: JobRecord, session_id: str, generation: int, fields: JobFields) -> JobRecord | None:
+    """Move a queued session Job Scheduled -> Running (out of the queue, ``fields`` set) and name it the
+    session's ``current_exec_id``, in one transaction, while the session is still at ``generation``.
+
+    One request instead of a session write and then a job write: nobody sees a session naming a Job its
+    driver did not claim, and the claim costs one round trip. Answers the Job as claimed (``job`` with
+    the move applied); None when someone else moved it first. Raises :class:`Superseded` when the
+    session is at another generation (then nothing was written).
+    """
+    job_status.check((JobStatus.SCHEDULED,), JobStatus.RUNNING)
+    exec_id = str(job["exec_id"])
+    values: dict[str, Any] = {**fields, "status": str(JobStatus.RUNNING), "updated_at": _now_iso()}
+    failed = update_all_if(
+        [
+            update_request(
+                session_key(session_id), {"current_exec_id": exec_id}, "generation = :g", values={":g": generation}
+            ),
+            update_request(
+                job_key(exec_id),
+                values,
+                "attribute_exists(pk) AND #status = :from",
+                names={"#status": "status"},
+                values={":from": str(JobStatus.SCHEDULED)},
+                remove=("gsi1pk", "gsi1sk"),
+            ),
+        ]
+    )
+    if failed and failed[0] == "ConditionalCheckFailed":
+        raise Superseded(f"session {session_id} is no longer at generation {generation}")
+    if failed:  # the Job moved first, or a conflicting write: the next poll looks again
+        return None
+    return cast(JobRecord, {**job, **values})
 
 
 def move(

@@ -237,3 +237,31 @@ def test_batch_dispatch_records_its_driver_and_fails_when_it_cannot_start(runner
         sessions.dispatch(doomed)
     after = job_store.get_job(doomed["exec_id"])
     assert after is not None and after["status"] == "Failed" and "no capacity" in after["error"]
+
+
+def test_a_claim_names_the_job_and_moves_it_in_one_write_or_not_at_all(runner: FakeRunner) -> None:
+    from chalicelib import sessions
+    from chalicelib.store import jobs as job_store
+    from chalicelib.store import sessions as session_store
+
+    first, second = new_job("s-claim"), new_job("s-claim")
+    sessions.dispatch(first)
+    gen = int((session_store.get_session("s-claim") or {})["generation"])
+    [queued, _] = job_store.queued_jobs("s-claim")
+    claimed = job_store.claim_for_session(queued, "s-claim", gen, {"driver_generation": gen})
+    assert claimed is not None and claimed["status"] == "Running" and claimed["exec_id"] == first["exec_id"]
+    stored = job_store.get_job(first["exec_id"])
+    assert stored is not None and {k: stored[k] for k in ("status", "driver_generation")} == {
+        "status": "Running",
+        "driver_generation": gen,
+    }
+    assert (session_store.get_session("s-claim") or {})["current_exec_id"] == first["exec_id"]
+    assert [q["exec_id"] for q in job_store.queued_jobs("s-claim")] == [second["exec_id"]]  # out of the queue
+    assert job_store.claim_for_session(queued, "s-claim", gen, {}) is None  # taken already: nothing written
+    assert (session_store.get_session("s-claim") or {})["current_exec_id"] == first["exec_id"]
+    # a superseded driver claims nothing: neither the session nor the Job changes
+    with pytest.raises(job_store.Superseded):
+        job_store.claim_for_session(dict(second), "s-claim", gen - 1, {})
+    after = job_store.get_job(second["exec_id"])
+    assert after is not None and after["status"] == "Scheduled"
+    assert (session_store.get_session("s-claim") or {})["current_exec_id"] == first["exec_id"]
