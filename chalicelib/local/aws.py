@@ -9,6 +9,7 @@ gets 403 in AWS's error shape and changes nothing.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import logging
@@ -21,6 +22,7 @@ from xml.sax.saxutils import escape
 import boto3
 from moto import backends as moto_backends
 from moto.dynamodb.responses import DynamoHandler
+from moto.dynamodbstreams.models import dynamodbstreams_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import ThreadedWSGIServer
@@ -78,6 +80,22 @@ def trim_consumed_stream(table_name: str, before_sequence: int | None) -> int:
     """Drop the in-process table's stream records below ``before_sequence`` (consumed) or older than 24 h."""
     with _DYNAMODB_LOCK:
         return sum(moto_fixes.trim_stream(table, before_sequence) for table in moto_fixes.tables(table_name))
+
+
+def read_stream_records(iterator_arn: str, limit: int) -> dict[str, Any]:
+    """``GetRecords`` answered by this process's moto backend itself, as the stream API answers it
+    (``Records``, ``NextShardIterator``): no request to sign, serialize and parse for a reader in the
+    same process (the stack's stream pump reads after every table write). The records are copies.
+    An iterator this process's backend does not hold (the stream is elsewhere) is read over the API."""
+    with _DYNAMODB_LOCK:
+        for account in dynamodbstreams_backends.values():
+            for backend in account.values():
+                if iterator_arn in backend.shard_iterators:
+                    return copy.deepcopy(backend.get_records(iterator_arn, limit))  # type: ignore[no-any-return]
+    from chalicelib.store.aws import client
+
+    answer: dict[str, Any] = client("dynamodbstreams").get_records(ShardIterator=iterator_arn, Limit=limit)
+    return answer
 
 
 def dump_table(table_name: str) -> list[dict[str, Any]]:

@@ -320,10 +320,12 @@ class LocalStack:
         write_private(self.state_dir / "ws-url", gateway.ws_url)
         os.environ.setdefault("SPARKGATE_CONSOLE_WS_URL", gateway.ws_url)  # where the console's page connects
 
-        from chalicelib.local.aws import TABLE_WRITTEN, trim_consumed_stream
+        from chalicelib.local.aws import TABLE_WRITTEN, read_stream_records, trim_consumed_stream
 
         handler = resolve_stream_handler(self.app)
-        pump = StreamPump(handler, settings().table_name, trim=trim_consumed_stream, wake=TABLE_WRITTEN)
+        pump = StreamPump(
+            handler, settings().table_name, trim=trim_consumed_stream, wake=TABLE_WRITTEN, read=read_stream_records
+        )
         pump.start()
         if not pump.ready.wait(15):
             print("sparkgate: the stream pump is not reading the stream yet", file=sys.stderr, flush=True)

@@ -43,6 +43,7 @@ class StreamPump(threading.Thread):
         max_retries: int = 5,
         trim: Callable[[str, int | None], Any] | None = None,
         wake: threading.Event | None = None,
+        read: Callable[[str, int], dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(name="stream-pump", daemon=True)
         self.handler = handler
@@ -65,6 +66,9 @@ class StreamPump(threading.Thread):
         self._consumed: int | None = None
         self._trimmed: int | None = None
         self.wake = wake
+        #: ``read(iterator, limit)`` answers ``GetRecords`` (default: the stream API); the stack passes
+        #: ``aws.read_stream_records``, which asks the in-process moto backend directly
+        self.read = read or (lambda iterator, limit: self._streams().get_records(ShardIterator=iterator, Limit=limit))
 
     def _streams(self) -> Any:
         return client("dynamodbstreams")
@@ -117,7 +121,7 @@ class StreamPump(threading.Thread):
             if iterator is None:
                 continue
             try:
-                got = self._streams().get_records(ShardIterator=iterator, Limit=self.batch_size)
+                got = self.read(iterator, self.batch_size)
             except Exception:
                 self._reopen(shard_id)
                 raise

@@ -252,3 +252,40 @@ def test_the_pump_reads_the_stream_when_the_table_is_written_not_on_a_timer(
     finally:
         pump.stop()
     assert not pump.is_alive()  # stop wakes it too
+
+
+def test_the_in_process_stream_read_answers_what_the_api_answers(aws: None) -> None:
+    """``read_stream_records`` skips the request, not the records: same records, copies of them."""
+    from chalicelib.local.aws import read_stream_records
+    from chalicelib.store.aws import client
+
+    ddb, name, streams = _ddb(), _name(), client("dynamodbstreams")
+    arn = ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+
+    def iterator() -> str:
+        got: str = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        return got
+
+    ddb.put_item(TableName=name, Item={"pk": {"S": "R1"}, "sk": {"S": "R"}, "n": {"N": "1"}, "m": {"M": {}}})
+    ddb.update_item(
+        TableName=name,
+        Key={"pk": {"S": "R1"}, "sk": {"S": "R"}},
+        UpdateExpression="SET n = :n, tags = :t",
+        ExpressionAttributeValues={":n": {"N": "2"}, ":t": {"SS": ["a", "b"]}},
+    )
+    ddb.delete_item(TableName=name, Key={"pk": {"S": "R1"}, "sk": {"S": "R"}})
+    over_api = streams.get_records(ShardIterator=iterator(), Limit=10)["Records"]
+    direct = read_stream_records(iterator(), 10)
+    assert "NextShardIterator" in direct
+    for record in [*over_api, *direct["Records"]]:
+        record["dynamodb"].pop("ApproximateCreationDateTime", None)  # a datetime one way, a date string the other
+    assert direct["Records"] == over_api
+    mine = [r for r in direct["Records"] if r["dynamodb"]["Keys"]["pk"] == {"S": "R1"}]
+    assert [r["eventName"] for r in mine] == ["INSERT", "MODIFY", "REMOVE"]
+    assert mine[1]["dynamodb"]["NewImage"]["tags"] == {"SS": ["a", "b"]}
+    mine[0]["dynamodb"]["NewImage"]["n"]["N"] = "99"  # a copy: the stream itself is untouched
+    again = [r for r in read_stream_records(iterator(), 10)["Records"] if r["dynamodb"]["Keys"]["pk"] == {"S": "R1"}]
+    assert again[0]["dynamodb"]["NewImage"]["n"] == {"N": "1"}
