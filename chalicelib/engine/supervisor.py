@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -68,6 +68,10 @@ MAX_RESULT_SETS = 1000
 TAIL_LINES = 40
 
 
+#: what the kernel's Python side raises when the Spark driver's JVM went away under a call
+_LOST_JVM_ERRORS = ("EOFError", "Py4JNetworkError", "Answer from Java side is empty", "ConnectionRefusedError")
+#: how long a statement whose JVM went away waits for the JVM's last words in the kernel's output
+LOST_JVM_WAIT_SECONDS = 2.0
 #: Spark errors that mean the driver had no memory left for a job's results, and what to do about them
 _DRIVER_MEMORY_ERRORS = ("TaskResultLost", "result lost from block manager")
 DRIVER_MEMORY_HINT = (
@@ -81,6 +85,26 @@ def _explained(error: str) -> str:
     if any(marker in error for marker in _DRIVER_MEMORY_ERRORS):
         return f"{DRIVER_MEMORY_HINT}\n{error}"
     return error
+
+
+def lost_driver_reason(error: str, tail: Iterable[str], jvm_running: bool) -> str | None:
+    """Why a statement failed when its error is only the broken link to the Spark driver's JVM.
+
+    A JVM that dies mid-statement (``-XX:+ExitOnOutOfMemoryError`` while it collects rows) leaves the
+    kernel's Python side with an ``EOFError`` or a py4j network error that says nothing of the cause;
+    the JVM's own last words (``Terminating due to java.lang.OutOfMemoryError``) are in the kernel's
+    output ``tail``. None when the error is not such a break or the JVM still runs (the user's own
+    code raised it)."""
+    if not any(marker in error for marker in _LOST_JVM_ERRORS):
+        return None
+    if any("OutOfMemoryError" in line for line in tail):
+        return (
+            "the Spark driver ran out of memory (java.lang.OutOfMemoryError) and stopped; "
+            "collect fewer rows to the driver, or ask for a larger spark.driver.memory"
+        )
+    if jvm_running:
+        return None
+    return "the Spark driver (its JVM) stopped while the statement ran; its session starts again for the next Job"
 
 
 def max_result_bytes() -> int:
@@ -174,6 +198,16 @@ class KernelHandle:
     def alive(self) -> bool:
         """Whether the kernel still runs."""
         return self.proc is None or self.proc.poll() is None
+
+    def jvm_running(self) -> bool:
+        """Whether a JVM (the Spark driver) runs in the kernel's process tree (True in-process: unknown)."""
+        if self.proc is None:
+            return True
+        for pid in _process_tree(self.proc.pid)[1:]:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/comm", encoding="utf-8") as f:
+                if f.read().strip() == "java":
+                    return True
+        return False
 
     def memory_bytes(self) -> int:
         """Resident memory of the kernel's whole process tree (0 in-process)."""
@@ -473,6 +507,22 @@ class JobRun:
         fields.update(extra or {})
         return job_store.transition(self.exec_id, (JobStatus.RUNNING,), status, fields)
 
+    def _lost_driver(self, error: str) -> str | None:
+        """The reason for a statement that failed because the kernel's JVM went away; the kernel
+        (unusable without it) is then killed, so the session's next Job gets a new one."""
+        if lost_driver_reason(error, (), False) is None:
+            return None
+        deadline = time.monotonic() + LOST_JVM_WAIT_SECONDS
+        while True:  # a dying JVM may still be exiting, its last line on its way through the kernel's pipe
+            running, tail = self.kernel.jvm_running(), list(self.kernel.tail)
+            reason = lost_driver_reason(error, tail, running)
+            if (reason is not None and not running) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        if reason is not None:
+            self.kernel.kill(reason)
+        return reason
+
     def _died(self, reason: str) -> JobRecord | None:
         self.kernel.kill(reason)
         return self._end("Failed", f"driver died: {reason}", engine_config.ERR_DRIVER_DIED)
@@ -509,7 +559,9 @@ class JobRun:
                 return self._end("Cancelled", "cancelled by user", engine_config.ERR_CANCELLED)
         progress, infos = self._final_progress(done)
         if done.get("error") or done.get("interrupted"):
-            text = _explained(str(done.get("error") or "interrupted"))
+            error = str(done.get("error") or "interrupted")
+            lost = self._lost_driver(error)
+            text = f"{lost}\n{error}" if lost else _explained(error)
             extra: JobFields = {"progress": progress, "progress_info": infos}
             detail = done.get("error_detail")
             detail = detail if isinstance(detail, str) else ""

@@ -462,6 +462,9 @@ class Tenant:
             "category": category,
             "work_directory": work_directory,
             "extra_params": extra_params or [],
+            # a ``once`` work with a directory is run by the schedule too (within a tick): paused, the
+            # manual run below is its only run
+            "paused": True,
         }
         status, answer = self.call("POST", "/api/v1/works", body)
         if status == 400 and "work_directory" in str(answer.get("msg")):
