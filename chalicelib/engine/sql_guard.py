@@ -49,6 +49,9 @@ from py4j.protocol import Py4JJavaError
 from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.sql import SparkSession
 
+from chalicelib.engine.plan_json import simple as _simple
+from chalicelib.engine.plan_json import tree as _build
+
 __all__ = [
     "FILE_SOURCES",
     "GUARD_CONFS",
@@ -428,33 +431,6 @@ def guarded(spark: SparkSession, statement: str, roots: Sequence[str] | None = N
         _scope.key = previous
 
 
-def _build(array: list[Any]) -> dict[str, Any]:
-    """A ``TreeNode.toJSON`` array (nodes in pre-order, each with ``num-children``) as one tree: every
-    node gets ``_children``. Iterative: a long ``OR`` chain must not hit Python's recursion limit."""
-    root: dict[str, Any] | None = None
-    open_nodes: list[list[Any]] = []  # [node, children still to come]
-    for node in array:
-        if not isinstance(node, dict) or "class" not in node:
-            raise ValueError("not a tree node")
-        node["_children"] = []
-        if open_nodes:
-            parent = open_nodes[-1]
-            parent[0]["_children"].append(node)
-            parent[1] -= 1
-            if parent[1] == 0:
-                open_nodes.pop()
-        elif root is None:
-            root = node
-        else:
-            raise ValueError("two roots")
-        count = int(node.get("num-children") or 0)
-        if count:
-            open_nodes.append([node, count])
-    if root is None or open_nodes:
-        raise ValueError("incomplete tree")
-    return root
-
-
 def _is_tree(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and isinstance(value[0], dict) and "num-children" in value[0]
 
@@ -505,10 +481,6 @@ def _identifier_parts(text: str) -> list[str]:
         i += 1
     parts.append("".join(current).strip())
     return parts
-
-
-def _simple(node: dict[str, Any]) -> str:
-    return str(node.get("class", "")).rsplit(".", 1)[-1]
 
 
 def _literal(tree: Any) -> str | None:

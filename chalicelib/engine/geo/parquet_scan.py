@@ -28,8 +28,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 
+from chalicelib.engine import plan_json
 from chalicelib.engine.geo import predicates
-from chalicelib.engine.geo.predicates import Predicate
+from chalicelib.engine.geo.predicates import Node, Predicate
 
 __all__ = ["CONF_ENABLED", "ParquetPieces", "plain_parquet_scan", "read_slice"]
 
@@ -79,55 +80,74 @@ class _Scan:
 def _scan(df: DataFrame, point_udfs: Mapping[str, tuple[str, str]]) -> _Scan | None:
     """The relation, projected columns and filter when ``df`` is, in Spark's optimized plan,
     ``Project(columns) <- [Filter | ArrowEvalPython | Project(columns)]* <- LogicalRelation``
-    with every filter understood by :func:`predicates.from_catalyst`; None otherwise."""
-    plan = df._jdf.queryExecution().optimizedPlan()
-    if _name(plan) == "Project":
-        exprs = plan.projectList()
-        node = plan.child()
+    with every filter understood by :func:`predicates.from_catalyst`; None otherwise.
+
+    The plan is read in one call (:func:`plan_json.read`); only the relation itself is then
+    reached through py4j (``depth`` single-child steps down the same plan)."""
+    jplan = df._jdf.queryExecution().optimizedPlan()
+    try:
+        plan = plan_json.read(jplan)
+    except Exception:  # a plan Spark cannot write as JSON, or not a tree: the general path
+        return None
+    if plan_json.simple(plan) == "Project":
+        exprs = [plan_json.tree(e) for e in plan.get("projectList") or []]
+        node, depth = plan["_children"][0], 1
     else:
-        exprs = plan.output()
-        node = plan
-    conditions: list[Any] = []
-    udf_results: dict[int, Any] = {}
+        exprs = [plan_json.tree(e) for e in plan.get("output") or []]
+        node, depth = plan, 0
+    conditions: list[Node] = []
+    udf_results: dict[int, Node] = {}
     while True:
-        kind = _name(node)
+        kind = plan_json.simple(node)
         if kind == "Filter":
-            conditions.append(node.condition())
+            conditions.append(plan_json.tree(node["condition"]))
         elif kind == "ArrowEvalPython":
-            udfs, results = node.udfs(), node.resultAttrs()
-            for i in range(results.size()):
-                udf_results[int(results.apply(i).exprId().id())] = udfs.apply(i)
+            udfs = [plan_json.tree(u) for u in node.get("udfs") or []]
+            results = [plan_json.tree(r) for r in node.get("resultAttrs") or []]
+            if len(udfs) != len(results):
+                return None
+            for result, udf in zip(results, udfs, strict=True):
+                result_id = plan_json.expr_id(result)
+                if result_id is None:
+                    return None
+                udf_results[result_id] = udf
         elif kind == "Project":
-            inner = node.projectList()
-            if any(_name(inner.apply(i)) != "AttributeReference" for i in range(inner.size())):
+            inner = [plan_json.tree(e) for e in node.get("projectList") or []]
+            if any(plan_json.simple(e) != "AttributeReference" for e in inner):
                 return None
         else:
             break
-        node = node.child()
+        if len(node["_children"]) != 1:
+            return None
+        node, depth = node["_children"][0], depth + 1
     if kind != "LogicalRelation":
         return None
-    relation = node.relation()
-    if _name(relation) != "HadoopFsRelation" or relation.fileFormat().getClass().getName() not in _FORMATS:
-        return None
-    output = node.output()
     columns: dict[int, tuple[str, str]] = {}
-    for i in range(output.size()):
-        attr = output.apply(i)
-        columns[int(attr.exprId().id())] = (str(attr.name()), str(attr.dataType().typeName()))
-    names = []
-    for i in range(exprs.size()):
-        expr = exprs.apply(i)
-        if _name(expr) == "Alias":
-            expr = expr.child()
-        if _name(expr) != "AttributeReference" or int(expr.exprId().id()) not in columns:
+    for attr in (plan_json.tree(a) for a in node.get("output") or []):
+        attr_id = plan_json.expr_id(attr)
+        if attr_id is None:
             return None
-        names.append(columns[int(expr.exprId().id())][0])
+        columns[attr_id] = (str(attr.get("name")), plan_json.type_name(attr))
+    names = []
+    for expr in exprs:
+        if plan_json.simple(expr) == "Alias":
+            expr = expr["_children"][0]
+        expr_id = plan_json.expr_id(expr)
+        if plan_json.simple(expr) != "AttributeReference" or expr_id not in columns:
+            return None
+        names.append(columns[expr_id][0])
     where: Predicate | None = None
     if conditions:
         parts = [predicates.from_catalyst(c, columns, udf_results, point_udfs) for c in conditions]
         if any(p is None for p in parts):
             return None
         where = parts[0] if len(parts) == 1 else predicates.And(tuple(p for p in parts if p is not None))
+    jnode = jplan
+    for _ in range(depth):
+        jnode = jnode.child()
+    relation = jnode.relation()
+    if _name(relation) != "HadoopFsRelation" or relation.fileFormat().getClass().getName() not in _FORMATS:
+        return None
     return _Scan(relation, names, dict(columns.values()), where)
 
 

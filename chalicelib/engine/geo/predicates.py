@@ -6,7 +6,8 @@ the whole filter.  The filter is not parsed from the SQL text: it is taken from
 Spark's *optimized* plan, so Spark has already resolved names, types, aliases,
 subqueries (a folded scalar subquery is a literal there, anything else is a node we
 refuse) and string escapes.  :func:`from_catalyst` translates that expression into
-this tree, node by node, and answers ``None`` for any node it does not know, so the
+this tree (read in one call, :mod:`chalicelib.engine.plan_json`), node by node, and answers
+``None`` for any node it does not know, so the
 map takes the row path unchanged.  The tree has exactly five node kinds:
 
 * :class:`Compare` ``column <op> literal`` (``>``, ``>=``, ``<``, ``<=``, ``=``, ``!=``),
@@ -37,6 +38,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from chalicelib.engine.plan_json import expr_id, simple, type_name
 
 __all__ = ["And", "Compare", "IsNull", "Or", "PointIn", "Predicate", "columns", "evaluate", "from_catalyst"]
 
@@ -123,12 +126,7 @@ def columns(pred: Predicate) -> list[str]:
 
 
 # ------------------------------------------------------------ from Spark's plan
-def _cls(expr: Any) -> str:
-    return str(expr.getClass().getSimpleName())
-
-
-def _type(expr: Any) -> str:
-    return str(expr.dataType().typeName())
+Node = dict[str, Any]  # a Catalyst expression as :mod:`chalicelib.engine.plan_json` reads it
 
 
 class _Refused(Exception):
@@ -136,12 +134,13 @@ class _Refused(Exception):
 
 
 def from_catalyst(
-    expr: Any,
+    expr: Node,
     relation_columns: Mapping[int, tuple[str, str]],
-    udf_results: Mapping[int, Any],
+    udf_results: Mapping[int, Node],
     point_udfs: Mapping[str, tuple[str, str]],
 ) -> Predicate | None:
-    """Translate a Catalyst filter condition (a py4j object) into a :data:`Predicate`.
+    """Translate a Catalyst filter condition (its ``toJSON`` tree, :func:`plan_json.read`) into a
+    :data:`Predicate`.
 
     ``relation_columns``: exprId -> (column name, Spark type name) of the scanned relation's
     attributes (any other attribute is refused: it is not a column of the file).
@@ -155,35 +154,33 @@ def from_catalyst(
         return None
 
 
-def _column(expr: Any, relation_columns: Mapping[int, tuple[str, str]]) -> tuple[str, str]:
-    if _cls(expr) != "AttributeReference":
+def _column(expr: Node, relation_columns: Mapping[int, tuple[str, str]]) -> tuple[str, str]:
+    if simple(expr) != "AttributeReference":
         raise _Refused
-    found = relation_columns.get(int(expr.exprId().id()))
+    found = relation_columns.get(expr_id(expr) or -1)
     if found is None:
         raise _Refused
     return found
 
 
-def _literal(expr: Any) -> tuple[str, int | float]:
-    if _cls(expr) != "Literal":
+def _literal(expr: Node) -> tuple[str, int | float]:
+    """A numeric literal's type and value (``toJSON`` writes the value as Java's ``toString``)."""
+    if simple(expr) != "Literal":
         raise _Refused
-    typ = _type(expr)
-    value = expr.value()
-    if typ not in NUMERIC or value is None or isinstance(value, bool):
+    typ, value = type_name(expr), expr.get("value")
+    if typ not in NUMERIC or not isinstance(value, str):
         raise _Refused
-    if typ in _FLOATING:
-        num: int | float = float(value)
-        if num != num:  # NaN literal: Spark's NaN = NaN semantics, not worth the cases
-            raise _Refused
-    else:
-        if not isinstance(value, int):
-            raise _Refused
-        num = int(value)
+    try:
+        num: int | float = float(value) if typ in _FLOATING else int(value)
+    except ValueError:
+        raise _Refused from None
+    if num != num:  # NaN literal: Spark's NaN = NaN semantics, not worth the cases
+        raise _Refused
     return typ, num
 
 
-def _compare(left: Any, right: Any, op: str, relation_columns: Mapping[int, tuple[str, str]]) -> Compare:
-    if _cls(left) == "Literal":
+def _compare(left: Node, right: Node, op: str, relation_columns: Mapping[int, tuple[str, str]]) -> Compare:
+    if simple(left) == "Literal":
         left, right, op = right, left, _FLIP[op]
     name, ctype = _column(left, relation_columns)
     ltype, value = _literal(right)
@@ -193,45 +190,43 @@ def _compare(left: Any, right: Any, op: str, relation_columns: Mapping[int, tupl
 
 
 def _point(
-    udf: Any, relation_columns: Mapping[int, tuple[str, str]], point_udfs: Mapping[str, tuple[str, str]]
+    udf: Node, relation_columns: Mapping[int, tuple[str, str]], point_udfs: Mapping[str, tuple[str, str]]
 ) -> PointIn:
-    if _cls(udf) != "PythonUDF":
+    if simple(udf) != "PythonUDF":
         raise _Refused
-    known = point_udfs.get(str(udf.name()))
-    children = udf.children()
-    if known is None or children.size() != 2:
+    known = point_udfs.get(str(udf.get("name")))
+    children = udf["_children"]
+    if known is None or len(children) != 2:
         raise _Refused
-    (x, xt), (y, yt) = (_column(children.apply(i), relation_columns) for i in range(2))
+    (x, xt), (y, yt) = (_column(child, relation_columns) for child in children)
     if xt not in NUMERIC or yt not in NUMERIC:
         raise _Refused
     return PointIn(known[0], known[1], x, y)
 
 
 def _convert(
-    expr: Any,
+    expr: Node,
     relation_columns: Mapping[int, tuple[str, str]],
-    udf_results: Mapping[int, Any],
+    udf_results: Mapping[int, Node],
     point_udfs: Mapping[str, tuple[str, str]],
 ) -> Predicate:
-    cls = _cls(expr)
-    children = expr.children()  # one proxy: every py4j call is a round trip to the JVM
-    kids = [children.apply(i) for i in range(children.size())]
+    cls = simple(expr)
+    kids: list[Node] = expr["_children"]
     if cls in ("And", "Or"):
         parts = tuple(_convert(k, relation_columns, udf_results, point_udfs) for k in kids)
         return And(parts) if cls == "And" else Or(parts)
     if cls in _OPS:
         return _compare(kids[0], kids[1], _OPS[cls], relation_columns)
-    if cls == "Not" and _cls(kids[0]) == "EqualTo":
-        inner_children = kids[0].children()
-        inner = [inner_children.apply(i) for i in range(2)]
+    if cls == "Not" and simple(kids[0]) == "EqualTo":
+        inner = kids[0]["_children"]
         return _compare(inner[0], inner[1], "!=", relation_columns)
     if cls in ("IsNull", "IsNotNull"):
         name, _ = _column(kids[0], relation_columns)
         return IsNull(name, cls == "IsNotNull")
     if cls == "PythonUDF":
         return _point(expr, relation_columns, point_udfs)
-    if cls == "AttributeReference" and int(expr.exprId().id()) in udf_results:
-        return _point(udf_results[int(expr.exprId().id())], relation_columns, point_udfs)
+    if cls == "AttributeReference" and expr_id(expr) in udf_results:
+        return _point(udf_results[expr_id(expr) or -1], relation_columns, point_udfs)
     raise _Refused
 
 
